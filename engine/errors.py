@@ -1,0 +1,76 @@
+"""Well-named exceptions with stable codes.
+
+Every request that crosses an actor boundary is answered with a result or an
+`Error(code, message)`; these exceptions carry the same codes so code that
+raises and code that replies speak one vocabulary.
+"""
+from __future__ import annotations
+
+
+class PetriflowError(Exception):
+    """Base of every petriflow error; `code` is stable and machine-readable."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else self.code
+
+
+class NotFound(PetriflowError):
+    code = "not_found"
+
+
+class Invalid(PetriflowError):
+    code = "invalid"
+
+
+class InvalidWorkflow(Invalid):
+    """A workflow document that breaks a rule; `problems` names each offender."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid workflow: " + "; ".join(self.problems))
+
+
+class IllegalTransition(PetriflowError):
+    """A state change the entity's state machine does not allow."""
+
+    code = "illegal_transition"
+
+
+class TaskNotEnabled(PetriflowError):
+    code = "task_not_enabled"
+
+
+class TokensNotAvailable(PetriflowError):
+    code = "tokens_not_available"
+
+
+class TaskNotAvailable(PetriflowError):
+    code = "task_not_available"
+
+
+class AlreadyCompleted(PetriflowError):
+    code = "already_completed"
+
+
+class WorkflowDiscarded(PetriflowError):
+    code = "workflow_discarded"
+
+
+class StaleIncarnation(PetriflowError):
+    """A write by an actor that a newer incarnation of its entity replaced.
+
+    The stale actor must exit: its entity lives on in the newer actor."""
+
+    code = "stale_incarnation"
+
+
+class ExecutorNotFound(Invalid):
+    code = "executor_not_found"
