@@ -1,0 +1,389 @@
+"""petriflow's storage operations, written once over any `Backend`.
+
+Each public method is one transaction. Writes by entity actors carry a
+`Fence` (the writer's entity and incarnation) and are refused with
+`StaleIncarnation` when a newer incarnation has claimed the entity. State
+changes are compare-and-set against the state machines of `engine.states`,
+so a state never moves backwards and two competing tasks can never both
+lock a token.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Iterable, TypeVar
+
+from engine.errors import (AlreadyCompleted, IllegalTransition, NotFound, StaleIncarnation,
+                           TaskNotAvailable, TokensNotAvailable)
+from engine.records import (FINISHER, CaseRecord, Failure, TaskRecord, TokenRecord,
+                            WorkitemRecord, new_id, now)
+from engine.states import (CaseState, TaskState, TokenState, WorkitemState, can_advance,
+                           is_terminal)
+from engine.workflow import Workflow, WorkflowState
+from storage.backend import Backend, Row, Tx
+
+R = TypeVar("R")
+
+_TABLE_OF: dict[type, str] = {
+    CaseRecord: "cases", TaskRecord: "tasks", WorkitemRecord: "workitems", TokenRecord: "tokens",
+}
+_STATE_OF: dict[type, type[Enum]] = {
+    CaseRecord: CaseState, TaskRecord: TaskState, WorkitemRecord: WorkitemState, TokenRecord: TokenState,
+}
+
+
+@dataclass(frozen=True)
+class Fence:
+    """Who writes: an entity (`cases`, `tasks` or `workitems`) and the
+    incarnation the writing actor claimed."""
+
+    table: str
+    id: str
+    incarnation: int
+
+
+def _to_row(record: Any) -> Row:
+    row: Row = {}
+    for f in dataclasses.fields(record):
+        value = getattr(record, f.name)
+        if isinstance(value, Enum):
+            value = value.value
+        elif isinstance(value, Failure):
+            value = dataclasses.asdict(value)
+        row[f.name] = value
+    return row
+
+
+def _from_row(cls: type[R], row: Row) -> R:
+    values = dict(row)
+    values["state"] = _STATE_OF[cls](values["state"])
+    if values.get("failure") is not None:
+        values["failure"] = Failure(**values["failure"])
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in names})
+
+
+class Storage:
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    @property
+    def url(self) -> str:
+        return self.backend.url
+
+    def close(self) -> None:
+        self.backend.close()
+
+    # -- helpers -----------------------------------------------------------
+
+    @staticmethod
+    def _check_fence(tx: Tx, fence: Fence | None) -> None:
+        if fence is None:
+            return
+        row = tx.get(fence.table, fence.id)
+        if row is None:
+            raise NotFound(f"{fence.table[:-1]} {fence.id} not found")
+        if row["incarnation"] != fence.incarnation:
+            raise StaleIncarnation(
+                f"{fence.table[:-1]} {fence.id}: incarnation {fence.incarnation} was replaced by {row['incarnation']}")
+
+    @staticmethod
+    def _get(tx: Tx, cls: type[R], id: str) -> R:
+        row = tx.get(_TABLE_OF[cls], id)
+        if row is None:
+            raise NotFound(f"{_TABLE_OF[cls][:-1]} {id!r} not found")
+        return _from_row(cls, row)
+
+    @staticmethod
+    def _advance(tx: Tx, record: Any, target: Enum, **changes: Any) -> Any:
+        """Compare-and-set the record's state; returns the updated record."""
+        if not can_advance(record.state, target):
+            raise IllegalTransition(
+                f"{_TABLE_OF[type(record)][:-1]} {record.id}: illegal transition "
+                f"{record.state.value} -> {target.value}")
+        changes = {"state": target, **changes}
+        if "updated_at" in {f.name for f in dataclasses.fields(record)}:
+            changes["updated_at"] = now()
+        updated = dataclasses.replace(record, **changes)
+        row = _to_row(updated)
+        tx.update(_TABLE_OF[type(record)], record.id, {k: row[k] for k in changes})
+        return updated
+
+    def _find(self, cls: type[R], where: dict[str, Any], states: Iterable[Enum] | None = None) -> list[R]:
+        where = {k: v for k, v in where.items() if v is not None}
+        if states is not None:
+            where["state"] = [s.value if isinstance(s, Enum) else s for s in states]
+        with self.backend.transaction(write=False) as tx:
+            rows = tx.find(_TABLE_OF[cls], where, order_by="created_at")
+        return [_from_row(cls, row) for row in rows]
+
+    def _read(self, cls: type[R], id: str) -> R:
+        with self.backend.transaction(write=False) as tx:
+            return self._get(tx, cls, id)
+
+    def _claim(self, cls: type[R], id: str) -> R:
+        """Take an entity on: bump its incarnation so older actors are fenced off."""
+        with self.backend.transaction() as tx:
+            record = self._get(tx, cls, id)
+            incarnation = record.incarnation + 1
+            tx.update(_TABLE_OF[cls], id, {"incarnation": incarnation})
+            return dataclasses.replace(record, incarnation=incarnation)
+
+    # -- workflows ---------------------------------------------------------
+
+    def put_workflow(self, workflow: Workflow) -> Workflow:
+        """Store a validated workflow. Storing the same version again is a
+        no-op; a different document under a stored version is refused."""
+        from engine.document import workflow_to_document
+        document = workflow_to_document(workflow)
+        key = f"{workflow.id}@{workflow.version}"
+        with self.backend.transaction() as tx:
+            existing = tx.get("workflows", key)
+            if existing is not None:
+                if existing["document"] != document:
+                    from engine.errors import Invalid
+                    raise Invalid(f"workflow {workflow.id!r} version {workflow.version} is already stored "
+                                  f"with a different definition: store it as a new version")
+                return workflow
+            tx.insert("workflows", {"id": key, "workflow_id": workflow.id, "version": workflow.version,
+                                    "state": workflow.state.value, "document": document, "created_at": now()})
+        return workflow
+
+    def get_workflow(self, workflow_id: str, version: int | None = None) -> Workflow:
+        from engine.document import workflow_from_document
+        with self.backend.transaction(write=False) as tx:
+            rows = tx.find("workflows", {"workflow_id": workflow_id}, order_by="version")
+        if version is not None:
+            rows = [r for r in rows if r["version"] == version]
+        if not rows:
+            suffix = f" version {version}" if version is not None else ""
+            raise NotFound(f"workflow {workflow_id!r}{suffix} not found")
+        row = rows[-1]
+        workflow = workflow_from_document(row["document"])
+        return dataclasses.replace(workflow, state=WorkflowState(row["state"]))
+
+    def list_workflows(self) -> list[Workflow]:
+        with self.backend.transaction(write=False) as tx:
+            rows = tx.find("workflows", {}, order_by="version")
+        latest = {row["workflow_id"]: row for row in rows}
+        return [self.get_workflow(wid) for wid in sorted(latest)]
+
+    def discard_workflow(self, workflow_id: str) -> None:
+        """Every version is discarded: no new case starts on it; running ones go on."""
+        with self.backend.transaction() as tx:
+            rows = tx.find("workflows", {"workflow_id": workflow_id})
+            if not rows:
+                raise NotFound(f"workflow {workflow_id!r} not found")
+            for row in rows:
+                tx.update("workflows", row["id"], {"state": WorkflowState.DISCARDED.value})
+
+    # -- cases -------------------------------------------------------------
+
+    def create_case(self, case: CaseRecord, genesis: TokenRecord) -> CaseRecord:
+        with self.backend.transaction() as tx:
+            tx.insert("cases", _to_row(case))
+            tx.insert("tokens", _to_row(genesis))
+        return case
+
+    def get_case(self, case_id: str) -> CaseRecord:
+        return self._read(CaseRecord, case_id)
+
+    def list_cases(self, states: Iterable[CaseState | str] | None = None) -> list[CaseRecord]:
+        return self._find(CaseRecord, {}, states)
+
+    def claim_case(self, case_id: str) -> CaseRecord:
+        return self._claim(CaseRecord, case_id)
+
+    def activate_case(self, fence: Fence) -> CaseRecord:
+        with self.backend.transaction() as tx:
+            self._check_fence(tx, fence)
+            case = self._get(tx, CaseRecord, fence.id)
+            if case.state is CaseState.ACTIVE:
+                return case
+            return self._advance(tx, case, CaseState.ACTIVE)
+
+    def finish_case(self, fence: Fence, end_place_id: str) -> CaseRecord:
+        """The case is done: its end token is consumed so no live token remains."""
+        with self.backend.transaction() as tx:
+            self._check_fence(tx, fence)
+            case = self._get(tx, CaseRecord, fence.id)
+            if case.state is CaseState.FINISHED:
+                raise AlreadyCompleted(f"case {case.id} is already finished")
+            for row in tx.find("tokens", {"case_id": case.id, "place_id": end_place_id,
+                                          "state": TokenState.FREE.value}):
+                tx.update("tokens", row["id"], {"state": TokenState.CONSUMED.value,
+                                                 "consumed_by_task_id": FINISHER})
+            return self._advance(tx, case, CaseState.FINISHED)
+
+    def terminate_case(self, fence: Fence, failure: Failure | None = None) -> CaseRecord:
+        """Terminate the case and abandon all its unfinished tasks and workitems,
+        in one transaction: nothing of it comes back on restore."""
+        with self.backend.transaction() as tx:
+            self._check_fence(tx, fence)
+            case = self._get(tx, CaseRecord, fence.id)
+            if case.state is CaseState.TERMINATED:
+                raise AlreadyCompleted(f"case {case.id} is already terminated")
+            case = self._advance(tx, case, CaseState.TERMINATED, failure=failure)
+            for row in tx.find("tasks", {"case_id": case.id}):
+                task = _from_row(TaskRecord, row)
+                if not is_terminal(task.state):
+                    self._abandon_task(tx, task)
+            return case
+
+    # -- tokens ------------------------------------------------------------
+
+    def tokens(self, case_id: str, states: Iterable[TokenState] | None = None) -> list[TokenRecord]:
+        return self._find(TokenRecord, {"case_id": case_id}, states)
+
+    def lock_tokens(self, fence: Fence, token_ids: list[str]) -> list[TokenRecord]:
+        """Compare-and-set every token free -> locked by the task, all or none,
+        and move the task to `allocated`. Idempotent: a task that already holds
+        exactly these tokens gets them back."""
+        with self.backend.transaction() as tx:
+            self._check_fence(tx, fence)
+            task = self._get(tx, TaskRecord, fence.id)
+            tokens = [self._get(tx, TokenRecord, tid) for tid in token_ids]
+            if task.state is not TaskState.STARTED:
+                held = {t.id for t in tokens if t.locked_by_task_id == task.id}
+                if held == set(token_ids) and task.state in (TaskState.ALLOCATED, TaskState.EXECUTING):
+                    return tokens
+                raise TaskNotAvailable(f"task {task.id} is {task.state.value}, not started")
+            for token in tokens:
+                if token.case_id != task.case_id:
+                    raise TokensNotAvailable(f"token {token.id} belongs to another case")
+                if token.state is not TokenState.FREE:
+                    raise TokensNotAvailable(f"token {token.id} is {token.state.value}"
+                                             + (f" by task {token.locked_by_task_id}" if token.locked_by_task_id else ""))
+            locked = [self._advance(tx, token, TokenState.LOCKED, locked_by_task_id=task.id) for token in tokens]
+            self._advance(tx, task, TaskState.ALLOCATED)
+            return locked
+
+    # -- tasks -------------------------------------------------------------
+
+    def create_task(self, fence: Fence, transition_id: str) -> TaskRecord:
+        """The case's `started` task for the transition, created if it has none:
+        tokens are offered to at most one waiting task per transition."""
+        with self.backend.transaction() as tx:
+            self._check_fence(tx, fence)
+            case = self._get(tx, CaseRecord, fence.id)
+            waiting = tx.find("tasks", {"case_id": case.id, "transition_id": transition_id,
+                                        "state": TaskState.STARTED.value})
+            if waiting:
+                return _from_row(TaskRecord, waiting[0])
+            task = TaskRecord(id=new_id(), case_id=case.id, workflow_id=case.workflow_id,
+                              transition_id=transition_id)
+            tx.insert("tasks", _to_row(task))
+            return task
+
+    def get_task(self, task_id: str) -> TaskRecord:
+        return self._read(TaskRecord, task_id)
+
+    def tasks(self, case_id: str, states: Iterable[TaskState] | None = None) -> list[TaskRecord]:
+        return self._find(TaskRecord, {"case_id": case_id}, states)
+
+    def claim_task(self, task_id: str) -> TaskRecord:
+        return self._claim(TaskRecord, task_id)
+
+    def create_workitem(self, fence: Fence, input: dict[str, Any]) -> WorkitemRecord:
+        """Allocated -> executing with its workitem; idempotent for a task
+        already executing."""
+        with self.backend.transaction() as tx:
+            self._check_fence(tx, fence)
+            task = self._get(tx, TaskRecord, fence.id)
+            if task.state is TaskState.EXECUTING:
+                existing = tx.find("workitems", {"task_id": task.id}, order_by="created_at")
+                if existing:
+                    return _from_row(WorkitemRecord, existing[0])
+            self._advance(tx, task, TaskState.EXECUTING)
+            workitem = WorkitemRecord(id=new_id(), task_id=task.id, case_id=task.case_id,
+                                      workflow_id=task.workflow_id, transition_id=task.transition_id,
+                                      input=input)
+            tx.insert("workitems", _to_row(workitem))
+            return workitem
+
+    def complete_task(self, fence: Fence, task_id: str, token_payload: dict[str, Any],
+                      new_tokens: list[TokenRecord]) -> list[TokenRecord]:
+        """Consume the task's locked tokens, issue the new ones and record the
+        task completed, atomically; a second call changes nothing."""
+        with self.backend.transaction() as tx:
+            self._check_fence(tx, fence)
+            task = self._get(tx, TaskRecord, task_id)
+            if task.state is TaskState.COMPLETED:
+                raise AlreadyCompleted(f"task {task_id} is already completed")
+            if task.state is not TaskState.EXECUTING:
+                raise TaskNotAvailable(f"task {task_id} is {task.state.value}, not executing")
+            for row in tx.find("workitems", {"task_id": task_id}):
+                if row["state"] != WorkitemState.COMPLETED.value:
+                    raise TaskNotAvailable(f"task {task_id}: workitem {row['id']} is {row['state']}")
+            for row in tx.find("tokens", {"locked_by_task_id": task_id, "state": TokenState.LOCKED.value}):
+                self._advance(tx, _from_row(TokenRecord, row), TokenState.CONSUMED, consumed_by_task_id=task_id)
+            for token in new_tokens:
+                tx.insert("tokens", _to_row(token))
+            self._advance(tx, task, TaskState.COMPLETED, token_payload=token_payload)
+            return new_tokens
+
+    def abandon_task(self, fence: Fence, task_id: str) -> TaskRecord:
+        with self.backend.transaction() as tx:
+            self._check_fence(tx, fence)
+            task = self._get(tx, TaskRecord, task_id)
+            if task.state is TaskState.ABANDONED:
+                return task
+            return self._abandon_task(tx, task)
+
+    def _abandon_task(self, tx: Tx, task: TaskRecord) -> TaskRecord:
+        for row in tx.find("workitems", {"task_id": task.id}):
+            workitem = _from_row(WorkitemRecord, row)
+            if not is_terminal(workitem.state):
+                self._advance(tx, workitem, WorkitemState.ABANDONED, finished_at=now())
+        return self._advance(tx, task, TaskState.ABANDONED)
+
+    # -- workitems ---------------------------------------------------------
+
+    def get_workitem(self, workitem_id: str) -> WorkitemRecord:
+        return self._read(WorkitemRecord, workitem_id)
+
+    def workitems(self, *, case_id: str | None = None, task_id: str | None = None,
+                  states: Iterable[WorkitemState] | None = None) -> list[WorkitemRecord]:
+        return self._find(WorkitemRecord, {"case_id": case_id, "task_id": task_id}, states)
+
+    def claim_workitem(self, workitem_id: str) -> WorkitemRecord:
+        return self._claim(WorkitemRecord, workitem_id)
+
+    def begin_attempt(self, fence: Fence) -> WorkitemRecord:
+        """Record that the executor runs (again): `started`, attempt + 1."""
+        with self.backend.transaction() as tx:
+            self._check_fence(tx, fence)
+            workitem = self._get(tx, WorkitemRecord, fence.id)
+            changes = {"attempt": workitem.attempt + 1, "awaiting": False,
+                       "started_at": workitem.started_at or now()}
+            if workitem.state is WorkitemState.STARTED:
+                updated = dataclasses.replace(workitem, **changes)
+                tx.update("workitems", workitem.id, changes)
+                return updated
+            return self._advance(tx, workitem, WorkitemState.STARTED, **changes)
+
+    def mark_awaiting(self, fence: Fence) -> WorkitemRecord:
+        with self.backend.transaction() as tx:
+            self._check_fence(tx, fence)
+            workitem = self._get(tx, WorkitemRecord, fence.id)
+            if workitem.state is not WorkitemState.STARTED:
+                raise IllegalTransition(f"workitem {workitem.id} is {workitem.state.value}, not started")
+            tx.update("workitems", workitem.id, {"awaiting": True})
+            return dataclasses.replace(workitem, awaiting=True)
+
+    def finish_workitem(self, fence: Fence, state: WorkitemState, *, output: dict[str, Any] | None = None,
+                        failure: Failure | None = None) -> WorkitemRecord:
+        """Move a workitem to a terminal state. Finishing it again in the same
+        state raises `AlreadyCompleted` and changes nothing."""
+        with self.backend.transaction() as tx:
+            self._check_fence(tx, fence)
+            workitem = self._get(tx, WorkitemRecord, fence.id)
+            if workitem.state is state:
+                raise AlreadyCompleted(f"workitem {workitem.id} is already {state.value}")
+            return self._advance(tx, workitem, state, output=output, failure=failure, finished_at=now())
+
+
+def open_storage(url: str) -> Storage:
+    from storage import open_backend
+    return Storage(open_backend(url))
