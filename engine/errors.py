@@ -74,3 +74,14 @@ class StaleIncarnation(PetriflowError):
 
 class ExecutorNotFound(Invalid):
     code = "executor_not_found"
+
+
+def error_for(code: str, message: str) -> PetriflowError:
+    """The exception for a stable code, as a client rebuilds it from `Error`."""
+    pending: list[type[PetriflowError]] = [PetriflowError]
+    while pending:
+        cls = pending.pop()
+        if cls.code == code and cls is not InvalidWorkflow:
+            return cls(message)
+        pending.extend(cls.__subclasses__())
+    return PetriflowError(message, code=code)

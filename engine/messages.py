@@ -180,6 +180,7 @@ class Settings:
     storage_url: str
     idle_timeout_s: float | None = None
     die_with_parent: bool = False
+    log_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,14 @@ class TaskAbandoned:
 class TaskFailed:
     task_id: str
     failure: Failure
+
+
+@dataclass(frozen=True)
+class BootEngine:
+    """The first message to the Engine: where its storage is; it then restores
+    every unfinished case."""
+
+    settings: Settings
 
 
 @dataclass(frozen=True)

@@ -316,7 +316,8 @@ class Storage:
             for row in tx.find("workitems", {"task_id": task_id}):
                 if row["state"] != WorkitemState.COMPLETED.value:
                     raise TaskNotAvailable(f"task {task_id}: workitem {row['id']} is {row['state']}")
-            for row in tx.find("tokens", {"locked_by_task_id": task_id, "state": TokenState.LOCKED.value}):
+            for row in tx.find("tokens", {"case_id": task.case_id, "locked_by_task_id": task_id,
+                                          "state": TokenState.LOCKED.value}):
                 self._advance(tx, _from_row(TokenRecord, row), TokenState.CONSUMED, consumed_by_task_id=task_id)
             for token in new_tokens:
                 tx.insert("tokens", _to_row(token))
