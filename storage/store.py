@@ -55,6 +55,11 @@ def _to_row(record: Any) -> Row:
     return row
 
 
+def _definition(document: dict[str, Any]) -> dict[str, Any]:
+    """A workflow document without its lifecycle `state`: what must not change under one version."""
+    return {k: v for k, v in document.items() if k != "state"}
+
+
 def _from_row(cls: type[R], row: Row) -> R:
     values = dict(row)
     values["state"] = _STATE_OF[cls](values["state"])
@@ -141,7 +146,7 @@ class Storage:
         with self.backend.transaction() as tx:
             existing = tx.get("workflows", key)
             if existing is not None:
-                if existing["document"] != document:
+                if _definition(existing["document"]) != _definition(document):
                     from engine.errors import Invalid
                     raise Invalid(f"workflow {workflow.id!r} version {workflow.version} is already stored "
                                   f"with a different definition: store it as a new version")
