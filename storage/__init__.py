@@ -1,0 +1,22 @@
+"""Storage: the backend seam, its adapters, and `open_backend` to pick one by URL."""
+from __future__ import annotations
+
+from engine.errors import Invalid
+from storage.backend import Backend
+from storage.memory import MemoryBackend
+from storage.sqlite import SqliteBackend
+
+
+def open_backend(url: str) -> Backend:
+    """`memory://NAME`, `sqlite:///abs/path.db`, `sqlite://relative.db`, or a bare `path.db`.
+
+    Each process (each actor) opens its own backend from the URL, which is
+    why a URL, not a backend, is what gets passed around."""
+    scheme, sep, rest = url.partition("://")
+    if sep and rest and scheme == "memory":
+        return MemoryBackend(rest)
+    if sep and rest and scheme == "sqlite":
+        return SqliteBackend(rest)
+    if not sep and url.endswith(".db"):
+        return SqliteBackend(url)
+    raise Invalid(f"unknown storage URL {url!r}: use memory://NAME, sqlite:///path.db or path.db")

@@ -1,0 +1,108 @@
+"""The in-process backend: for tests and simpleSystemBase, where every actor
+runs in one process.
+
+Backends opened with the same name share one database (a module-level
+registry), as actors of one process opening `memory://NAME` expect. A
+transaction holds the database's lock from start to end (so transactions
+are isolated across threads) and undoes its changes when an exception
+leaves it. Rows are stored encoded by `storage.schema` (blobs as msgpack
+bytes), so nothing handed in or out aliases a stored row, and values
+round-trip exactly as they do through SQLite.
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from storage.backend import DuplicateKey
+from storage.schema import TABLES, Condition, Table, TxBase
+
+Stored = dict[str, Any]
+
+
+@dataclass
+class _Database:
+    tables: dict[str, dict[str, Stored]] = field(default_factory=lambda: {name: {} for name in TABLES})
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    in_transaction: bool = False
+
+
+_registry: dict[str, _Database] = {}
+_registry_lock = threading.Lock()
+
+
+class _MemoryTx(TxBase):
+    def __init__(self, db: _Database, write: bool) -> None:
+        super().__init__(write)
+        self.db = db
+        self.undo: list[tuple[dict[str, Stored], str, Stored | None]] = []
+
+    def _get(self, t: Table, id: str) -> Stored | None:
+        return self.db.tables[t.name].get(id)
+
+    def _find(self, t: Table, conditions: list[Condition], order_by: str | None) -> list[Stored]:
+        rows = [row for row in self.db.tables[t.name].values()
+                if all(row[c.column] in c.values for c in conditions)]
+        if order_by is not None:  # stable: None first and ties in insertion order, as in SQLite
+            rows.sort(key=lambda row: (row[order_by] is not None, row[order_by]))
+        return rows
+
+    def _insert(self, t: Table, stored: Stored) -> None:
+        rows = self.db.tables[t.name]
+        if stored["id"] in rows:
+            raise DuplicateKey(f"{t.name} already has a row {stored['id']!r}")
+        self.undo.append((rows, stored["id"], None))
+        rows[stored["id"]] = stored
+
+    def _update(self, t: Table, id: str, stored: Stored) -> bool:
+        rows = self.db.tables[t.name]
+        if id not in rows:
+            return False
+        self.undo.append((rows, id, rows[id]))
+        rows[id] = {**rows[id], **stored}
+        return True
+
+    def rollback(self) -> None:
+        for rows, id, previous in reversed(self.undo):
+            if previous is None:
+                del rows[id]
+            else:
+                rows[id] = previous
+
+
+class MemoryBackend:
+    """An in-process database shared by every backend opened with `name`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.url = f"memory://{name}"
+        with _registry_lock:
+            self._db = _registry.setdefault(name, _Database())
+
+    @staticmethod
+    def forget(name: str) -> None:
+        """Drop the database `name`; backends still holding it keep their copy."""
+        with _registry_lock:
+            _registry.pop(name, None)
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[_MemoryTx]:
+        db = self._db
+        with db.lock:
+            if db.in_transaction:
+                raise RuntimeError(f"{self.url}: transaction inside a transaction of the same thread")
+            db.in_transaction = True
+            tx = _MemoryTx(db, write)
+            try:
+                yield tx
+            except BaseException:
+                tx.rollback()
+                raise
+            finally:
+                tx.active = False
+                db.in_transaction = False
+
+    def close(self) -> None:
+        """Nothing to release: the data lives on until `forget`."""

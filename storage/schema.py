@@ -1,0 +1,269 @@
+"""The stored tables, declared once as data, and what every adapter shares.
+
+The schema is the replay of `MIGRATIONS`: the in-memory adapter builds its
+tables from `TABLES` (the replay), the SQLite adapter runs each migration's
+DDL once per file. Both adapters encode rows with the same `Table.encode`
+(blobs as msgpack, bools as 0/1) and run the same `TxBase` checks, so they
+accept, refuse and return exactly the same things.
+
+Adding a migration: append `Migration(n, "why", steps)` to `MIGRATIONS`
+(`SCHEMA_VERSION` follows) and never edit an existing one, since files in the
+field have already run it. A step is a dataclass with `apply(tables)` (how
+the declared schema changes) and `ddl()` (the SQL doing the same to a file);
+`CreateTable` is the only kind so far; an `AddColumn(table, column)` step
+would append the column in `apply` and return
+`ALTER TABLE t ADD COLUMN c <type>` from `ddl`. Existing rows read the new
+column as None.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Literal, Mapping, Protocol
+
+import msgpack
+
+from storage.backend import Row, membership
+
+Kind = Literal["text", "int", "real", "blob", "bool"]
+
+SQL_TYPE: dict[str, str] = {"text": "TEXT", "int": "INTEGER", "real": "REAL", "blob": "BLOB", "bool": "INTEGER"}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: Kind
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One `where` entry, encoded: the column's value is one of `values`."""
+
+    column: str
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table: `id` (text) is its primary key; every other column may be None."""
+
+    name: str
+    columns: tuple[Column, ...]
+    indexes: tuple[tuple[str, ...], ...] = ()
+    kinds: dict[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kinds", {c.name: c.kind for c in self.columns})
+        if self.kinds.get("id") != "text":
+            raise ValueError(f"table {self.name}: every table needs a text primary key `id`")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def encode(self, values: Mapping[str, Any], *, whole: bool) -> dict[str, Any]:
+        """Values as stored; a whole row gets None for the columns it lacks."""
+        unknown = set(values) - set(self.kinds)
+        if unknown:
+            raise ValueError(f"table {self.name} has no column {', '.join(sorted(unknown))}")
+        if whole:
+            if not isinstance(values.get("id"), str):
+                raise ValueError(f"table {self.name}: a row needs a text `id`, got {values.get('id')!r}")
+            return {name: self._encode(name, values.get(name)) for name in self.kinds}
+        if "id" in values:
+            raise ValueError(f"table {self.name}: `id` is the primary key and cannot be updated")
+        return {name: self._encode(name, value) for name, value in values.items()}
+
+    def decode(self, stored: Mapping[str, Any]) -> Row:
+        """A fresh row from its stored values: mutating it changes nothing stored."""
+        return {name: _decode(kind, stored[name]) for name, kind in self.kinds.items()}
+
+    def conditions(self, where: Mapping[str, Any]) -> list[Condition]:
+        """`where` as encoded conditions; a lone value is a one-value membership."""
+        conditions = []
+        for name, value in where.items():
+            self.filterable(name)
+            values = membership(value)
+            values = (value,) if values is None else tuple(values)
+            conditions.append(Condition(name, tuple(self._encode(name, v) for v in values)))
+        return conditions
+
+    def filterable(self, name: str) -> str:
+        """A column one may filter or order on: blobs have no stable order or equality."""
+        kind = self.kinds.get(name)
+        if kind is None:
+            raise ValueError(f"table {self.name} has no column {name}")
+        if kind == "blob":
+            raise ValueError(f"table {self.name}: blob column {name} cannot be filtered or ordered on")
+        return name
+
+    def _encode(self, name: str, value: Any) -> Any:
+        kind = self.kinds[name]
+        if value is None:
+            return None
+        if kind == "blob":
+            return msgpack.packb(value, use_bin_type=True)
+        expected = {"text": (str,), "int": (int,), "real": (int, float), "bool": (bool,)}[kind]
+        if not isinstance(value, expected) or (kind != "bool" and isinstance(value, bool)):
+            raise TypeError(f"{self.name}.{name} is {kind}, got {type(value).__name__} {value!r}")
+        if kind == "text":
+            return str.__str__(value)  # the plain string of a str subclass: a StrEnum member's value
+        if kind == "real":
+            return float(value)
+        return int(value)
+
+
+def _decode(kind: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if kind == "blob":
+        return msgpack.unpackb(value, raw=False, strict_map_key=False)
+    if kind == "bool":
+        return bool(value)
+    return value
+
+
+class Step(Protocol):
+    def apply(self, tables: dict[str, Table]) -> None: ...
+
+    def ddl(self) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class CreateTable:
+    table: Table
+
+    def apply(self, tables: dict[str, Table]) -> None:
+        tables[self.table.name] = self.table
+
+    def ddl(self) -> list[str]:
+        t = self.table
+        columns = ", ".join(f"{quote(c.name)} {SQL_TYPE[c.kind]}" + (" PRIMARY KEY NOT NULL" if c.name == "id" else "")
+                            for c in t.columns)
+        return [f"CREATE TABLE {quote(t.name)} ({columns})"] + [
+            f"CREATE INDEX {quote(t.name + '_' + '_'.join(ix))} ON {quote(t.name)} ({', '.join(map(quote, ix))})"
+            for ix in t.indexes]
+
+
+def quote(name: str) -> str:
+    """A schema name as an SQL identifier (names come from this module, never from users)."""
+    return f'"{name}"'
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    steps: tuple[Step, ...]
+
+
+def _table(name: str, columns: dict[str, Kind], indexes: Iterable[tuple[str, ...]] = ()) -> Table:
+    return Table(name, tuple(Column(n, k) for n, k in columns.items()), tuple(indexes))
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "create the workflow, case, token, task and workitem tables", tuple(CreateTable(t) for t in (
+        _table("workflows", {
+            "id": "text", "workflow_id": "text", "version": "int", "state": "text", "document": "blob",
+            "created_at": "real"},
+            [("workflow_id",)]),
+        _table("cases", {
+            "id": "text", "workflow_id": "text", "workflow_version": "int", "state": "text", "input": "blob",
+            "failure": "blob", "incarnation": "int", "created_at": "real", "updated_at": "real"},
+            [("state",)]),
+        _table("tokens", {
+            "id": "text", "case_id": "text", "workflow_id": "text", "place_id": "text", "payload": "blob",
+            "state": "text", "produced_by_task_id": "text", "locked_by_task_id": "text",
+            "consumed_by_task_id": "text", "created_at": "real"},
+            [("case_id", "state")]),
+        _table("tasks", {
+            "id": "text", "case_id": "text", "workflow_id": "text", "transition_id": "text", "state": "text",
+            "token_payload": "blob", "incarnation": "int", "created_at": "real", "updated_at": "real"},
+            [("case_id", "state")]),
+        _table("workitems", {
+            "id": "text", "task_id": "text", "case_id": "text", "workflow_id": "text", "transition_id": "text",
+            "state": "text", "input": "blob", "output": "blob", "failure": "blob", "attempt": "int",
+            "awaiting": "bool", "incarnation": "int", "created_at": "real", "started_at": "real",
+            "finished_at": "real"},
+            [("task_id",), ("case_id",)]),
+    ))),
+]
+
+SCHEMA_VERSION: int = MIGRATIONS[-1].version
+
+
+def _replay(migrations: Iterable[Migration]) -> dict[str, Table]:
+    tables: dict[str, Table] = {}
+    for migration in migrations:
+        for step in migration.steps:
+            step.apply(tables)
+    return tables
+
+
+TABLES: dict[str, Table] = _replay(MIGRATIONS)
+"""The current schema, by table name."""
+
+
+def table(name: str) -> Table:
+    try:
+        return TABLES[name]
+    except KeyError:
+        raise ValueError(f"no table {name!r}; tables are {', '.join(TABLES)}") from None
+
+
+class TxBase:
+    """What every adapter's `Tx` shares: validation and the row codec.
+
+    An adapter implements the four raw operations over encoded rows (dicts
+    of column to stored value). A transaction is usable only inside its
+    `with` block, and a read transaction refuses writes (under SQLite it
+    could not take the write lock in time)."""
+
+    def __init__(self, write: bool) -> None:
+        self.write = write
+        self.active = True
+
+    def get(self, table_name: str, id: str) -> Row | None:
+        t = self._use(table_name, writing=False)
+        stored = self._get(t, id)
+        return None if stored is None else t.decode(stored)
+
+    def find(self, table_name: str, where: Mapping[str, Any] | None = None,
+             order_by: str | None = None) -> list[Row]:
+        """Rows matching `where`, by `order_by` (None first) then insertion order."""
+        t = self._use(table_name, writing=False)
+        conditions = t.conditions(where or {})
+        order = None if order_by is None else t.filterable(order_by)
+        return [t.decode(stored) for stored in self._find(t, conditions, order)]
+
+    def insert(self, table_name: str, row: Row) -> None:
+        """Raises `DuplicateKey` when the table already has the row's id."""
+        t = self._use(table_name, writing=True)
+        self._insert(t, t.encode(row, whole=True))
+
+    def update(self, table_name: str, id: str, changes: Mapping[str, Any]) -> None:
+        """Raises KeyError when the table has no row `id`."""
+        t = self._use(table_name, writing=True)
+        stored = t.encode(changes, whole=False)
+        if not (self._update(t, id, stored) if stored else self._get(t, id) is not None):
+            raise KeyError(f"{t.name} has no row {id!r}")
+
+    def _use(self, table_name: str, *, writing: bool) -> Table:
+        if not self.active:
+            raise RuntimeError("transaction used after its `with` block ended")
+        if writing and not self.write:
+            raise RuntimeError("write in a read transaction: open it with transaction(write=True)")
+        return table(table_name)
+
+    def _get(self, t: Table, id: str) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def _find(self, t: Table, conditions: list[Condition], order_by: str | None) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def _insert(self, t: Table, stored: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _update(self, t: Table, id: str, stored: dict[str, Any]) -> bool:
+        """Apply the changes; False when there is no row `id`."""
+        raise NotImplementedError
