@@ -3,7 +3,8 @@
 Ids are UUID strings and every row carries `workflow_id` and `case_id`, so
 any entity can be traced to its case without a join. `incarnation` is bumped
 each time an actor takes the entity on; storage refuses writes from older
-incarnations (DESIGN.md section 5, links (b)).
+incarnations (DESIGN.md section 5, links (b)). `pid` is the OS process of the
+incarnation that claimed it last: what a person needs to kill it on purpose.
 """
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ class CaseRecord:
     input: dict[str, Any] = field(default_factory=dict)
     failure: Failure | None = None
     incarnation: int = 0
+    pid: int | None = None
     created_at: float = field(default_factory=now)
     updated_at: float = field(default_factory=now)
 
@@ -80,6 +82,7 @@ class TaskRecord:
     state: TaskState = TaskState.STARTED
     token_payload: dict[str, Any] | None = None
     incarnation: int = 0
+    pid: int | None = None
     created_at: float = field(default_factory=now)
     updated_at: float = field(default_factory=now)
 
@@ -104,6 +107,7 @@ class WorkitemRecord:
     attempt: int = 0
     awaiting: bool = False
     incarnation: int = 0
+    pid: int | None = None
     created_at: float = field(default_factory=now)
     started_at: float | None = None
     finished_at: float | None = None

@@ -169,7 +169,7 @@ MIGRATIONS: list[Migration] = [
             [("workflow_id",)]),
         _table("cases", {
             "id": "text", "workflow_id": "text", "workflow_version": "int", "state": "text", "input": "blob",
-            "failure": "blob", "incarnation": "int", "created_at": "real", "updated_at": "real"},
+            "failure": "blob", "incarnation": "int", "pid": "int", "created_at": "real", "updated_at": "real"},
             [("state",)]),
         _table("tokens", {
             "id": "text", "case_id": "text", "workflow_id": "text", "place_id": "text", "payload": "blob",
@@ -178,12 +178,12 @@ MIGRATIONS: list[Migration] = [
             [("case_id", "state")]),
         _table("tasks", {
             "id": "text", "case_id": "text", "workflow_id": "text", "transition_id": "text", "state": "text",
-            "token_payload": "blob", "incarnation": "int", "created_at": "real", "updated_at": "real"},
+            "token_payload": "blob", "incarnation": "int", "pid": "int", "created_at": "real", "updated_at": "real"},
             [("case_id", "state")]),
         _table("workitems", {
             "id": "text", "task_id": "text", "case_id": "text", "workflow_id": "text", "transition_id": "text",
             "state": "text", "input": "blob", "output": "blob", "failure": "blob", "attempt": "int",
-            "awaiting": "bool", "incarnation": "int", "created_at": "real", "started_at": "real",
+            "awaiting": "bool", "incarnation": "int", "pid": "int", "created_at": "real", "started_at": "real",
             "finished_at": "real"},
             [("task_id",), ("case_id",)]),
     ))),

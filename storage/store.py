@@ -127,13 +127,13 @@ class Storage:
         with self.backend.transaction(write=False) as tx:
             return self._get(tx, cls, id)
 
-    def _claim(self, cls: type[R], id: str) -> R:
+    def _claim(self, cls: type[R], id: str, pid: int | None) -> R:
         """Take an entity on: bump its incarnation so older actors are fenced off."""
         with self.backend.transaction() as tx:
             record = self._get(tx, cls, id)
             incarnation = record.incarnation + 1
-            tx.update(_TABLE_OF[cls], id, {"incarnation": incarnation})
-            return dataclasses.replace(record, incarnation=incarnation)
+            tx.update(_TABLE_OF[cls], id, {"incarnation": incarnation, "pid": pid})
+            return dataclasses.replace(record, incarnation=incarnation, pid=pid)
 
     # -- workflows ---------------------------------------------------------
 
@@ -197,8 +197,8 @@ class Storage:
     def list_cases(self, states: Iterable[CaseState | str] | None = None) -> list[CaseRecord]:
         return self._find(CaseRecord, {}, states)
 
-    def claim_case(self, case_id: str) -> CaseRecord:
-        return self._claim(CaseRecord, case_id)
+    def claim_case(self, case_id: str, pid: int | None = None) -> CaseRecord:
+        return self._claim(CaseRecord, case_id, pid)
 
     def activate_case(self, fence: Fence) -> CaseRecord:
         with self.backend.transaction() as tx:
@@ -250,8 +250,9 @@ class Storage:
             task = self._get(tx, TaskRecord, fence.id)
             tokens = [self._get(tx, TokenRecord, tid) for tid in token_ids]
             if task.state is not TaskState.STARTED:
-                held = {t.id for t in tokens if t.locked_by_task_id == task.id}
-                if held == set(token_ids) and task.state in (TaskState.ALLOCATED, TaskState.EXECUTING):
+                held = {row["id"] for row in tx.find("tokens", {"case_id": task.case_id,
+                                                                 "locked_by_task_id": task.id})}
+                if held and held == set(token_ids):
                     return tokens
                 raise TaskNotAvailable(f"task {task.id} is {task.state.value}, not started")
             for token in tokens:
@@ -287,8 +288,8 @@ class Storage:
     def tasks(self, case_id: str, states: Iterable[TaskState] | None = None) -> list[TaskRecord]:
         return self._find(TaskRecord, {"case_id": case_id}, states)
 
-    def claim_task(self, task_id: str) -> TaskRecord:
-        return self._claim(TaskRecord, task_id)
+    def claim_task(self, task_id: str, pid: int | None = None) -> TaskRecord:
+        return self._claim(TaskRecord, task_id, pid)
 
     def create_workitem(self, fence: Fence, input: dict[str, Any]) -> WorkitemRecord:
         """Allocated -> executing with its workitem; idempotent for a task
@@ -353,8 +354,8 @@ class Storage:
                   states: Iterable[WorkitemState] | None = None) -> list[WorkitemRecord]:
         return self._find(WorkitemRecord, {"case_id": case_id, "task_id": task_id}, states)
 
-    def claim_workitem(self, workitem_id: str) -> WorkitemRecord:
-        return self._claim(WorkitemRecord, workitem_id)
+    def claim_workitem(self, workitem_id: str, pid: int | None = None) -> WorkitemRecord:
+        return self._claim(WorkitemRecord, workitem_id, pid)
 
     def begin_attempt(self, fence: Fence) -> WorkitemRecord:
         """Record that the executor runs (again): `started`, attempt + 1."""
