@@ -1,0 +1,145 @@
+"""Open and close Thespian actor systems the way petriflow needs them:
+loopback only, one independent system per call, and closed for good.
+
+`simpleSystemBase` runs every actor in the caller's thread (fast; the model's
+tests). `multiprocTCPBase` runs each actor in its own process (crash tests
+and the daemon). Thespian does not end everything on shutdown (children of a
+SIGKILLed actor are re-parented to init and outlive it), so closing a
+multiproc system also kills, by pid, every process left in its session.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import weakref
+from dataclasses import dataclass
+
+from thespian.actors import ActorSystem
+from thespian.system.transport.IPBase import IPActorAddress
+
+from supervision import processes
+
+LOOPBACK = "127.0.0.1"
+MULTIPROC = "multiprocTCPBase"
+
+
+@dataclass(frozen=True)
+class SystemSession:
+    """The processes of one multiproc actor system.
+
+    Thespian's admin starts as a child of the caller that calls setsid(),
+    forks the real admin and exits: that child's pid is the session id every
+    process of the system shares; the admin is re-parented to init."""
+
+    sid: int
+    admin_pid: int | None
+    admin_port: int
+
+
+_sessions: weakref.WeakKeyDictionary[ActorSystem, SystemSession] = weakref.WeakKeyDictionary()
+
+
+def free_port() -> int:
+    """A loopback TCP port free right now (for tests and a default admin port)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def use_loopback() -> None:
+    """Make Thespian's TCP transport advertise AND bind 127.0.0.1 only.
+
+    THESPIAN_BASE_IPADDR sets the address actors advertise, but
+    IPActorAddress still binds every external address to ('', port), i.e.
+    0.0.0.0: the engine would accept connections from the network. We wrap
+    `IPActorAddress.__init__` so that an address whose advertised host is a
+    127.x address binds to exactly that host. This must run in the caller
+    before the actor system starts: its admin and actor processes are forked
+    from the caller (and from each other) and inherit both the environment
+    and the patched class. Idempotent.
+    """
+    os.environ["THESPIAN_BASE_IPADDR"] = LOOPBACK
+    original = IPActorAddress.__init__
+    if getattr(original, "_binds_loopback", False):
+        return
+
+    @functools.wraps(original)
+    def __init__(self: IPActorAddress, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)
+        host = self.sockname[0]
+        if self.bindname[0] == "" and isinstance(host, str) and host.startswith("127."):
+            self.bindname = self.sockname
+
+    __init__._binds_loopback = True  # type: ignore[attr-defined]
+    IPActorAddress.__init__ = __init__  # type: ignore[method-assign]
+
+
+def open_actor_system(base: str = "simpleSystemBase", admin_port: int | None = None) -> ActorSystem:
+    """Start a new actor system of `base`, independent of any other in this
+    process (transientUnique). For multiprocTCPBase the admin listens on
+    127.0.0.1:`admin_port` (a free port if None), which must not be in use:
+    Thespian would silently join the system already there."""
+    if base != MULTIPROC:
+        # logDefs=False: leave the caller's stdlib logging configuration alone.
+        return ActorSystem(base, logDefs=False, transientUnique=True)
+    use_loopback()
+    port = admin_port if admin_port is not None else free_port()
+    _refuse_port_in_use(port)
+    me = os.getpid()
+    before = set(processes.children_of(me, include_zombies=True))
+    asys = ActorSystem(MULTIPROC, capabilities={"Admin Port": port}, transientUnique=True)
+    _sessions[asys] = _find_session(before, port)
+    return asys
+
+
+def system_session(asys: ActorSystem) -> SystemSession | None:
+    """The session of a multiproc system opened here; None otherwise."""
+    return _sessions.get(asys)
+
+
+def close_actor_system(asys: ActorSystem, timeout_s: float = 5.0) -> None:
+    """Shut the system down, then SIGKILL whatever of its session is left
+    (orphans of killed actors survive shutdown) and wait until it is gone."""
+    session = _sessions.pop(asys, None)
+    try:
+        asys.shutdown()
+    finally:
+        if session is not None:
+            survivors = processes.wait_until_gone(processes.kill_session(session.sid), timeout_s)
+            _reap(session.sid)
+            if survivors:
+                raise RuntimeError(f"processes {survivors} of actor system session "
+                                   f"{session.sid} survived SIGKILL")
+
+
+def _refuse_port_in_use(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError as exc:
+            raise RuntimeError(f"admin port {port} is already in use") from exc
+
+
+def _find_session(before: set[int], port: int) -> SystemSession:
+    """The new child of ours that leads its own session started the system."""
+    leaders = [pid for pid in processes.children_of(os.getpid(), include_zombies=True)
+               if pid not in before and (info := processes.proc_info(pid)) is not None
+               and info.sid == pid]
+    if len(leaders) != 1:
+        raise RuntimeError(f"cannot tell the new actor system's session among {leaders}")
+    sid = leaders[0]
+    members = [p for p in processes.all_processes() if p.sid == sid]
+    member_pids = {p.pid for p in members}
+    admins = [p.pid for p in members if p.pid != sid and not p.zombie
+              and (p.ppid == sid or p.ppid not in member_pids)]
+    return SystemSession(sid=sid, admin_pid=admins[0] if len(admins) == 1 else None,
+                         admin_port=port)
+
+
+def _reap(pid: int) -> None:
+    """The session leader is our child and exits at once: collect its zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass

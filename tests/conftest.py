@@ -1,0 +1,30 @@
+"""Shared fixtures. Actor systems are always shut down and every process
+they leave behind is killed by pid, whatever the test did to them."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+from thespian.actors import ActorSystem
+
+from actors.system import close_actor_system, free_port, open_actor_system
+
+
+@pytest.fixture
+def simple_system() -> Iterator[ActorSystem]:
+    """All actors in the test's own thread: they run only inside ask/tell/listen."""
+    asys = open_actor_system("simpleSystemBase")
+    try:
+        yield asys
+    finally:
+        close_actor_system(asys)
+
+
+@pytest.fixture
+def multiproc_system() -> Iterator[ActorSystem]:
+    """One process per actor, on a fresh loopback admin port."""
+    asys = open_actor_system("multiprocTCPBase", admin_port=free_port())
+    try:
+        yield asys
+    finally:
+        close_actor_system(asys)
