@@ -1,0 +1,202 @@
+"""The Case actor: one running instance of a workflow.
+
+It offers every free token to a waiting task of each transition its place
+feeds (starting task actors as needed), withdraws tokens that a competing
+task locked, consumes and issues tokens when a task completes, and finishes
+when a token lies in the end place and nowhere else. Everything it decides
+is read back from storage, so a restored case simply offers again.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import os
+
+import structlog
+
+from actors.entity import EntityActor, workflow_for
+from actors.envelope import Routed
+from actors.task import TaskActor
+from engine import routing
+from engine.errors import AlreadyCompleted, Invalid, NotFound
+from engine.messages import (AbandonWorkitem, CaseEnded, CompleteTask, CompleteWorkitem,
+                             DiscardTokens, Error, ForceAbandon, InitCase, InitTask, Ok, Preexecute,
+                             ReceiveTokens, TaskAbandoned, TaskCompleted, TaskFailed,
+                             TerminateCase, TokensLocked, UpdateWorkitem)
+from engine.records import CaseRecord, Failure, TokenRecord
+from engine.states import CaseState, TaskState, TokenState, is_terminal
+from storage.store import Fence
+from supervision.childspec import ChildSpec
+
+log = structlog.get_logger("petriflow.case")
+
+TASK_REQUESTS = (Preexecute, ReceiveTokens, DiscardTokens, ForceAbandon, UpdateWorkitem)
+WORKITEM_REQUESTS = (CompleteWorkitem, AbandonWorkitem)
+
+
+class CaseActor(EntityActor):
+    case: CaseRecord
+
+    def log_context(self) -> dict[str, Any]:
+        case = getattr(self, "case", None)
+        return {"case_id": case.id, "workflow_id": case.workflow_id} if case else {}
+
+    def on_start(self, init: InitCase) -> None:
+        self.open(init.settings)
+        self.case = self.storage.claim_case(init.case_id, os.getpid())
+        self.fence = Fence("cases", self.case.id, self.case.incarnation)
+        self.ending = False
+        if is_terminal(self.case.state):
+            self._ended()
+            return
+        self.workflow = workflow_for(self.storage, self.case.workflow_id, self.case.workflow_version)
+        self.children = self.supervise(self._task_gave_up)
+        self.offered: dict[str, set[str]] = {}
+        self.case = self.storage.activate_case(self.fence)
+        log.info("case_active", incarnation=self.case.incarnation, **self.log_context())
+        for task in self.storage.tasks(self.case.id, [TaskState.ALLOCATED, TaskState.EXECUTING]):
+            self._ensure_task(task.id)
+        self._offer()
+
+    def may_passivate(self) -> bool:
+        return not self.ending and not any(self.children.is_live(k) for k in self.children.keys())
+
+    # -- tokens -----------------------------------------------------------------
+
+    def _offer(self) -> None:
+        """Offer every free token to a waiting task of each transition its place feeds."""
+        live = self.storage.tokens(self.case.id, [TokenState.FREE, TokenState.LOCKED])
+        if routing.is_finished(self.workflow, live):
+            self._finish()
+            return
+        end = self.workflow.end_place.id
+        waiting: dict[str, str] = {}
+        batches: dict[str, list[TokenRecord]] = {}
+        for token in live:
+            if token.state is not TokenState.FREE or token.place_id == end:
+                continue
+            for transition_id in self.workflow.transitions_fed_by(token.place_id):
+                if transition_id not in waiting:
+                    waiting[transition_id] = self.storage.create_task(self.fence, transition_id).id
+                task_id = waiting[transition_id]
+                if token.id not in self.offered.setdefault(task_id, set()):
+                    batches.setdefault(task_id, []).append(token)
+        for task_id, tokens in batches.items():
+            self.offered[task_id].update(t.id for t in tokens)
+            self._ensure_task(task_id)
+            self.children.send(task_id, ReceiveTokens(task_id=task_id, tokens=tokens))
+
+    def _ensure_task(self, task_id: str) -> None:
+        if task_id not in self.children.keys():
+            self.children.start(ChildSpec(key=task_id, actor_class=TaskActor,
+                                          init=InitTask(task_id=task_id, case_id=self.case.id,
+                                                        settings=self.settings)))
+
+    def _withdraw(self, message: TokensLocked) -> None:
+        """The first task to lock a token wins; the others lose it."""
+        won = set(message.token_ids)
+        self.offered.pop(message.task_id, None)
+        for task_id, offered in self.offered.items():
+            lost = offered & won
+            if lost:
+                offered -= lost
+                self.children.send(task_id, DiscardTokens(task_id=task_id, tokens=[
+                    TokenRecord(id=t, case_id=self.case.id, workflow_id=self.case.workflow_id, place_id="",
+                                state=TokenState.LOCKED, locked_by_task_id=message.task_id) for t in lost]))
+        self._offer()
+
+    def _complete_task(self, message: CompleteTask) -> None:
+        task = self.storage.get_task(message.task_id)
+        tokens = routing.issue_tokens(self.workflow, task.transition_id, case_id=self.case.id,
+                                      task_id=task.id, payload=message.token_payload)
+        try:
+            self.storage.complete_task(self.fence, task.id, message.token_payload, tokens)
+            log.info("task_completed", task_id=task.id, transition_id=task.transition_id,
+                     issued=[t.place_id for t in tokens], **self.log_context())
+        except AlreadyCompleted:
+            pass
+        self.offered.pop(task.id, None)
+        self.children.send(task.id, TaskCompleted(task_id=task.id))
+        self._offer()
+
+    # -- ending -------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        self.case = self.storage.finish_case(self.fence, self.workflow.end_place.id)
+        log.info("case_finished", **self.log_context())
+        self._wind_down()
+
+    def terminate(self, failure: Failure | None) -> None:
+        try:
+            self.case = self.storage.terminate_case(self.fence, failure)
+        except AlreadyCompleted:
+            self.case = self.storage.get_case(self.case.id)
+        if failure is not None:
+            log.error("case_failed", kind=failure.kind, reason=failure.reason, failed_task_id=failure.task_id,
+                      failed_workitem_id=failure.workitem_id, **self.log_context())
+        else:
+            log.info("case_terminated", **self.log_context())
+        self._wind_down()
+
+    def _wind_down(self) -> None:
+        """Abandon live tasks, then stop once they are gone."""
+        self.ending = True
+        live = [k for k in self.children.keys() if self.children.is_live(k)]
+        for task_id in live:
+            self.children.send(task_id, ForceAbandon(task_id=task_id))
+        if not live:
+            self._ended()
+
+    def _ended(self) -> None:
+        if self.parent is not None:
+            self.send(self.parent, CaseEnded(case_id=self.case.id, state=self.case.state.value))
+        self.stop_normally(self.case.state.value)
+
+    def _task_gave_up(self, spec: ChildSpec, reason: str) -> None:
+        task = self.storage.claim_task(spec.key)
+        self.terminate(Failure(kind="crashed", reason=f"task crashed past the restart intensity: {reason}",
+                               transition_id=task.transition_id, task_id=task.id))
+
+    # -- messages -------------------------------------------------------------------
+
+    def on_message(self, message: Any, sender: Any) -> None:
+        if self.children.handle(message, sender):
+            if self.ending and not any(self.children.is_live(k) for k in self.children.keys()):
+                self._ended()
+            return
+        if self.ending:
+            if isinstance(message, Routed):
+                self.answer(message.reply_to, Error("invalid", f"case {self.case.id} is {self.case.state.value}"))
+            return
+        if isinstance(message, Routed):
+            self.serve(message, lambda body: self._request(message))
+        elif isinstance(message, TokensLocked):
+            self._withdraw(message)
+        elif isinstance(message, CompleteTask):
+            self._complete_task(message)
+        elif isinstance(message, TaskAbandoned):
+            self.offered.pop(message.task_id, None)
+            self._offer()
+        elif isinstance(message, TaskFailed):
+            self.terminate(message.failure)
+
+    def _request(self, routed: Routed) -> Any:
+        body = routed.body
+        if isinstance(body, TerminateCase):
+            self.terminate(None)
+            return Ok()
+        if isinstance(body, WORKITEM_REQUESTS):
+            task_id = self.storage.get_workitem(body.workitem_id).task_id
+        elif isinstance(body, TASK_REQUESTS):
+            task_id = body.task_id
+        else:
+            raise Invalid(f"a case cannot handle {type(body).__name__}")
+        task = self.storage.get_task(task_id)
+        if task.case_id != self.case.id:
+            raise NotFound(f"task {task_id} does not belong to case {self.case.id}")
+        if is_terminal(task.state):
+            raise Invalid(f"task {task_id} is {task.state.value}")
+        self._ensure_task(task_id)
+        self.children.send(task_id, routed)
+        return None
+

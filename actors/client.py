@@ -1,0 +1,111 @@
+"""The client library: how user code talks to a running engine.
+
+Every call is one `ask` of the Engine with an encoded request; an `Error`
+reply is raised as the petriflow exception of its code.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from thespian.actors import ActorSystem
+
+from actors.engine import ENGINE_NAME, EngineActor
+from engine import codec
+from engine.document import workflow_to_document
+from engine.errors import error_for
+from engine.messages import (AbandonWorkitem, BootEngine, CaseList, CaseView, CompleteWorkitem,
+                             DiscardWorkflow, EngineInfo, Error, GetCase, GetWorkflow, ListCases,
+                             Ping, Preexecute, PutWorkflow, Settings, StartCase, TerminateCase,
+                             WaitCase)
+from engine.records import TokenRecord
+from engine.workflow import Workflow
+
+
+class EngineTimeout(TimeoutError):
+    """The engine did not answer in time; the request may still take effect."""
+
+
+def boot_engine(asys: ActorSystem, settings: Settings, timeout_s: float = 30.0) -> EngineInfo:
+    """Create (or find) the Engine in `asys` and have it restore its storage."""
+    engine = asys.createActor(EngineActor, globalName=ENGINE_NAME)
+    reply = asys.ask(engine, BootEngine(settings), timeout_s)
+    if reply is None:
+        raise EngineTimeout(f"the engine did not boot within {timeout_s}s")
+    return codec.decode(reply)
+
+
+class Client:
+    def __init__(self, asys: ActorSystem, timeout_s: float = 30.0) -> None:
+        self.asys = asys
+        self.timeout_s = timeout_s
+        self.engine = asys.createActor(EngineActor, globalName=ENGINE_NAME)
+
+    @classmethod
+    def connect(cls, port: int, timeout_s: float = 30.0) -> "Client":
+        """Connect to a daemon's multiprocTCPBase actor system on loopback."""
+        os.environ.setdefault("THESPIAN_BASE_IPADDR", "127.0.0.1")
+        asys = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": port})
+        return cls(asys, timeout_s)
+
+    def request(self, message: Any, timeout_s: float | None = None) -> Any:
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        reply = self.asys.ask(self.engine, codec.encode(message), timeout)
+        if reply is None:
+            raise EngineTimeout(f"no answer to {type(message).__name__} within {timeout}s")
+        result = codec.decode(reply)
+        if isinstance(result, Error):
+            raise error_for(result.code, result.message)
+        return result
+
+    # -- workflows ---------------------------------------------------------------
+
+    def put_workflow(self, workflow: Workflow | dict[str, Any] | str | os.PathLike) -> tuple[str, int]:
+        """Store a workflow given as a `Workflow`, a document or a JSON file path."""
+        if isinstance(workflow, Workflow):
+            document = workflow_to_document(workflow)
+        elif isinstance(workflow, dict):
+            document = workflow
+        else:
+            with open(workflow, encoding="utf-8") as f:
+                document = json.load(f)
+        stored = self.request(PutWorkflow(document))
+        return stored.workflow_id, stored.version
+
+    def get_workflow(self, workflow_id: str, version: int | None = None) -> dict[str, Any]:
+        return self.request(GetWorkflow(workflow_id, version)).document
+
+    def discard_workflow(self, workflow_id: str) -> None:
+        self.request(DiscardWorkflow(workflow_id))
+
+    # -- cases ---------------------------------------------------------------------
+
+    def start_case(self, workflow_id: str, input: dict[str, Any] | None = None,
+                   version: int | None = None) -> str:
+        return self.request(StartCase(workflow_id, dict(input or {}), version)).case_id
+
+    def get_case(self, case_id: str) -> CaseView:
+        return self.request(GetCase(case_id))
+
+    def wait_case(self, case_id: str, timeout_s: float = 60.0) -> CaseView:
+        """Block until the case is finished or terminated."""
+        return self.request(WaitCase(case_id), timeout_s)
+
+    def list_cases(self, states: list[str] | None = None) -> CaseList:
+        return self.request(ListCases(states))
+
+    def terminate_case(self, case_id: str) -> None:
+        self.request(TerminateCase(case_id))
+
+    def complete_workitem(self, workitem_id: str, output: dict[str, Any] | None = None) -> None:
+        self.request(CompleteWorkitem(workitem_id, dict(output or {})))
+
+    def abandon_workitem(self, workitem_id: str) -> None:
+        self.request(AbandonWorkitem(workitem_id))
+
+    def preexecute(self, task_id: str) -> list[TokenRecord]:
+        return self.request(Preexecute(task_id)).tokens
+
+    def ping(self) -> EngineInfo:
+        return self.request(Ping())

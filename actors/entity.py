@@ -1,0 +1,78 @@
+"""What every entity actor shares: its storage, its workflow, how it answers.
+
+Storage connections and workflow definitions are cached per process and
+opened after the actor's process starts, never inherited across fork.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import structlog
+
+from actors import logs
+from actors.envelope import Routed
+from engine import codec
+from engine.errors import PetriflowError
+from engine.messages import Error, Settings
+from engine.workflow import Workflow
+from storage.store import Storage, open_storage
+from supervision.childspec import Intensity, Strategy
+from supervision.member import SupervisedActor
+from supervision.supervisor import Supervisor
+
+log = structlog.get_logger("petriflow")
+
+_storages: dict[tuple[int, str], Storage] = {}
+_workflows: dict[tuple[str, str, int], Workflow] = {}
+
+
+def storage_for(url: str) -> Storage:
+    key = (os.getpid(), url)
+    if key not in _storages:
+        _storages[key] = open_storage(url)
+    return _storages[key]
+
+
+def workflow_for(storage: Storage, workflow_id: str, version: int) -> Workflow:
+    """Workflows are immutable per version, so a process caches them forever."""
+    key = (storage.url, workflow_id, version)
+    if key not in _workflows:
+        _workflows[key] = storage.get_workflow(workflow_id, version)
+    return _workflows[key]
+
+
+class EntityActor(SupervisedActor):
+    settings: Settings
+    storage: Storage
+
+    def open(self, settings: Settings) -> None:
+        self.settings = settings
+        logs.configure(settings.log_path)
+        self.storage = storage_for(settings.storage_url)
+
+    def supervise(self, on_give_up: Callable[[Any, str], None]) -> Supervisor:
+        return Supervisor(self, strategy=Strategy.ONE_FOR_ONE, intensity=Intensity(),
+                          idle_timeout_s=self.settings.idle_timeout_s,
+                          die_with_parent=self.settings.die_with_parent,
+                          on_give_up=on_give_up)
+
+    def answer(self, reply_to: Any, result: Any) -> None:
+        if reply_to is not None:
+            self.send(reply_to, codec.encode(result))
+
+    def serve(self, routed: Routed, handler: Callable[[Any], Any]) -> None:
+        """Run `handler(body)` and answer its result, or the error it raised.
+
+        A petriflow error is an answer, not a crash; anything else is a bug:
+        the client hears `exception` and the actor crashes to be restored."""
+        try:
+            result = handler(routed.body)
+        except PetriflowError as exc:
+            self.answer(routed.reply_to, Error(exc.code, exc.message))
+            return
+        except Exception as exc:
+            self.answer(routed.reply_to, Error("exception", f"{type(exc).__name__}: {exc}"))
+            raise
+        if result is not None:
+            self.answer(routed.reply_to, result)

@@ -1,0 +1,33 @@
+"""Structured JSON logs, one line per event, carrying the entity ids."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+import structlog
+
+_configured: tuple[int, str | None] | None = None
+
+
+def configure(log_path: str | None) -> None:
+    """Send this process's structlog events as JSON lines to `log_path`
+    (appending; every actor process of a daemon shares the file) or stderr."""
+    global _configured
+    if _configured == (os.getpid(), log_path):
+        return
+    stream: Any = open(log_path, "a", buffering=1, encoding="utf-8") if log_path else sys.stderr
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(sort_keys=True),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )
+    _configured = (os.getpid(), log_path)

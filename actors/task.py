@@ -1,0 +1,273 @@
+"""The Task actor: WorkflowMetal's Task on Thespian.
+
+One task per enabled transition in a case. It keeps a token table (tokens
+offered to it or locked by it) and a workitem table, locks the tokens that
+enable it (`preexecute`), creates its workitem, and when the workitems are
+done asks its case to consume the locked tokens and issue new ones. On
+restore it rebuilds both tables from storage and restarts its unfinished
+workitems.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import os
+
+import structlog
+
+from actors.entity import EntityActor, workflow_for
+from actors.envelope import Routed
+from actors.workitem import WorkitemActor
+from engine import routing
+from engine.errors import (IllegalTransition, Invalid, TaskNotEnabled,
+                           TokensNotAvailable)
+from engine.executors import merge_payloads, resolve_executor
+from engine.messages import (AbandonWorkitem, CompleteTask, CompleteWorkitem, DiscardTokens,
+                             ForceAbandon, InitTask, InitWorkitem, LockedTokens, Ok, Preexecute,
+                             ReceiveTokens, TaskAbandoned, TaskCompleted, TaskFailed,
+                             TokensLocked, UpdateWorkitem)
+from engine.records import Failure, TaskRecord, TokenRecord
+from engine.states import TaskState, TokenState, WorkitemState, is_terminal
+from storage.store import Fence
+from supervision.childspec import ChildSpec
+
+log = structlog.get_logger("petriflow.task")
+
+
+class TaskActor(EntityActor):
+    task: TaskRecord
+
+    def log_context(self) -> dict[str, Any]:
+        task = getattr(self, "task", None)
+        if task is None:
+            return {}
+        return {"case_id": task.case_id, "task_id": task.id, "transition_id": task.transition_id}
+
+    def on_start(self, init: InitTask) -> None:
+        self.open(init.settings)
+        self.task = self.storage.claim_task(init.task_id, os.getpid())
+        self.fence = Fence("tasks", self.task.id, self.task.incarnation)
+        if is_terminal(self.task.state):
+            self.stop_normally(f"restored {self.task.state.value}")
+            return
+        case = self.storage.get_case(self.task.case_id)
+        self.workflow = workflow_for(self.storage, case.workflow_id, case.workflow_version)
+        self.transition = self.workflow.transition(self.task.transition_id)
+        self.executor = resolve_executor(self.transition.executor)
+        self.children = self.supervise(self._workitem_gave_up)
+        self.completing = False
+        self.ending = False
+        self.tokens: dict[str, TokenRecord] = {}
+        self.workitems: dict[str, WorkitemState] = {}
+        self._rebuild_tokens()
+        if self.task.state is TaskState.STARTED:
+            self._try_preexecute()
+        elif self.task.state is TaskState.ALLOCATED:
+            self._allocate()
+        else:
+            workitems = self.storage.workitems(task_id=self.task.id)
+            self.workitems = {w.id: w.state for w in workitems}
+            for workitem in workitems:
+                if not is_terminal(workitem.state):
+                    self._ensure_workitem(workitem.id)
+            ended = [w for w in workitems if w.state in (WorkitemState.FAILED, WorkitemState.ABANDONED)]
+            if ended:
+                self._update(UpdateWorkitem(self.task.id, ended[0].id, ended[0].state, None, ended[0].failure))
+            else:
+                self._check_workitems()
+
+    def may_passivate(self) -> bool:
+        return not self.completing and not self.ending and not any(
+            self.children.is_live(key) for key in self.children.keys())
+
+    # -- the token table ------------------------------------------------------
+
+    def _rebuild_tokens(self) -> None:
+        """Tokens locked by this task, and free tokens in its in-places: exactly
+        what the case has offered it or would offer it again."""
+        in_places = set(self.workflow.in_places(self.task.transition_id))
+        for token in self.storage.tokens(self.task.case_id, [TokenState.FREE, TokenState.LOCKED]):
+            mine = token.locked_by_task_id == self.task.id
+            offered = token.state is TokenState.FREE and token.place_id in in_places
+            if mine or offered:
+                self.tokens[token.id] = token
+
+    def _locked(self) -> list[TokenRecord]:
+        return [t for t in self.tokens.values()
+                if t.state is TokenState.LOCKED and t.locked_by_task_id == self.task.id]
+
+    def preexecute(self) -> list[TokenRecord]:
+        """Lock the tokens that enable this task; idempotent once they are held."""
+        if self.task.state in (TaskState.ALLOCATED, TaskState.EXECUTING):
+            return self._locked()
+        if self.task.state is not TaskState.STARTED:
+            raise TaskNotEnabled(f"task {self.task.id} is {self.task.state.value}")
+        chosen = routing.tokens_to_lock(self.workflow, self.task.transition_id, self.tokens.values())
+        if chosen is None:
+            raise TaskNotEnabled(f"task {self.task.id} ({self.task.transition_id}) is not enabled: "
+                                 f"it holds no tokens that satisfy its '{self.transition.join.value}' join")
+        try:
+            locked = self.storage.lock_tokens(self.fence, [t.id for t in chosen])
+        except TokensNotAvailable:
+            self._drop_unavailable([t.id for t in chosen])
+            raise
+        for token in locked:
+            self.tokens[token.id] = token
+        self.task = self.storage.get_task(self.task.id)
+        log.info("task_allocated", tokens=[t.id for t in locked], **self.log_context())
+        self.send(self.parent, TokensLocked(task_id=self.task.id, token_ids=[t.id for t in locked]))
+        self._allocate()
+        return locked
+
+    def _drop_unavailable(self, token_ids: list[str]) -> None:
+        """Another task won these tokens: forget the ones no longer free."""
+        current = {t.id: t for t in self.storage.tokens(self.task.case_id, [TokenState.FREE])}
+        for token_id in token_ids:
+            if token_id not in current:
+                self.tokens.pop(token_id, None)
+
+    def _try_preexecute(self) -> None:
+        while self.task.state is TaskState.STARTED:
+            try:
+                self.preexecute()
+            except TaskNotEnabled:
+                break
+            except TokensNotAvailable:
+                continue
+        if self.task.state is TaskState.STARTED and not self.tokens:
+            self._abandon_self()
+
+    def _abandon_self(self) -> None:
+        self.task = self.storage.abandon_task(self.fence, self.task.id)
+        log.info("task_abandoned", **self.log_context())
+        self.send(self.parent, TaskAbandoned(task_id=self.task.id))
+        self.ending = True
+        self.stop_normally("abandoned")
+
+    # -- workitems --------------------------------------------------------------
+
+    def _allocate(self) -> None:
+        in_order = {place: i for i, place in enumerate(self.workflow.in_places(self.task.transition_id))}
+        locked = sorted(self._locked(), key=lambda t: (in_order.get(t.place_id, 0), t.created_at))
+        workitem = self.storage.create_workitem(self.fence, merge_payloads([t.payload for t in locked]))
+        self.task = self.storage.get_task(self.task.id)
+        self.workitems[workitem.id] = workitem.state
+        self._ensure_workitem(workitem.id)
+
+    def _ensure_workitem(self, workitem_id: str) -> None:
+        if workitem_id not in self.children.keys():
+            self.children.start(ChildSpec(key=workitem_id, actor_class=WorkitemActor,
+                                          init=InitWorkitem(workitem_id=workitem_id, task_id=self.task.id,
+                                                            settings=self.settings)))
+
+    def _workitem_gave_up(self, spec: ChildSpec, reason: str) -> None:
+        """Past the restart intensity the workitem has failed: it crashed."""
+        workitem = self.storage.claim_workitem(spec.key)
+        if is_terminal(workitem.state):
+            self._update(UpdateWorkitem(self.task.id, workitem.id, workitem.state, workitem.output, workitem.failure))
+            return
+        failure = Failure(kind="crashed", reason=f"workitem crashed past the restart intensity: {reason}",
+                          transition_id=self.task.transition_id, task_id=self.task.id, workitem_id=workitem.id)
+        workitem = self.storage.finish_workitem(Fence("workitems", workitem.id, workitem.incarnation),
+                                                WorkitemState.FAILED, failure=failure)
+        log.error("workitem_crashed", reason=reason, workitem_id=workitem.id, **self.log_context())
+        self._update(UpdateWorkitem(self.task.id, workitem.id, workitem.state, None, failure))
+
+    def _update(self, message: UpdateWorkitem) -> None:
+        self.workitems[message.workitem_id] = message.state
+        if message.state is WorkitemState.FAILED or message.state is WorkitemState.ABANDONED:
+            failure = message.failure or Failure(kind="failed", reason=f"workitem {message.state.value}",
+                                                 transition_id=self.task.transition_id,
+                                                 task_id=self.task.id, workitem_id=message.workitem_id)
+            self.send(self.parent, TaskFailed(task_id=self.task.id, failure=failure))
+            return
+        self._check_workitems()
+
+    def _check_workitems(self) -> None:
+        if self.task.state is not TaskState.EXECUTING or self.completing or not self.workitems:
+            return
+        if all(state is WorkitemState.COMPLETED for state in self.workitems.values()):
+            outputs = [w.output or {} for w in self.storage.workitems(task_id=self.task.id)]
+            payload = self.executor.build_token_payload(outputs, dict(self.transition.params))
+            self.completing = True
+            self.send(self.parent, CompleteTask(task_id=self.task.id, token_payload=payload))
+
+    # -- messages ---------------------------------------------------------------
+
+    def on_message(self, message: Any, sender: Any) -> None:
+        if self.children.handle(message, sender):
+            if self.ending and not any(self.children.is_live(k) for k in self.children.keys()):
+                self.stop_normally("abandoned")
+            return
+        if isinstance(message, Routed):
+            if isinstance(message.body, (CompleteWorkitem, AbandonWorkitem)):
+                self.serve(message, lambda body: self._forward(message))
+            else:
+                self.serve(message, self._request)
+        elif isinstance(message, ReceiveTokens):
+            self._take_tokens(message.tokens)
+        elif isinstance(message, DiscardTokens):
+            self._discard(message.tokens)
+        elif isinstance(message, UpdateWorkitem):
+            self._update(message)
+        elif isinstance(message, TaskCompleted):
+            self.task = self.storage.get_task(self.task.id)
+            log.info("task_completed", **self.log_context())
+            self.stop_normally("completed")
+        elif isinstance(message, ForceAbandon):
+            self._force_abandon()
+
+    def _forward(self, routed: Routed) -> None:
+        """The workitem answers the client itself."""
+        workitem_id = routed.body.workitem_id
+        if workitem_id not in self.workitems:
+            raise Invalid(f"workitem {workitem_id} does not belong to task {self.task.id}")
+        self._ensure_workitem(workitem_id)
+        self.children.send(workitem_id, routed)
+
+    def _request(self, body: Any) -> Any:
+        if isinstance(body, Preexecute):
+            return LockedTokens(self.preexecute())
+        if isinstance(body, ReceiveTokens):
+            self._take_tokens(body.tokens)
+        elif isinstance(body, DiscardTokens):
+            self._discard(body.tokens)
+        elif isinstance(body, ForceAbandon):
+            self._force_abandon()
+        elif isinstance(body, UpdateWorkitem):
+            self._update(body)
+        else:
+            raise Invalid(f"a task cannot handle {type(body).__name__}")
+        return Ok()
+
+    def _take_tokens(self, tokens: list[TokenRecord]) -> None:
+        in_places = set(self.workflow.in_places(self.task.transition_id))
+        for token in tokens:
+            if token.case_id != self.task.case_id or token.place_id not in in_places:
+                raise Invalid(f"token {token.id} in place {token.place_id!r} cannot be offered "
+                              f"to task {self.task.id} ({self.task.transition_id})")
+            if token.state is TokenState.FREE and token.id not in self.tokens:
+                self.tokens[token.id] = token
+        if self.task.state is TaskState.STARTED:
+            self._try_preexecute()
+
+    def _discard(self, tokens: list[TokenRecord]) -> None:
+        for token in tokens:
+            if self.tokens.get(token.id) and self.tokens[token.id].locked_by_task_id != self.task.id:
+                self.tokens.pop(token.id)
+        if self.task.state is TaskState.STARTED and not self.tokens:
+            self._abandon_self()
+
+    def _force_abandon(self) -> None:
+        try:
+            self.task = self.storage.abandon_task(self.fence, self.task.id)
+        except IllegalTransition:
+            self.task = self.storage.get_task(self.task.id)
+        log.info("task_force_abandoned", state=self.task.state.value, **self.log_context())
+        self.ending = True
+        live = [k for k in self.children.keys() if self.children.is_live(k)]
+        for key in live:
+            self.children.send(key, AbandonWorkitem(workitem_id=key))
+        if not live:
+            self.stop_normally("abandoned")
+

@@ -1,0 +1,200 @@
+"""The Workitem actor: runs its transition's executor once per attempt.
+
+Blocking executors run on a thread and are polled with `wakeupAfter`, so
+the mailbox stays responsive (abandon, timeouts). A workitem restored from
+`started` runs its executor again with the next `attempt`, unless the
+executor had already handed the work off (`awaiting`), in which case it
+waits for `CompleteWorkitem` as before.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import os
+
+import structlog
+
+from actors.entity import EntityActor, workflow_for
+from actors.envelope import Routed
+from engine.errors import AlreadyCompleted, IllegalTransition, Invalid
+from engine.executors import (Completed, ExecutionContext, Executor, Failed, Outcome, Started,
+                              resolve_executor)
+from engine.messages import AbandonWorkitem, CompleteWorkitem, InitWorkitem, Ok, UpdateWorkitem
+from engine.records import Failure, WorkitemRecord
+from engine.states import WorkitemState, is_terminal
+from engine.workflow import Transition
+from storage.store import Fence
+from thespian.actors import WakeupMessage
+
+log = structlog.get_logger("petriflow.workitem")
+
+POLL_S = 0.005
+POLL_MAX_S = 0.05
+
+
+class _Poll:
+    """Wakeup payload: check the executor's thread."""
+
+
+class _Retry:
+    """Wakeup payload: run the next attempt."""
+
+
+class WorkitemActor(EntityActor):
+    workitem: WorkitemRecord
+    transition: Transition
+    executor: Executor
+
+    def log_context(self) -> dict[str, Any]:
+        wi = getattr(self, "workitem", None)
+        if wi is None:
+            return {}
+        return {"case_id": wi.case_id, "task_id": wi.task_id, "workitem_id": wi.id,
+                "transition_id": wi.transition_id}
+
+    def on_start(self, init: InitWorkitem) -> None:
+        self.open(init.settings)
+        self.workitem = self.storage.claim_workitem(init.workitem_id, os.getpid())
+        self.fence = Fence("workitems", self.workitem.id, self.workitem.incarnation)
+        self.outcome: list[Outcome] = []
+        self.thread: threading.Thread | None = None
+        if is_terminal(self.workitem.state):
+            self._report()
+            self.stop_normally(f"restored {self.workitem.state.value}")
+            return
+        workflow = workflow_for(self.storage, self.workitem.workflow_id, self._workflow_version())
+        self.transition = workflow.transition(self.workitem.transition_id)
+        self.executor = resolve_executor(self.transition.executor)
+        if self.workitem.awaiting:
+            log.info("workitem_awaiting", **self.log_context())
+            return
+        self._run()
+
+    def _workflow_version(self) -> int:
+        return self.storage.get_case(self.workitem.case_id).workflow_version
+
+    def may_passivate(self) -> bool:
+        return self.workitem.awaiting and self.workitem.state is WorkitemState.STARTED
+
+    def _context(self) -> ExecutionContext:
+        wi = self.workitem
+        return ExecutionContext(workitem_id=wi.id, case_id=wi.case_id, task_id=wi.task_id,
+                                workflow_id=wi.workflow_id, transition_id=wi.transition_id,
+                                attempt=wi.attempt, input=dict(wi.input),
+                                params=dict(self.transition.params))
+
+    def _run(self) -> None:
+        self.workitem = self.storage.begin_attempt(self.fence)
+        self._report()
+        log.info("workitem_started", attempt=self.workitem.attempt, executor=self.transition.executor,
+                 **self.log_context())
+        ctx = self._context()
+        timeout = self.transition.timeout_s
+        self.deadline = time.monotonic() + timeout if timeout else None
+        if not self.executor.blocking:
+            self._settle(_execute(self.executor, ctx))
+            return
+        self.outcome = []
+        self.thread = threading.Thread(target=lambda: self.outcome.append(_execute(self.executor, ctx)),
+                                       name=f"executor-{self.workitem.id}", daemon=True)
+        self.thread.start()
+        self.poll_s = POLL_S
+        self.wakeupAfter(self.poll_s, payload=_Poll)
+
+    def _poll(self) -> None:
+        if self.outcome:
+            self.thread = None
+            self._settle(self.outcome[0])
+            return
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.thread = None
+            self.executor.abandon(self._context())
+            self._finish(WorkitemState.FAILED, failure=self._failure(
+                "timeout", f"step outlived its timeout of {self.transition.timeout_s}s"))
+            return
+        self.poll_s = min(self.poll_s * 2, POLL_MAX_S)
+        self.wakeupAfter(self.poll_s, payload=_Poll)
+
+    def _settle(self, outcome: Outcome) -> None:
+        if isinstance(outcome, Completed):
+            self._finish(WorkitemState.COMPLETED, output=outcome.output)
+        elif isinstance(outcome, Started):
+            self.workitem = self.storage.mark_awaiting(self.fence)
+            log.info("workitem_awaiting", **self.log_context())
+        elif self.workitem.attempt < self.transition.retry.max_attempts:
+            log.info("workitem_retrying", reason=outcome.reason, attempt=self.workitem.attempt,
+                     **self.log_context())
+            self.wakeupAfter(self.transition.retry.backoff_s, payload=_Retry)
+        else:
+            self._finish(WorkitemState.FAILED, failure=self._failure("failed", outcome.reason))
+
+    def _failure(self, kind: str, reason: str) -> Failure:
+        return Failure(kind=kind, reason=reason, transition_id=self.workitem.transition_id,
+                       task_id=self.workitem.task_id, workitem_id=self.workitem.id)
+
+    def _finish(self, state: WorkitemState, *, output: dict[str, Any] | None = None,
+                failure: Failure | None = None) -> None:
+        try:
+            self.workitem = self.storage.finish_workitem(self.fence, state, output=output, failure=failure)
+        except (AlreadyCompleted, IllegalTransition):
+            self.workitem = self.storage.get_workitem(self.workitem.id)
+        log.info("workitem_" + self.workitem.state.value, reason=failure.reason if failure else None,
+                 **self.log_context())
+        self._report()
+        self.stop_normally(self.workitem.state.value)
+
+    def _report(self) -> None:
+        wi = self.workitem
+        if self.parent is not None:
+            self.send(self.parent, UpdateWorkitem(task_id=wi.task_id, workitem_id=wi.id, state=wi.state,
+                                                  output=wi.output, failure=wi.failure))
+
+    def on_message(self, message: Any, sender: Any) -> None:
+        if isinstance(message, WakeupMessage):
+            if message.payload is _Poll and self.thread is not None:
+                self._poll()
+            elif message.payload is _Retry and not is_terminal(self.workitem.state):
+                self._run()
+        elif isinstance(message, Routed):
+            self.serve(message, self._request)
+        elif isinstance(message, AbandonWorkitem):
+            self._abandon()
+
+    def _request(self, body: Any) -> Any:
+        if isinstance(body, CompleteWorkitem):
+            if is_terminal(self.workitem.state):
+                raise AlreadyCompleted(f"workitem {self.workitem.id} is already {self.workitem.state.value}")
+            if not self.workitem.awaiting:
+                raise Invalid(f"workitem {self.workitem.id} is running its executor "
+                              f"{self.transition.executor!r}; only a workitem waiting for completion "
+                              f"(such as a manual step) can be completed")
+            self._finish(WorkitemState.COMPLETED, output=dict(body.output))
+            return Ok()
+        if isinstance(body, AbandonWorkitem):
+            if is_terminal(self.workitem.state):
+                raise AlreadyCompleted(f"workitem {self.workitem.id} is already {self.workitem.state.value}")
+            self._abandon()
+            return Ok()
+        raise Invalid(f"a workitem cannot handle {type(body).__name__}")
+
+    def _abandon(self) -> None:
+        if is_terminal(self.workitem.state):
+            self.stop_normally(self.workitem.state.value)
+            return
+        self.thread = None
+        self.executor.abandon(self._context())
+        self._finish(WorkitemState.ABANDONED,
+                     failure=self._failure("abandoned", "the workitem was abandoned"))
+
+
+def _execute(executor: Executor, ctx: ExecutionContext) -> Outcome:
+    """User code that raises is a failed step, not a crashed engine."""
+    try:
+        outcome = executor.execute(ctx)
+    except Exception as exc:
+        return Failed(f"{type(exc).__name__}: {exc}")
+    if not isinstance(outcome, (Completed, Started, Failed)):
+        return Failed(f"executor returned {type(outcome).__name__}, expected Completed, Started or Failed")
+    return outcome
