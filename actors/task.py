@@ -259,6 +259,9 @@ class TaskActor(EntityActor):
             self._abandon_self()
 
     def _force_abandon(self) -> None:
+        if is_terminal(self.task.state):
+            self.stop_normally(self.task.state.value)
+            return
         try:
             self.task = self.storage.abandon_task(self.fence, self.task.id)
         except IllegalTransition:
