@@ -16,10 +16,11 @@ from engine import codec
 from engine.document import workflow_to_document
 from engine.errors import error_for
 from engine.messages import (AbandonWorkitem, BootEngine, CaseList, CaseView, CompleteWorkitem,
-                             DiscardWorkflow, EngineInfo, Error, GetCase, GetWorkflow, ListCases,
+                             DiscardWorkflow, EngineInfo, Error, GetCase, GetTask, GetWorkflow,
+                             GetWorkitem, ListCases,
                              Ping, Preexecute, PutWorkflow, Settings, StartCase, TerminateCase,
                              WaitCase)
-from engine.records import TokenRecord
+from engine.records import TaskRecord, TokenRecord, WorkitemRecord
 from engine.workflow import Workflow
 
 
@@ -87,6 +88,12 @@ class Client:
 
     def get_case(self, case_id: str) -> CaseView:
         return self.request(GetCase(case_id))
+
+    def get_task(self, task_id: str) -> TaskRecord:
+        return self.request(GetTask(task_id))
+
+    def get_workitem(self, workitem_id: str) -> WorkitemRecord:
+        return self.request(GetWorkitem(workitem_id))
 
     def wait_case(self, case_id: str, timeout_s: float = 60.0) -> CaseView:
         """Block until the case is finished or terminated."""

@@ -19,7 +19,8 @@ from engine import codec
 from engine.document import workflow_from_document, workflow_to_document
 from engine.errors import AlreadyCompleted, Invalid, PetriflowError, WorkflowDiscarded
 from engine.messages import (BootEngine, CaseEnded, CaseList, CaseStarted, CaseView,
-                             DiscardWorkflow, EngineInfo, Error, GetCase, GetWorkflow, InitCase,
+                             DiscardWorkflow, EngineInfo, Error, GetCase, GetTask, GetWorkflow,
+                             GetWorkitem, InitCase,
                              ListCases, Ok, Ping, PutWorkflow, StartCase, TerminateCase, WaitCase,
                              WorkflowStored, WorkflowView)
 from engine.records import CaseRecord, Failure, TokenRecord, new_id
@@ -116,6 +117,8 @@ class EngineActor(EntityActor):
             DiscardWorkflow: self._discard_workflow,
             StartCase: self._start_case,
             GetCase: lambda r, s: self._view(r.case_id),
+            GetTask: lambda r, s: self.storage.get_task(r.task_id),
+            GetWorkitem: lambda r, s: self.storage.get_workitem(r.workitem_id),
             WaitCase: self._wait_case,
             ListCases: lambda r, s: CaseList(self.storage.list_cases(r.states)),
             TerminateCase: lambda r, s: self._route(self._live_case(r.case_id).id, r, s),

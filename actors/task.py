@@ -176,12 +176,22 @@ class TaskActor(EntityActor):
     def _update(self, message: UpdateWorkitem) -> None:
         self.workitems[message.workitem_id] = message.state
         if message.state is WorkitemState.FAILED or message.state is WorkitemState.ABANDONED:
-            failure = message.failure or Failure(kind="failed", reason=f"workitem {message.state.value}",
+            failure = message.failure or Failure(kind=message.state.value, reason=f"workitem {message.state.value}",
                                                  transition_id=self.task.transition_id,
                                                  task_id=self.task.id, workitem_id=message.workitem_id)
             self.send(self.parent, TaskFailed(task_id=self.task.id, failure=failure))
             return
         self._check_workitems()
+
+    def _checked(self, message: UpdateWorkitem) -> UpdateWorkitem:
+        """A client's report of a workitem's state must match storage: only the
+        workitem itself moves its state."""
+        if message.workitem_id not in self.workitems:
+            raise Invalid(f"workitem {message.workitem_id} does not belong to task {self.task.id}")
+        stored = self.storage.get_workitem(message.workitem_id)
+        if stored.state is not message.state:
+            raise Invalid(f"workitem {stored.id} is {stored.state.value}, not {message.state.value}")
+        return UpdateWorkitem(self.task.id, stored.id, stored.state, stored.output, stored.failure)
 
     def _check_workitems(self) -> None:
         if self.task.state is not TaskState.EXECUTING or self.completing or not self.workitems:
@@ -235,7 +245,7 @@ class TaskActor(EntityActor):
         elif isinstance(body, ForceAbandon):
             self._force_abandon()
         elif isinstance(body, UpdateWorkitem):
-            self._update(body)
+            self._update(self._checked(body))
         else:
             raise Invalid(f"a task cannot handle {type(body).__name__}")
         return Ok()

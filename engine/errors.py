@@ -33,9 +33,14 @@ class Invalid(PetriflowError):
 class InvalidWorkflow(Invalid):
     """A workflow document that breaks a rule; `problems` names each offender."""
 
-    def __init__(self, problems: list[str]) -> None:
+    code = "invalid_workflow"
+    PREFIX = "invalid workflow: "
+
+    def __init__(self, problems: list[str] | str) -> None:
+        if isinstance(problems, str):
+            problems = problems.removeprefix(self.PREFIX).split("; ")
         self.problems = list(problems)
-        super().__init__("invalid workflow: " + "; ".join(self.problems))
+        super().__init__(self.PREFIX + "; ".join(self.problems))
 
 
 class IllegalTransition(PetriflowError):
@@ -81,7 +86,7 @@ def error_for(code: str, message: str) -> PetriflowError:
     pending: list[type[PetriflowError]] = [PetriflowError]
     while pending:
         cls = pending.pop()
-        if cls.code == code and cls is not InvalidWorkflow:
+        if cls.code == code:
             return cls(message)
         pending.extend(cls.__subclasses__())
     return PetriflowError(message, code=code)

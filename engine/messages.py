@@ -106,6 +106,16 @@ class GetCase:
 
 
 @dataclass(frozen=True)
+class GetTask:
+    task_id: str
+
+
+@dataclass(frozen=True)
+class GetWorkitem:
+    workitem_id: str
+
+
+@dataclass(frozen=True)
 class WaitCase:
     """Answered with the CaseView once the case is finished or terminated."""
 

@@ -1,0 +1,40 @@
+"""Passivation: idle entity actors exit and come back from storage on demand,
+so waiting cases cost storage rows, not processes."""
+from __future__ import annotations
+
+import pytest
+
+from actors.system import system_session
+from engine.states import CaseState
+from supervision import processes
+from tests.engines import BASES, awaiting_workitem, running_engine, wait_for, workflow
+
+pytestmark = pytest.mark.timeout(90)
+
+WAITS = workflow("waits", ["start", "p", "q", "end"], [
+    {"id": "slow", "executor": "sleep", "params": {"seconds": 0.8}},
+    {"id": "approve", "executor": "manual"},
+    {"id": "after", "executor": "echo", "params": {"after": True}},
+], ["start -> slow", "slow -> p", "p -> approve", "approve -> q", "q -> after", "after -> end"])
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_waiting_cases_passivate_and_are_restored_by_the_next_message(base, tmp_path):
+    with running_engine(base, f"sqlite:///{tmp_path}/petriflow.db", idle_timeout_s=0.2) as client:
+        client.put_workflow(WAITS)
+        case_ids = [client.start_case("waits", {"n": n}) for n in range(5)]
+        workitems = {case_id: awaiting_workitem(client, case_id, "approve") for case_id in case_ids}
+        wait_for(lambda: client.ping().live_cases == 0)
+        if base == "multiprocTCPBase":
+            pids = [client.get_workitem(w).pid for w in workitems.values()]
+            assert processes.wait_until_gone(pids, 5) == [], "passivated actors leave no process"
+            session = system_session(client.asys)
+            assert len(processes.session_pids(session.sid)) < 5, "only the admin, logger and engine remain"
+        for case_id, workitem_id in workitems.items():
+            client.complete_workitem(workitem_id, {"ok": case_id})
+        views = [client.wait_case(case_id) for case_id in case_ids]
+    for case_id, view in zip(case_ids, views):
+        assert view.case.state is CaseState.FINISHED
+        approve = next(w for w in view.workitems if w.transition_id == "approve")
+        assert approve.attempt == 1, "a restored waiting step is not executed again"
+        assert next(t.payload for t in view.tokens if t.place_id == "end") == {"ok": case_id, "after": True}
