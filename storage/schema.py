@@ -10,10 +10,8 @@ Adding a migration: append `Migration(n, "why", steps)` to `MIGRATIONS`
 (`SCHEMA_VERSION` follows) and never edit an existing one, since files in the
 field have already run it. A step is a dataclass with `apply(tables)` (how
 the declared schema changes) and `ddl()` (the SQL doing the same to a file);
-`CreateTable` is the only kind so far; an `AddColumn(table, column)` step
-would append the column in `apply` and return
-`ALTER TABLE t ADD COLUMN c <type>` from `ddl`. Existing rows read the new
-column as None.
+`CreateTable` makes a table with its indexes; `AddColumn` appends a column
+(`ALTER TABLE t ADD COLUMN c <type>`), which existing rows read as None.
 """
 from __future__ import annotations
 
@@ -145,6 +143,20 @@ class CreateTable:
             for ix in t.indexes]
 
 
+@dataclass(frozen=True)
+class AddColumn:
+    table: str
+    column: Column
+
+    def apply(self, tables: dict[str, Table]) -> None:
+        old = tables[self.table]
+        tables[self.table] = Table(old.name, old.columns + (self.column,), old.indexes)
+
+    def ddl(self) -> list[str]:
+        return [f"ALTER TABLE {quote(self.table)} ADD COLUMN {quote(self.column.name)} "
+                f"{SQL_TYPE[self.column.kind]}"]
+
+
 def quote(name: str) -> str:
     """A schema name as an SQL identifier (names come from this module, never from users)."""
     return f'"{name}"'
@@ -187,6 +199,21 @@ MIGRATIONS: list[Migration] = [
             "finished_at": "real"},
             [("task_id",), ("case_id",)]),
     ))),
+    Migration(2, "work orders and their runs; cron trigger ticks; cases know their run", (
+        CreateTable(_table("work_orders", {
+            "id": "text", "workflow_id": "text", "trigger_id": "text", "trigger_type": "text", "state": "text",
+            "input": "blob", "incarnation": "int", "pid": "int", "created_at": "real", "updated_at": "real"},
+            [("state",), ("workflow_id",), ("created_at",)])),
+        CreateTable(_table("runs", {
+            "id": "text", "work_order_id": "text", "workflow_id": "text", "workflow_version": "int",
+            "case_id": "text", "state": "text", "retried_from_run_id": "text", "retried_from_step_id": "text",
+            "kept_step_ids": "blob", "failure": "blob", "created_at": "real", "claimed_at": "real",
+            "started_at": "real", "finished_at": "real"},
+            [("work_order_id",), ("case_id",), ("state",)])),
+        CreateTable(_table("trigger_ticks", {"id": "text", "last_tick": "real"})),
+        AddColumn("cases", Column("work_order_id", "text")),
+        AddColumn("cases", Column("run_id", "text")),
+    )),
 ]
 
 SCHEMA_VERSION: int = MIGRATIONS[-1].version

@@ -7,7 +7,6 @@ import os
 import re
 import sqlite3
 import threading
-from dataclasses import dataclass
 
 import pytest
 
@@ -17,7 +16,6 @@ from engine.states import TokenState
 from storage import open_backend, schema
 from storage.backend import Backend, DuplicateKey
 from storage.memory import MemoryBackend
-from storage.schema import Table
 from storage.sqlite import SchemaTooNew, SqliteBackend, StorageCorrupt
 
 pytestmark = pytest.mark.timeout(30)
@@ -290,9 +288,9 @@ def test_sqlite_file_is_in_wal_mode_and_versioned(db_path):
     SqliteBackend(db_path).close()
     conn = _raw(db_path)
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    assert conn.execute("SELECT version, description FROM schema_version").fetchall() == \
-        [(1, schema.MIGRATIONS[0].description)]
-    assert schema.SCHEMA_VERSION == 1
+    assert conn.execute("SELECT version, description FROM schema_version ORDER BY version").fetchall() == \
+        [(m.version, m.description) for m in schema.MIGRATIONS]
+    assert schema.SCHEMA_VERSION == schema.MIGRATIONS[-1].version
     conn.close()
 
 
@@ -307,30 +305,24 @@ def test_sqlite_reopen_keeps_the_data(db_path):
     again.close()
 
 
-@dataclass(frozen=True)
-class _CreateNotes:
-    """A later migration, as a future petriflow would add one."""
-
-    def apply(self, tables: dict[str, Table]) -> None:
-        tables["notes"] = Table("notes", (schema.Column("id", "text"),))
-
-    def ddl(self) -> list[str]:
-        return ['CREATE TABLE "notes" ("id" TEXT PRIMARY KEY NOT NULL)']
-
-
-def test_sqlite_migrates_an_older_file_at_open(db_path, monkeypatch):
-    row = token()
-    first = SqliteBackend(db_path)
-    insert(first, "tokens", row)
-    first.close()
-    migrations = [*schema.MIGRATIONS, schema.Migration(2, "add notes", (_CreateNotes(),))]
-    monkeypatch.setattr("storage.sqlite.MIGRATIONS", migrations)
-    monkeypatch.setattr("storage.sqlite.SCHEMA_VERSION", 2)
-    SqliteBackend(db_path).close()
+def test_sqlite_migrates_a_version_1_file_at_open(db_path, monkeypatch):
+    with monkeypatch.context() as old_petriflow:
+        old_petriflow.setattr("storage.sqlite.MIGRATIONS", schema.MIGRATIONS[:1])
+        old_petriflow.setattr("storage.sqlite.SCHEMA_VERSION", 1)
+        first = SqliteBackend(db_path)
+        conn = _raw(db_path)
+        conn.execute("INSERT INTO cases (id, state) VALUES ('old-case', 'active')")
+        conn.close()
+        first.close()
+    migrated = SqliteBackend(db_path)
+    with migrated.transaction(write=False) as tx:
+        old = tx.get("cases", "old-case")
+        assert (old["state"], old["work_order_id"], old["run_id"]) == ("active", None, None)
+        assert tx.find("work_orders") == []
+    migrated.close()
     conn = _raw(db_path)
-    assert [v for (v,) in conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2]
-    assert conn.execute("SELECT count(*) FROM notes").fetchone() == (0,)
-    assert conn.execute("SELECT id FROM tokens").fetchall() == [(row["id"],)]
+    assert [v for (v,) in conn.execute("SELECT version FROM schema_version ORDER BY version")] == \
+        [m.version for m in schema.MIGRATIONS]
     conn.close()
 
 
@@ -340,7 +332,7 @@ def test_sqlite_refuses_a_file_from_a_newer_petriflow_without_writing(db_path):
     conn.execute("INSERT INTO schema_version VALUES (7, 'from the future', 0)")
     conn.close()
     before = open(db_path, "rb").read()
-    with pytest.raises(SchemaTooNew, match=r"version 7.*up to 1.*upgrade petriflow"):
+    with pytest.raises(SchemaTooNew, match=rf"version 7.*up to {schema.SCHEMA_VERSION}.*upgrade petriflow"):
         SqliteBackend(db_path)
     assert open(db_path, "rb").read() == before
 
