@@ -19,7 +19,7 @@ from actors.envelope import Routed
 from actors.task import TaskActor
 from engine import routing
 from engine.errors import AlreadyCompleted, Invalid, NotFound
-from engine.messages import (AbandonWorkitem, CaseEnded, CompleteTask, CompleteWorkitem,
+from engine.messages import (AbandonWorkitem, CaseActivated, CaseEnded, CompleteTask, CompleteWorkitem,
                              DiscardTokens, Error, ForceAbandon, InitCase, InitTask, Ok, Preexecute,
                              ReceiveTokens, TaskAbandoned, TaskCompleted, TaskFailed,
                              TerminateCase, TokensLocked, UpdateWorkitem)
@@ -39,7 +39,12 @@ class CaseActor(EntityActor):
 
     def log_context(self) -> dict[str, Any]:
         case = getattr(self, "case", None)
-        return {"case_id": case.id, "workflow_id": case.workflow_id} if case else {}
+        if case is None:
+            return {}
+        ids = {"case_id": case.id, "workflow_id": case.workflow_id}
+        if case.run_id:
+            ids.update(run_id=case.run_id, work_order_id=case.work_order_id)
+        return ids
 
     def on_start(self, init: InitCase) -> None:
         self.open(init.settings)
@@ -54,6 +59,7 @@ class CaseActor(EntityActor):
         self.offered: dict[str, set[str]] = {}
         self.case = self.storage.activate_case(self.fence)
         log.info("case_active", incarnation=self.case.incarnation, **self.log_context())
+        self.send(self.parent, CaseActivated(case_id=self.case.id))
         for task in self.storage.tasks(self.case.id, [TaskState.ALLOCATED, TaskState.EXECUTING]):
             self._ensure_task(task.id)
         self._offer()
@@ -68,6 +74,9 @@ class CaseActor(EntityActor):
         live = self.storage.tokens(self.case.id, [TokenState.FREE, TokenState.LOCKED])
         if routing.is_finished(self.workflow, live):
             self._finish()
+            return
+        if not live:
+            self.terminate(Failure(kind="lost", reason="no token is left anywhere: the case cannot progress"))
             return
         end = self.workflow.end_place.id
         waiting: dict[str, str] = {}
@@ -141,10 +150,10 @@ class CaseActor(EntityActor):
     def _wind_down(self) -> None:
         """Abandon live tasks, then stop once they are gone."""
         self.ending = True
-        live = [k for k in self.children.keys() if self.children.is_live(k)]
-        for task_id in live:
-            self.children.send(task_id, ForceAbandon(task_id=task_id))
-        if not live:
+        for task_id in filter(self.children.is_running, self.children.keys()):
+            if self.storage.get_task(task_id).state is not TaskState.COMPLETED:  # that one is on its way out
+                self.children.send(task_id, ForceAbandon(task_id=task_id))
+        if not any(self.children.is_live(k) for k in self.children.keys()):
             self._ended()
 
     def _ended(self) -> None:

@@ -7,20 +7,23 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, Iterator
 
 from thespian.actors import ActorSystem
 
 from actors.engine import ENGINE_NAME, EngineActor
+from actors.system import connect_actor_system
 from engine import codec
 from engine.document import workflow_to_document
 from engine.errors import error_for
-from engine.messages import (AbandonWorkitem, BootEngine, CaseList, CaseView, CompleteWorkitem,
-                             DiscardWorkflow, EngineInfo, Error, GetCase, GetTask, GetWorkflow,
-                             GetWorkitem, ListCases,
-                             Ping, Preexecute, PutWorkflow, Settings, StartCase, TerminateCase,
-                             WaitCase)
-from engine.records import TaskRecord, TokenRecord, WorkitemRecord
+from engine.messages import (AbandonWorkitem, ActorInfo, BootEngine, CancelWorkOrder, CaseList,
+                             CaseView, CompleteWorkitem, CronTick, DiscardWorkflow, EngineInfo,
+                             Error, Event, GetCase, GetTask, GetWorkflow, GetWorkitem, GetWorkOrder,
+                             ListActors, ListCases, ListWorkflows, ListWorkOrders, Ping, Preexecute,
+                             PutWorkflow, RetryMany, RetryRun, RunStep, Settings, StartCase,
+                             SubmitWebhook, SubmitWorkOrder, Subscribe, TerminateCase, Unsubscribe,
+                             WaitCase, WaitWorkOrder, WorkOrderSubmitted, WorkOrderView)
+from engine.records import TaskRecord, TokenRecord, WorkitemRecord, WorkOrderRecord
 from engine.workflow import Workflow
 
 
@@ -46,9 +49,7 @@ class Client:
     @classmethod
     def connect(cls, port: int, timeout_s: float = 30.0) -> "Client":
         """Connect to a daemon's multiprocTCPBase actor system on loopback."""
-        os.environ.setdefault("THESPIAN_BASE_IPADDR", "127.0.0.1")
-        asys = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": port})
-        return cls(asys, timeout_s)
+        return cls(connect_actor_system(port), timeout_s)
 
     def request(self, message: Any, timeout_s: float | None = None) -> Any:
         timeout = self.timeout_s if timeout_s is None else timeout_s
@@ -116,3 +117,68 @@ class Client:
 
     def ping(self) -> EngineInfo:
         return self.request(Ping())
+
+    def list_workflows(self) -> list[dict[str, Any]]:
+        return self.request(ListWorkflows()).documents
+
+    def list_actors(self) -> list[ActorInfo]:
+        return self.request(ListActors()).actors
+
+    # -- work orders -----------------------------------------------------------------
+
+    def submit(self, workflow_id: str, input: dict[str, Any] | None = None,
+               version: int | None = None) -> WorkOrderSubmitted:
+        """A manual submission: a work order with its first run."""
+        return self.request(SubmitWorkOrder(workflow_id, dict(input or {}), version))
+
+    def submit_webhook(self, trigger_id: str, body: dict[str, Any]) -> WorkOrderSubmitted:
+        return self.request(SubmitWebhook(trigger_id, body))
+
+    def fire_cron(self, now: float) -> list[str]:
+        """Fire the cron triggers due at `now`: the daemon does this each minute."""
+        return self.request(CronTick(now)).work_order_ids
+
+    def get_work_order(self, work_order_id: str) -> WorkOrderView:
+        return self.request(GetWorkOrder(work_order_id))
+
+    def wait_work_order(self, work_order_id: str, timeout_s: float = 60.0) -> WorkOrderView:
+        """Block until no run of the work order is unfinished."""
+        return self.request(WaitWorkOrder(work_order_id), timeout_s)
+
+    def list_work_orders(self, states: list[str] | None = None, workflow_id: str | None = None,
+                         since: float | None = None) -> list[WorkOrderRecord]:
+        return self.request(ListWorkOrders(states, workflow_id, since)).work_orders
+
+    def retry(self, run_id: str, step_id: str) -> str:
+        """Retry a run from a step; returns the new run's id."""
+        return self.request(RetryRun(run_id, step_id)).run_id
+
+    def retry_many(self, work_order_ids: list[str] | None = None,
+                   steps: list[tuple[str, str]] | None = None) -> tuple[int, int]:
+        """(enqueued, discarded)."""
+        result = self.request(RetryMany(list(work_order_ids or []),
+                                        [RunStep(r, s) for r, s in steps or []]))
+        return result.enqueued, result.discarded
+
+    def cancel(self, work_order_id: str) -> None:
+        self.request(CancelWorkOrder(work_order_id))
+
+    def events(self, timeout_s: float | None = None) -> Iterator[Event]:
+        """Subscribe now, then iterate over work-order and run events as they
+        happen; the iteration ends after `timeout_s` without an event (None:
+        never). Use a client for nothing else while it is subscribed: its
+        replies would mingle with the events."""
+        self.request(Subscribe())
+        return self._listen(timeout_s)
+
+    def _listen(self, timeout_s: float | None) -> Iterator[Event]:
+        try:
+            while True:
+                message = self.asys.listen(timeout_s)
+                if message is None:
+                    return
+                event = codec.decode(message)
+                if isinstance(event, Event):
+                    yield event
+        finally:
+            self.asys.tell(self.engine, codec.encode(Unsubscribe()))

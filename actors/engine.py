@@ -1,38 +1,58 @@
 """The Engine actor: the root of the tree and the door for clients.
 
 A Thespian `globalName` actor. Clients send it msgpack-encoded requests
-(`engine.codec`) and get one encoded reply each. At boot it restores every
-unfinished case from storage; each case restores its tasks, each task its
-workitems.
+(`engine.codec`) and get one encoded reply each. It supervises one
+WorkOrder actor per unfinished work order (and the cases started without a
+work order), restores all of them at boot, fires cron triggers, and fans
+work-order events out to subscribers.
 """
 from __future__ import annotations
 
 import os
+import time
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 import structlog
+from thespian.actors import PoisonMessage, WakeupMessage
 
+from actors import runs
 from actors.case import TASK_REQUESTS, WORKITEM_REQUESTS, CaseActor
 from actors.entity import EntityActor
 from actors.envelope import Routed
+from actors.workorder import WorkOrderActor
 from engine import codec
+from engine.cron import CronSchedule, due_ticks
 from engine.document import workflow_from_document, workflow_to_document
-from engine.errors import AlreadyCompleted, Invalid, PetriflowError, WorkflowDiscarded
-from engine.messages import (BootEngine, CaseEnded, CaseList, CaseStarted, CaseView,
-                             DiscardWorkflow, EngineInfo, Error, GetCase, GetTask, GetWorkflow,
-                             GetWorkitem, InitCase,
-                             ListCases, Ok, Ping, PutWorkflow, StartCase, TerminateCase, WaitCase,
-                             WorkflowStored, WorkflowView)
+from engine.errors import AlreadyCompleted, Invalid, NotFound, PetriflowError, WorkflowDiscarded
+from engine.messages import (ActorInfo, ActorList, BootEngine, CancelWorkOrder, CaseActivated,
+                             CaseEnded, CaseList, CaseStarted, CaseView, CronFired, CronTick,
+                             DiscardWorkflow, EngineInfo, Error, Event, GetCase, GetTask,
+                             GetWorkflow, GetWorkitem, GetWorkOrder, InitCase, InitWorkOrder,
+                             ListActors, ListCases, ListWorkflows, ListWorkOrders, Ok, Ping,
+                             PutWorkflow, RetryMany, RetryManyResult, RetryRun, RunEnqueued,
+                             StartCase, StartRun, SubmitWebhook, SubmitWorkOrder, Subscribe,
+                             TerminateCase, Unsubscribe, WaitCase, WaitWorkOrder, WorkflowList,
+                             WorkflowStored, WorkflowView, WorkOrderList, WorkOrderSubmitted,
+                             WorkOrderView)
 from engine.records import CaseRecord, Failure, TokenRecord, new_id
-from engine.states import CaseState, is_terminal
+from engine.states import CaseState, TaskState, WorkitemState, is_terminal
 from engine.validation import validate
-from engine.workflow import WorkflowState
+from engine.views import run_view
+from engine.workflow import Workflow, WorkflowState
+from engine.workorders import FINAL_RUN_STATES, RunState, WorkOrderState
 from storage.store import Fence
 from supervision.childspec import ChildSpec
+from supervision.processes import is_alive
 
 log = structlog.get_logger("petriflow.engine")
 
 ENGINE_NAME = "petriflow-engine"
+UNFINISHED_ORDERS = (WorkOrderState.PENDING, WorkOrderState.RUNNING)
+
+
+class _CronWakeup:
+    """Wakeup payload: time to fire the cron triggers."""
 
 
 class EngineActor(EntityActor):
@@ -50,33 +70,74 @@ class EngineActor(EntityActor):
             return
         if isinstance(message, (bytes, bytearray, memoryview)):
             self._client(message, sender)
+        elif isinstance(message, Event):
+            self._publish(message)
         elif isinstance(message, CaseEnded):
             self._case_ended(message.case_id)
+        elif isinstance(message, CaseActivated):
+            pass  # a case without a work order has no run to mark started
+        elif isinstance(message, WakeupMessage) and message.payload is _CronWakeup:
+            self._fire_cron(time.time())
+            self._schedule_cron()
+        elif isinstance(message, PoisonMessage):
+            self._unsubscribe(sender)
 
     # -- boot and restore -----------------------------------------------------------
 
     def _boot(self, message: BootEngine, sender: Any) -> None:
         if not self.booted:
             self.open(message.settings)
-            self.children = self.supervise(self._case_gave_up)
-            self.waiters: dict[str, list[Any]] = {}
+            self.children = self.supervise(self._gave_up)
+            self.case_waiters: dict[str, list[Any]] = {}
+            self.order_waiters: dict[str, list[Any]] = {}
+            self.subscribers: list[Any] = []  # Thespian addresses compare but do not hash
+            self.booted_at = time.time()
             self.booted = True
-            restored = self.storage.list_cases([CaseState.CREATED, CaseState.ACTIVE])
-            for case in restored:
+            orders = self.storage.list_work_orders(UNFINISHED_ORDERS)
+            for order in orders:
+                self._ensure_order(order.id)
+            cases = [c for c in self.storage.list_cases([CaseState.CREATED, CaseState.ACTIVE])
+                     if c.work_order_id is None]
+            for case in cases:
                 self._ensure_case(case.id)
-            log.info("engine_booted", storage=self.storage.url, restored_cases=len(restored), pid=os.getpid())
+            log.info("engine_booted", storage=self.storage.url, restored_work_orders=len(orders),
+                     restored_cases=len(cases), pid=os.getpid())
+            if message.settings.cron:
+                self._schedule_cron()
         self.answer(sender, self._info())
 
     def _info(self) -> EngineInfo:
+        live = [k for k in self.children.keys() if self.children.is_live(k)]
+        counts: dict[str, int] = {}
+        for order in self.storage.list_work_orders():
+            counts[order.state.value] = counts.get(order.state.value, 0) + 1
         return EngineInfo(pid=os.getpid(), sid=os.getsid(0), storage=self.storage.url,
-                          live_cases=sum(1 for k in self.children.keys() if self.children.is_live(k)))
+                          live_cases=sum(1 for k in live if self.kinds.get(k) == "case"),
+                          live_work_orders=sum(1 for k in live if self.kinds.get(k) == "work_order"),
+                          booted_at=self.booted_at, work_orders=counts)
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        if not hasattr(self, "_kinds"):
+            self._kinds: dict[str, str] = {}
+        return self._kinds
+
+    def _ensure_order(self, work_order_id: str) -> None:
+        if work_order_id not in self.children.keys():
+            self.kinds[work_order_id] = "work_order"
+            self.children.start(ChildSpec(key=work_order_id, actor_class=WorkOrderActor,
+                                          init=InitWorkOrder(work_order_id=work_order_id, settings=self.settings)))
 
     def _ensure_case(self, case_id: str) -> None:
         if case_id not in self.children.keys():
+            self.kinds[case_id] = "case"
             self.children.start(ChildSpec(key=case_id, actor_class=CaseActor,
                                           init=InitCase(case_id=case_id, settings=self.settings)))
 
-    def _case_gave_up(self, spec: ChildSpec, reason: str) -> None:
+    def _gave_up(self, spec: ChildSpec, reason: str) -> None:
+        if self.kinds.get(spec.key) == "work_order":
+            self._work_order_gave_up(spec.key, reason)
+            return
         case = self.storage.claim_case(spec.key)
         if not is_terminal(case.state):
             failure = Failure(kind="crashed", reason=f"case crashed past the restart intensity: {reason}")
@@ -84,12 +145,70 @@ class EngineActor(EntityActor):
             log.error("case_crashed", case_id=case.id, workflow_id=case.workflow_id, reason=reason)
         self._case_ended(case.id)
 
+    def _work_order_gave_up(self, work_order_id: str, reason: str) -> None:
+        """The work order's own actor keeps crashing: its unfinished runs crashed."""
+        order = self.storage.claim_work_order(work_order_id)
+        failure = Failure(kind="crashed", reason=f"work order crashed past the restart intensity: {reason}")
+        for run in self.storage.runs(order.id):
+            if run.state not in FINAL_RUN_STATES:
+                case = self.storage.claim_case(run.case_id)
+                if not is_terminal(case.state):
+                    self.storage.terminate_case(Fence("cases", case.id, case.incarnation), failure)
+                self.storage.advance_run(run.id, RunState.CRASHED, failure)
+        order = self.storage.set_work_order_state(order.id, WorkOrderState.CRASHED)
+        log.error("work_order_crashed", work_order_id=order.id, reason=reason)
+        self._publish(Event(kind="work_order_updated", work_order=order))
+
     def _case_ended(self, case_id: str) -> None:
-        waiters = self.waiters.pop(case_id, [])
+        waiters = self.case_waiters.pop(case_id, [])
         if waiters:
-            view = self._view(case_id)
+            view = self._case_view(case_id)
             for reply_to in waiters:
                 self.answer(reply_to, view)
+
+    # -- events and cron ----------------------------------------------------------------
+
+    def _publish(self, event: Event) -> None:
+        for subscriber in list(self.subscribers):
+            self.answer(subscriber, event)
+        order = event.work_order
+        if event.kind == "work_order_updated" and order.state not in UNFINISHED_ORDERS:
+            waiters = self.order_waiters.pop(order.id, [])
+            if waiters:
+                view = self._order_view(order.id)
+                if any(r.run.state not in FINAL_RUN_STATES for r in view.runs):
+                    self.order_waiters[order.id] = waiters
+                    return
+                for reply_to in waiters:
+                    self.answer(reply_to, view)
+
+    def _schedule_cron(self) -> None:
+        now = time.time()
+        self.wakeupAfter(max(0.5, 60 - now % 60 + 0.05), payload=_CronWakeup)
+
+    def _fire_cron(self, now: float) -> list[str]:
+        """Submit one work order per due tick of every cron trigger; after
+        downtime, missed ticks run at most once."""
+        fired = []
+        moment = datetime.fromtimestamp(now, timezone.utc)
+        for workflow in self.storage.list_workflows():
+            if workflow.state is WorkflowState.DISCARDED:
+                continue
+            for trigger in workflow.triggers:
+                if trigger.type != "cron" or not trigger.cron:
+                    continue
+                key = f"{workflow.id}:{trigger.id}"
+                last = self.storage.last_tick(key)
+                if last is None:
+                    self.storage.set_last_tick(key, now)
+                    continue
+                ticks = due_ticks(CronSchedule.parse(trigger.cron),
+                                  datetime.fromtimestamp(last, timezone.utc), moment)
+                for tick in ticks:
+                    fired.append(self._submit(workflow, {"tick": tick.isoformat()}, "cron", trigger.id).work_order_id)
+                if ticks:
+                    self.storage.set_last_tick(key, ticks[-1].timestamp())
+        return fired
 
     # -- client requests ----------------------------------------------------------------
 
@@ -113,15 +232,30 @@ class EngineActor(EntityActor):
         handlers: dict[type, Callable[[Any, Any], Any]] = {
             Ping: lambda r, s: self._info(),
             PutWorkflow: self._put_workflow,
-            GetWorkflow: lambda r, s: self._workflow_view(r),
+            GetWorkflow: lambda r, s: WorkflowView(workflow_to_document(
+                self.storage.get_workflow(r.workflow_id, r.version))),
+            ListWorkflows: lambda r, s: WorkflowList([workflow_to_document(w) for w in self.storage.list_workflows()]),
             DiscardWorkflow: self._discard_workflow,
             StartCase: self._start_case,
-            GetCase: lambda r, s: self._view(r.case_id),
+            GetCase: lambda r, s: self._case_view(r.case_id),
             GetTask: lambda r, s: self.storage.get_task(r.task_id),
             GetWorkitem: lambda r, s: self.storage.get_workitem(r.workitem_id),
             WaitCase: self._wait_case,
             ListCases: lambda r, s: CaseList(self.storage.list_cases(r.states)),
-            TerminateCase: lambda r, s: self._route(self._live_case(r.case_id).id, r, s),
+            TerminateCase: lambda r, s: self._route(self._live_case(r.case_id), r, s),
+            SubmitWorkOrder: lambda r, s: self._submit(
+                self.storage.get_workflow(r.workflow_id, r.version), r.input, "manual", None),
+            SubmitWebhook: self._submit_webhook,
+            CronTick: lambda r, s: CronFired(self._fire_cron(r.now)),
+            GetWorkOrder: lambda r, s: self._order_view(r.work_order_id),
+            WaitWorkOrder: self._wait_order,
+            ListWorkOrders: lambda r, s: WorkOrderList(self.storage.list_work_orders(r.states, r.workflow_id, r.since)),
+            RetryRun: self._retry,
+            RetryMany: self._retry_many,
+            CancelWorkOrder: self._cancel,
+            Subscribe: self._subscribe,
+            Unsubscribe: lambda r, s: self._unsubscribe(s),
+            ListActors: lambda r, s: self._actors(),
         }
         for kind in WORKITEM_REQUESTS:
             handlers[kind] = self._workitem_request
@@ -129,19 +263,31 @@ class EngineActor(EntityActor):
             handlers[kind] = self._task_request
         return handlers
 
+    # -- workflows ------------------------------------------------------------------------
+
     def _put_workflow(self, request: PutWorkflow, sender: Any) -> WorkflowStored:
         workflow = validate(workflow_from_document(request.document))
+        for trigger in workflow.triggers:
+            if trigger.type == "cron":
+                CronSchedule.parse(trigger.cron or "")
+            owner = self._trigger_owner(trigger.id)
+            if owner is not None and owner.id != workflow.id:
+                raise Invalid(f"trigger {trigger.id!r} already belongs to workflow {owner.id!r}")
         self.storage.put_workflow(workflow)
         log.info("workflow_stored", workflow_id=workflow.id, version=workflow.version)
         return WorkflowStored(workflow_id=workflow.id, version=workflow.version)
 
-    def _workflow_view(self, request: GetWorkflow) -> WorkflowView:
-        workflow = self.storage.get_workflow(request.workflow_id, request.version)
-        return WorkflowView(document=workflow_to_document(workflow))
+    def _trigger_owner(self, trigger_id: str) -> Workflow | None:
+        for workflow in self.storage.list_workflows():
+            if workflow.state is WorkflowState.ACTIVE and any(t.id == trigger_id for t in workflow.triggers):
+                return workflow
+        return None
 
     def _discard_workflow(self, request: DiscardWorkflow, sender: Any) -> Ok:
         self.storage.discard_workflow(request.workflow_id)
         return Ok()
+
+    # -- cases without a work order ----------------------------------------------------
 
     def _start_case(self, request: StartCase, sender: Any) -> CaseStarted:
         workflow = self.storage.get_workflow(request.workflow_id, request.version)
@@ -151,12 +297,12 @@ class EngineActor(EntityActor):
                           input=dict(request.input))
         genesis = TokenRecord(id=new_id(), case_id=case.id, workflow_id=workflow.id,
                               place_id=workflow.start_place.id, payload=dict(request.input))
-        self.storage.create_case(case, genesis)
+        self.storage.create_case(case, [genesis])
         log.info("case_created", case_id=case.id, workflow_id=workflow.id, version=workflow.version)
         self._ensure_case(case.id)
         return CaseStarted(case_id=case.id)
 
-    def _view(self, case_id: str) -> CaseView:
+    def _case_view(self, case_id: str) -> CaseView:
         case = self.storage.get_case(case_id)
         return CaseView(case=case, tokens=self.storage.tokens(case_id), tasks=self.storage.tasks(case_id),
                         workitems=self.storage.workitems(case_id=case_id))
@@ -164,8 +310,8 @@ class EngineActor(EntityActor):
     def _wait_case(self, request: WaitCase, sender: Any) -> CaseView | None:
         case = self.storage.get_case(request.case_id)
         if is_terminal(case.state):
-            return self._view(case.id)
-        self.waiters.setdefault(case.id, []).append(sender)
+            return self._case_view(case.id)
+        self.case_waiters.setdefault(case.id, []).append(sender)
         return None
 
     def _live_case(self, case_id: str) -> CaseRecord:
@@ -178,14 +324,108 @@ class EngineActor(EntityActor):
         workitem = self.storage.get_workitem(request.workitem_id)
         if is_terminal(workitem.state):
             raise AlreadyCompleted(f"workitem {workitem.id} is already {workitem.state.value}")
-        return self._route(self._live_case(workitem.case_id).id, request, sender)
+        return self._route(self._live_case(workitem.case_id), request, sender)
 
     def _task_request(self, request: Any, sender: Any) -> None:
         task = self.storage.get_task(request.task_id)
-        return self._route(self._live_case(task.case_id).id, request, sender)
+        return self._route(self._live_case(task.case_id), request, sender)
 
-    def _route(self, case_id: str, request: Any, sender: Any) -> None:
-        """The owner of the entity answers the client."""
-        self._ensure_case(case_id)
-        self.children.send(case_id, Routed(request, sender))
+    def _route(self, case: CaseRecord, request: Any, sender: Any) -> None:
+        """The owner of the entity answers the client; a case of a work order
+        is reached through its work order."""
+        if case.work_order_id is not None:
+            self._ensure_order(case.work_order_id)
+            self.children.send(case.work_order_id, Routed(request, sender))
+        else:
+            self._ensure_case(case.id)
+            self.children.send(case.id, Routed(request, sender))
         return None
+
+    # -- work orders ------------------------------------------------------------------------
+
+    def _submit(self, workflow: Workflow, input: dict, trigger_type: str,
+                trigger_id: str | None) -> WorkOrderSubmitted:
+        first = runs.submit(self.storage, workflow, input, trigger_type=trigger_type, trigger_id=trigger_id)
+        order = self.storage.get_work_order(first.run.work_order_id)
+        log.info("work_order_created", work_order_id=order.id, run_id=first.run.id, workflow_id=workflow.id,
+                 trigger_type=trigger_type, trigger_id=trigger_id)
+        self._publish(Event(kind="work_order_created", work_order=order))
+        self._publish(Event(kind="run_created", work_order=order, run=first.run))
+        self._ensure_order(order.id)
+        return WorkOrderSubmitted(work_order_id=order.id, run_id=first.run.id)
+
+    def _submit_webhook(self, request: SubmitWebhook, sender: Any) -> WorkOrderSubmitted:
+        workflow = self._trigger_owner(request.trigger_id)
+        if workflow is None or not any(t.id == request.trigger_id and t.type == "webhook"
+                                       for t in workflow.triggers):
+            raise NotFound(f"no active workflow has a webhook trigger {request.trigger_id!r}")
+        return self._submit(workflow, request.body, "webhook", request.trigger_id)
+
+    def _order_view(self, work_order_id: str) -> WorkOrderView:
+        order = self.storage.get_work_order(work_order_id)
+        views = []
+        for run in self.storage.runs(order.id):
+            kept = [self.storage.get_workitem(step) for step in run.kept_step_ids]
+            views.append(run_view(run, kept, self.storage.workitems(case_id=run.case_id)))
+        return WorkOrderView(work_order=order, runs=views)
+
+    def _wait_order(self, request: WaitWorkOrder, sender: Any) -> WorkOrderView | None:
+        view = self._order_view(request.work_order_id)
+        if view.work_order.state not in UNFINISHED_ORDERS and all(r.run.state in FINAL_RUN_STATES for r in view.runs):
+            return view
+        self.order_waiters.setdefault(request.work_order_id, []).append(sender)
+        return None
+
+    def _enqueued(self, new_runs: list[runs.NewRun]) -> None:
+        for new in new_runs:
+            order = self.storage.get_work_order(new.run.work_order_id)
+            log.info("run_enqueued", work_order_id=order.id, run_id=new.run.id,
+                     retried_from_run_id=new.run.retried_from_run_id, kept_steps=len(new.run.kept_step_ids))
+            self._publish(Event(kind="run_created", work_order=order, run=new.run))
+            self._publish(Event(kind="work_order_updated", work_order=order, run=new.run))
+            self._ensure_order(order.id)
+            self.children.send(order.id, StartRun(new.run.id))
+
+    def _retry(self, request: RetryRun, sender: Any) -> RunEnqueued:
+        retried = runs.retry_from_step(self.storage, request.run_id, request.step_id)
+        self._enqueued([retried])
+        return RunEnqueued(run_id=retried.run.id, work_order_id=retried.run.work_order_id)
+
+    def _retry_many(self, request: RetryMany, sender: Any) -> RetryManyResult:
+        enqueued, discarded = runs.retry_many(self.storage, list(request.work_order_ids),
+                                              [(s.run_id, s.step_id) for s in request.steps])
+        self._enqueued(enqueued)
+        return RetryManyResult(enqueued=len(enqueued), discarded=discarded)
+
+    def _cancel(self, request: CancelWorkOrder, sender: Any) -> None:
+        order = self.storage.get_work_order(request.work_order_id)
+        if all(r.state in FINAL_RUN_STATES for r in self.storage.runs(order.id)):
+            raise AlreadyCompleted(f"work order {order.id} is already {order.state.value}")
+        self._ensure_order(order.id)
+        self.children.send(order.id, Routed(request, sender))
+        return None
+
+    def _subscribe(self, request: Subscribe, sender: Any) -> Ok:
+        if sender not in self.subscribers:
+            self.subscribers.append(sender)
+        return Ok()
+
+    def _unsubscribe(self, sender: Any) -> Ok:
+        self.subscribers = [s for s in self.subscribers if s != sender]
+        return Ok()
+
+    def _actors(self) -> ActorList:
+        """Every live actor of the tree, read from storage: each entity records
+        the pid of the actor that claimed it last."""
+        found = [ActorInfo(kind="engine", entity_id=ENGINE_NAME, state="running", pid=os.getpid())]
+        for order in self.storage.list_work_orders(UNFINISHED_ORDERS):
+            found.append(ActorInfo("work_order", order.id, order.state.value, order.pid))
+        for case in self.storage.list_cases([CaseState.CREATED, CaseState.ACTIVE]):
+            found.append(ActorInfo("case", case.id, case.state.value, case.pid))
+            for task in self.storage.tasks(case.id, [TaskState.STARTED, TaskState.ALLOCATED, TaskState.EXECUTING]):
+                found.append(ActorInfo("task", task.id, task.state.value, task.pid))
+            for workitem in self.storage.workitems(case_id=case.id,
+                                                   states=[WorkitemState.CREATED, WorkitemState.STARTED]):
+                found.append(ActorInfo("workitem", workitem.id, workitem.state.value, workitem.pid))
+        return ActorList([a for a in found if a.pid is not None and is_alive(a.pid)])
+

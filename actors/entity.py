@@ -57,6 +57,11 @@ class EntityActor(SupervisedActor):
                           die_with_parent=self.settings.die_with_parent,
                           on_give_up=on_give_up)
 
+    def handles_while_stopping(self, message: Any) -> bool:
+        """A client's request is answered from what this incarnation knows;
+        anything else goes to the next incarnation."""
+        return isinstance(message, Routed)
+
     def answer(self, reply_to: Any, result: Any) -> None:
         if reply_to is not None:
             self.send(reply_to, codec.encode(result))

@@ -143,3 +143,15 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+def connect_actor_system(admin_port: int) -> ActorSystem:
+    """Join the running multiprocTCPBase system whose admin listens on
+    127.0.0.1:`admin_port`, as a client. Refuses when nothing listens there:
+    Thespian would otherwise quietly start a new, empty system."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2.0)
+        if sock.connect_ex((LOOPBACK, admin_port)) != 0:
+            raise ConnectionRefusedError(f"no petriflow daemon listens on {LOOPBACK}:{admin_port}")
+    use_loopback()
+    return ActorSystem(MULTIPROC, capabilities={"Admin Port": admin_port})

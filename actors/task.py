@@ -198,7 +198,14 @@ class TaskActor(EntityActor):
             return
         if all(state is WorkitemState.COMPLETED for state in self.workitems.values()):
             outputs = [w.output or {} for w in self.storage.workitems(task_id=self.task.id)]
-            payload = self.executor.build_token_payload(outputs, dict(self.transition.params))
+            try:
+                payload = self.executor.build_token_payload(outputs, dict(self.transition.params))
+            except Exception as exc:
+                log.error("token_payload_failed", error=repr(exc), **self.log_context())
+                self.send(self.parent, TaskFailed(task_id=self.task.id, failure=Failure(
+                    kind="exception", reason=f"engine error: build_token_payload raised {exc!r}",
+                    transition_id=self.task.transition_id, task_id=self.task.id)))
+                return
             self.completing = True
             self.send(self.parent, CompleteTask(task_id=self.task.id, token_payload=payload))
 
@@ -278,9 +285,8 @@ class TaskActor(EntityActor):
             self.task = self.storage.get_task(self.task.id)
         log.info("task_force_abandoned", state=self.task.state.value, **self.log_context())
         self.ending = True
-        live = [k for k in self.children.keys() if self.children.is_live(k)]
-        for key in live:
+        for key in filter(self.children.is_running, self.children.keys()):
             self.children.send(key, AbandonWorkitem(workitem_id=key))
-        if not live:
+        if not any(self.children.is_live(k) for k in self.children.keys()):
             self.stop_normally("abandoned")
 

@@ -18,7 +18,7 @@ import structlog
 
 from actors.entity import EntityActor, workflow_for
 from actors.envelope import Routed
-from engine.errors import AlreadyCompleted, IllegalTransition, Invalid
+from engine.errors import AlreadyCompleted, ExecutorNotFound, IllegalTransition, Invalid
 from engine.executors import (Completed, ExecutionContext, Executor, Failed, Outcome, Started,
                               resolve_executor)
 from engine.messages import AbandonWorkitem, CompleteWorkitem, InitWorkitem, Ok, UpdateWorkitem
@@ -66,7 +66,12 @@ class WorkitemActor(EntityActor):
             return
         workflow = workflow_for(self.storage, self.workitem.workflow_id, self._workflow_version())
         self.transition = workflow.transition(self.workitem.transition_id)
-        self.executor = resolve_executor(self.transition.executor)
+        try:
+            self.executor = resolve_executor(self.transition.executor)
+        except ExecutorNotFound as exc:
+            self._finish(WorkitemState.FAILED, failure=self._failure(
+                "exception", f"engine error: the executor cannot be resolved any more: {exc.message}"))
+            return
         if self.workitem.awaiting:
             log.info("workitem_awaiting", **self.log_context())
             return

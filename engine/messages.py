@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.records import CaseRecord, Failure, TaskRecord, TokenRecord, WorkitemRecord
+from engine.records import (CaseRecord, Failure, RunRecord, TaskRecord, TokenRecord, WorkitemRecord,
+                            WorkOrderRecord)
 from engine.states import WorkitemState
 
 # -- replies ----------------------------------------------------------------
@@ -67,6 +68,95 @@ class EngineInfo:
     sid: int
     storage: str
     live_cases: int
+    live_work_orders: int = 0
+    booted_at: float = 0.0
+    work_orders: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WorkflowList:
+    documents: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WorkOrderSubmitted:
+    work_order_id: str
+    run_id: str
+
+
+@dataclass(frozen=True)
+class StepView:
+    """One workitem execution of a run; `kept` when a retry took it over
+    from an earlier run without executing it again."""
+
+    step_id: str
+    workitem_id: str
+    transition_id: str
+    state: str
+    attempt: int
+    input: dict[str, Any] | None
+    output: dict[str, Any] | None
+    started_at: float | None
+    finished_at: float | None
+    kept: bool = False
+    failure: Failure | None = None
+
+
+@dataclass(frozen=True)
+class RunView:
+    run: RunRecord
+    steps: list[StepView] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WorkOrderView:
+    work_order: WorkOrderRecord
+    runs: list[RunView] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WorkOrderList:
+    work_orders: list[WorkOrderRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunEnqueued:
+    run_id: str
+    work_order_id: str
+
+
+@dataclass(frozen=True)
+class RetryManyResult:
+    enqueued: int
+    discarded: int
+
+
+@dataclass(frozen=True)
+class ActorInfo:
+    kind: str
+    entity_id: str
+    state: str
+    pid: int | None
+
+
+@dataclass(frozen=True)
+class ActorList:
+    actors: list[ActorInfo] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A change clients can subscribe to: `work_order_created`,
+    `work_order_updated`, `run_created` or `run_updated`."""
+
+    kind: str
+    work_order: WorkOrderRecord
+    run: RunRecord | None = None
+
+
+@dataclass(frozen=True)
+class CronFired:
+    work_order_ids: list[str] = field(default_factory=list)
 
 
 # -- client requests to the Engine --------------------------------------------
@@ -143,6 +233,94 @@ class AbandonWorkitem:
     workitem_id: str
 
 
+@dataclass(frozen=True)
+class ListWorkflows:
+    pass
+
+
+@dataclass(frozen=True)
+class SubmitWorkOrder:
+    """A manual submission: a work order with its first run."""
+
+    workflow_id: str
+    input: dict[str, Any] = field(default_factory=dict)
+    version: int | None = None
+
+
+@dataclass(frozen=True)
+class SubmitWebhook:
+    trigger_id: str
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CronTick:
+    """Fire the cron triggers due at `now` (seconds since the epoch): the
+    daemon's clock, or a test's."""
+
+    now: float
+
+
+@dataclass(frozen=True)
+class GetWorkOrder:
+    work_order_id: str
+
+
+@dataclass(frozen=True)
+class WaitWorkOrder:
+    """Answered with the WorkOrderView once no run of it is unfinished."""
+
+    work_order_id: str
+
+
+@dataclass(frozen=True)
+class ListWorkOrders:
+    states: list[str] | None = None
+    workflow_id: str | None = None
+    since: float | None = None
+
+
+@dataclass(frozen=True)
+class RetryRun:
+    run_id: str
+    step_id: str
+
+
+@dataclass(frozen=True)
+class RunStep:
+    run_id: str
+    step_id: str
+
+
+@dataclass(frozen=True)
+class RetryMany:
+    """Retry work orders from their first step, or runs from given steps,
+    in one storage transaction."""
+
+    work_order_ids: list[str] = field(default_factory=list)
+    steps: list[RunStep] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CancelWorkOrder:
+    work_order_id: str
+
+
+@dataclass(frozen=True)
+class Subscribe:
+    pass
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    pass
+
+
+@dataclass(frozen=True)
+class ListActors:
+    pass
+
+
 # -- the Task's interface (WorkflowMetal's Task), addressed by task id ------
 
 
@@ -191,6 +369,7 @@ class Settings:
     idle_timeout_s: float | None = None
     die_with_parent: bool = False
     log_path: str | None = None
+    cron: bool = False
 
 
 @dataclass(frozen=True)
@@ -241,6 +420,22 @@ class TaskAbandoned:
 class TaskFailed:
     task_id: str
     failure: Failure
+
+
+@dataclass(frozen=True)
+class InitWorkOrder:
+    work_order_id: str
+    settings: Settings
+
+
+@dataclass(frozen=True)
+class StartRun:
+    run_id: str
+
+
+@dataclass(frozen=True)
+class CaseActivated:
+    case_id: str
 
 
 @dataclass(frozen=True)

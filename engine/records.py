@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.states import CaseState, TaskState, TokenState, WorkitemState
+from engine.workorders import RunState, WorkOrderState
 
 GENESIS = "genesis"
 """`produced_by_task_id` of the token a case starts with."""
@@ -57,6 +58,8 @@ class CaseRecord:
     pid: int | None = None
     created_at: float = field(default_factory=now)
     updated_at: float = field(default_factory=now)
+    work_order_id: str | None = None
+    run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,5 +112,45 @@ class WorkitemRecord:
     incarnation: int = 0
     pid: int | None = None
     created_at: float = field(default_factory=now)
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+@dataclass(frozen=True)
+class WorkOrderRecord:
+    """One input (a webhook call, a cron tick, a manual submission) and the
+    runs started for it; its state aggregates theirs (Lightning)."""
+
+    id: str
+    workflow_id: str
+    trigger_type: str = "manual"
+    trigger_id: str | None = None
+    state: WorkOrderState = WorkOrderState.PENDING
+    input: dict[str, Any] | None = field(default_factory=dict)
+    incarnation: int = 0
+    pid: int | None = None
+    created_at: float = field(default_factory=now)
+    updated_at: float = field(default_factory=now)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One invocation of the workflow for a work order: exactly one case.
+
+    A retried run names the run and step it was retried from, and the steps
+    it took over from earlier runs without executing them again."""
+
+    id: str
+    work_order_id: str
+    workflow_id: str
+    workflow_version: int
+    case_id: str
+    state: RunState = RunState.AVAILABLE
+    retried_from_run_id: str | None = None
+    retried_from_step_id: str | None = None
+    kept_step_ids: list[str] = field(default_factory=list)
+    failure: Failure | None = None
+    created_at: float = field(default_factory=now)
+    claimed_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None

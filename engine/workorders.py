@@ -89,6 +89,7 @@ _RUN_STATE_OF_FAILURE = {
     "crashed": _R.CRASHED,
     "exception": _R.EXCEPTION,
     "abandoned": _R.FAILED,
+    "lost": _R.LOST,
 }
 
 

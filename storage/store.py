@@ -16,20 +16,23 @@ from typing import Any, Iterable, TypeVar
 
 from engine.errors import (AlreadyCompleted, IllegalTransition, NotFound, StaleIncarnation,
                            TaskNotAvailable, TokensNotAvailable)
-from engine.records import (FINISHER, CaseRecord, Failure, TaskRecord, TokenRecord,
-                            WorkitemRecord, new_id, now)
+from engine.records import (FINISHER, CaseRecord, Failure, RunRecord, TaskRecord, TokenRecord,
+                            WorkitemRecord, WorkOrderRecord, new_id, now)
 from engine.states import (CaseState, TaskState, TokenState, WorkitemState, can_advance,
                            is_terminal)
 from engine.workflow import Workflow, WorkflowState
+from engine.workorders import FINAL_RUN_STATES, RunState, WorkOrderState, advance_run
 from storage.backend import Backend, Row, Tx
 
 R = TypeVar("R")
 
 _TABLE_OF: dict[type, str] = {
     CaseRecord: "cases", TaskRecord: "tasks", WorkitemRecord: "workitems", TokenRecord: "tokens",
+    WorkOrderRecord: "work_orders", RunRecord: "runs",
 }
 _STATE_OF: dict[type, type[Enum]] = {
     CaseRecord: CaseState, TaskRecord: TaskState, WorkitemRecord: WorkitemState, TokenRecord: TokenState,
+    WorkOrderRecord: WorkOrderState, RunRecord: RunState,
 }
 
 
@@ -43,16 +46,16 @@ class Fence:
     incarnation: int
 
 
+def _to_row_value(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Failure):
+        return dataclasses.asdict(value)
+    return value
+
+
 def _to_row(record: Any) -> Row:
-    row: Row = {}
-    for f in dataclasses.fields(record):
-        value = getattr(record, f.name)
-        if isinstance(value, Enum):
-            value = value.value
-        elif isinstance(value, Failure):
-            value = dataclasses.asdict(value)
-        row[f.name] = value
-    return row
+    return {f.name: _to_row_value(getattr(record, f.name)) for f in dataclasses.fields(record)}
 
 
 def _definition(document: dict[str, Any]) -> dict[str, Any]:
@@ -185,11 +188,18 @@ class Storage:
 
     # -- cases -------------------------------------------------------------
 
-    def create_case(self, case: CaseRecord, genesis: TokenRecord) -> CaseRecord:
+    def create_case(self, case: CaseRecord, tokens: list[TokenRecord]) -> CaseRecord:
+        """A case with the tokens it begins with: its genesis token, or the
+        tokens a retry carries over."""
         with self.backend.transaction() as tx:
-            tx.insert("cases", _to_row(case))
-            tx.insert("tokens", _to_row(genesis))
+            self._insert_case(tx, case, tokens)
         return case
+
+    @staticmethod
+    def _insert_case(tx: Tx, case: CaseRecord, tokens: list[TokenRecord]) -> None:
+        tx.insert("cases", _to_row(case))
+        for token in tokens:
+            tx.insert("tokens", _to_row(token))
 
     def get_case(self, case_id: str) -> CaseRecord:
         return self._read(CaseRecord, case_id)
@@ -391,6 +401,84 @@ class Storage:
             return self._advance(tx, workitem, state, output=output, failure=failure, finished_at=now())
 
 
-def open_storage(url: str) -> Storage:
+class WorkOrderStorage(Storage):
+    """Work orders and their runs, on top of the Petri-net entities."""
+
+    def create_work_order(self, work_order: WorkOrderRecord, run: RunRecord, case: CaseRecord,
+                          tokens: list[TokenRecord]) -> WorkOrderRecord:
+        """The work order, its first run and that run's case, in one transaction."""
+        with self.backend.transaction() as tx:
+            tx.insert("work_orders", _to_row(work_order))
+            tx.insert("runs", _to_row(run))
+            self._insert_case(tx, case, tokens)
+        return work_order
+
+    def enqueue_runs(self, runs: list[tuple[RunRecord, CaseRecord, list[TokenRecord]]],
+                     work_order_states: dict[str, WorkOrderState]) -> None:
+        """Retried runs with their cases, and the work orders' new states, all
+        in one transaction (Lightning's `enqueue_many_for_retry`)."""
+        with self.backend.transaction() as tx:
+            for run, case, tokens in runs:
+                if tx.get("work_orders", run.work_order_id) is None:
+                    raise NotFound(f"work order {run.work_order_id!r} not found")
+                tx.insert("runs", _to_row(run))
+                self._insert_case(tx, case, tokens)
+            for work_order_id, state in work_order_states.items():
+                tx.update("work_orders", work_order_id, {"state": state.value, "updated_at": now()})
+
+    def get_work_order(self, work_order_id: str) -> WorkOrderRecord:
+        return self._read(WorkOrderRecord, work_order_id)
+
+    def list_work_orders(self, states: Iterable[WorkOrderState | str] | None = None,
+                         workflow_id: str | None = None, since: float | None = None) -> list[WorkOrderRecord]:
+        orders = self._find(WorkOrderRecord, {"workflow_id": workflow_id}, states)
+        return [o for o in orders if since is None or o.created_at >= since]
+
+    def claim_work_order(self, work_order_id: str, pid: int | None = None) -> WorkOrderRecord:
+        return self._claim(WorkOrderRecord, work_order_id, pid)
+
+    def set_work_order_state(self, work_order_id: str, state: WorkOrderState) -> WorkOrderRecord:
+        with self.backend.transaction() as tx:
+            order = self._get(tx, WorkOrderRecord, work_order_id)
+            if order.state is state:
+                return order
+            tx.update("work_orders", work_order_id, {"state": state.value, "updated_at": now()})
+            return dataclasses.replace(order, state=state)
+
+    def runs(self, work_order_id: str) -> list[RunRecord]:
+        return self._find(RunRecord, {"work_order_id": work_order_id})
+
+    def get_run(self, run_id: str) -> RunRecord:
+        return self._read(RunRecord, run_id)
+
+    def advance_run(self, run_id: str, target: RunState, failure: Failure | None = None) -> RunRecord:
+        """Move a run along its state machine; reaching the state it is in changes nothing."""
+        with self.backend.transaction() as tx:
+            run = self._get(tx, RunRecord, run_id)
+            if run.state is target:
+                return run
+            advance_run(run.state, target)
+            stamp = {RunState.CLAIMED: "claimed_at", RunState.STARTED: "started_at"}.get(
+                target, "finished_at" if target in FINAL_RUN_STATES else None)
+            changes: dict[str, Any] = {"state": target.value, "failure": _to_row_value(failure)}
+            if stamp:
+                changes[stamp] = now()
+            tx.update("runs", run_id, changes)
+            return _from_row(RunRecord, {**_to_row(run), **changes})
+
+    def last_tick(self, trigger_key: str) -> float | None:
+        with self.backend.transaction(write=False) as tx:
+            row = tx.get("trigger_ticks", trigger_key)
+        return None if row is None else row["last_tick"]
+
+    def set_last_tick(self, trigger_key: str, tick: float) -> None:
+        with self.backend.transaction() as tx:
+            if tx.get("trigger_ticks", trigger_key) is None:
+                tx.insert("trigger_ticks", {"id": trigger_key, "last_tick": tick})
+            else:
+                tx.update("trigger_ticks", trigger_key, {"last_tick": tick})
+
+
+def open_storage(url: str) -> WorkOrderStorage:
     from storage import open_backend
-    return Storage(open_backend(url))
+    return WorkOrderStorage(open_backend(url))

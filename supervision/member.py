@@ -17,7 +17,7 @@ import structlog
 from thespian.actors import Actor, ActorExitRequest, WakeupMessage
 
 from supervision import lifeline
-from supervision.messages import ChildStopping, IdleNotice, Supervised
+from supervision.messages import ChildStopping, IdleNotice, Returned, Supervised
 
 log = structlog.get_logger("petriflow.supervision")
 
@@ -81,6 +81,12 @@ class SupervisedActor(Actor):
         """Entity ids that every log line about this actor carries."""
         return {}
 
+    def handles_while_stopping(self, message: Any) -> bool:
+        """Whether a message from the parent that arrives after `stop_normally`
+        is still handled here; by default it is returned to the parent, which
+        delivers it to the next incarnation."""
+        return False
+
     # -- what it gets ---------------------------------------------------------------
 
     def stop_normally(self, reason: str = "normal") -> None:
@@ -132,6 +138,9 @@ class SupervisedActor(Actor):
                 return
         if self.parent is not None and sender == self.parent:
             self._received += 1
+            if self._stopping and not self.handles_while_stopping(message):
+                self.send(self.parent, Returned(self.key, message))
+                return
         self.on_message(message, sender)
 
     def _begin(self, envelope: Supervised, parent: Any) -> None:

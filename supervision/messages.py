@@ -40,3 +40,13 @@ class IdleNotice:
 
     key: str
     received: int
+
+
+@dataclass(frozen=True)
+class Returned:
+    """A message from the parent that reached a child after it announced a
+    normal exit: the child hands it back, and the parent delivers it to the
+    next incarnation instead of letting it be lost."""
+
+    key: str
+    message: Any

@@ -25,7 +25,7 @@ import structlog
 from thespian.actors import Actor, ActorExitRequest, ChildActorExited
 
 from supervision.childspec import ChildSpec, Intensity, RestartType, Strategy
-from supervision.messages import ChildStopping, IdleNotice, Supervised
+from supervision.messages import ChildStopping, IdleNotice, Returned, Supervised
 
 log = structlog.get_logger("petriflow.supervision")
 
@@ -49,6 +49,8 @@ class _Child:
     final: bool = False            # stop(key): never start again
     sent: int = 0                  # messages sent to this incarnation via send()
     pending: list[Any] = field(default_factory=list)  # held while it is on its way out
+    returned: list[Any] = field(default_factory=list)  # handed back by an incarnation that was stopping
+    redelivered: list[Any] = field(default_factory=list)  # returned messages given to the next incarnation
     restarts: deque[float] = field(default_factory=deque)
 
 
@@ -122,12 +124,21 @@ class Supervisor:
         if isinstance(message, IdleNotice):
             self._idle(message, sender)
             return True
+        if isinstance(message, Returned):
+            self._returned(message, sender)
+            return True
         return False
 
     def is_live(self, key: str) -> bool:
         """Whether the child has a process (possibly on its way out)."""
         child = self._children.get(key)
         return child is not None and child.address is not None
+
+    def is_running(self, key: str) -> bool:
+        """Whether the child is live and not on its way out: worth a message
+        that only matters to a running incarnation."""
+        child = self._children.get(key)
+        return child is not None and child.state is _State.LIVE
 
     def keys(self) -> list[str]:
         """Every child supervised, passivated ones included."""
@@ -167,6 +178,13 @@ class Supervisor:
         self._log("child_passivating", child)
         self._actor.send(child.address, ActorExitRequest())
 
+    def _returned(self, notice: Returned, sender: Any) -> None:
+        child = self._children.get(notice.key)
+        if child is None or child.address != sender:
+            log.debug("child_returned_unknown", key=notice.key)
+            return
+        child.returned.append(notice.message)
+
     def _exited(self, child: _Child) -> None:
         state, child.address = child.state, None
         if child.final:  # stop(key), whatever else was under way
@@ -185,6 +203,7 @@ class Supervisor:
                 self._spawn(child, "child_restarted", reason="strategy")
         elif state is _State.STOPPING:
             self._log("child_exited", child, reason=child.reason)
+            self._take_back_returned(child)
             if child.spec.restart is RestartType.PERMANENT:
                 self._restart(child, child.reason)
             elif child.pending and child.spec.restart is RestartType.TRANSIENT:
@@ -198,6 +217,16 @@ class Supervisor:
                 self._remove(child)
             else:
                 self._restart(child, "crashed")
+
+    def _take_back_returned(self, child: _Child) -> None:
+        """Returned messages go to the next incarnation, once: one handed back
+        again by the incarnation started for it is moot (its entity ended)."""
+        returned, child.returned = child.returned, []
+        again = [m for m in returned if m in child.redelivered]
+        child.redelivered = [m for m in returned if m not in child.redelivered]
+        if again:
+            self._log("child_messages_dropped", child, dropped=len(again), reason="returned twice")
+        child.pending[:0] = child.redelivered
 
     # -- restarts ---------------------------------------------------------------------
 

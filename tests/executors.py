@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-from engine.executors import BaseExecutor, Completed, ExecutionContext, Outcome
+from engine.executors import BaseExecutor, Completed, ExecutionContext, Failed, Outcome
 
 
 def double(ctx: ExecutionContext) -> dict:
@@ -15,11 +15,15 @@ def double(ctx: ExecutionContext) -> dict:
 
 class Journal(BaseExecutor):
     """Appends one JSON line per execution to `params.journal` (or $PETRIFLOW_TEST_JOURNAL),
-    so tests can count side effects by idempotency key; sleeps `params.seconds`."""
+    so tests can count side effects by idempotency key; sleeps `params.seconds`; fails while
+    the file `params.fail_unless_exists` (beside the journal) does not exist."""
 
     def execute(self, ctx: ExecutionContext) -> Outcome:
         path = ctx.params.get("journal") or os.environ.get("PETRIFLOW_TEST_JOURNAL")
         time.sleep(float(ctx.params.get("seconds", 0)))
+        release = ctx.params.get("fail_unless_exists")
+        if release and not os.path.exists(os.path.join(os.path.dirname(path or "."), release)):
+            return Failed(f"{release} does not exist yet")
         if path:
             with open(path, "a", encoding="utf-8") as f:
                 f.write(json.dumps({"key": ctx.idempotency_key, "transition": ctx.transition_id,
@@ -35,3 +39,15 @@ class KillSelf(BaseExecutor):
     def execute(self, ctx: ExecutionContext) -> Outcome:
         os.kill(os.getpid(), signal.SIGKILL)
         return Completed({})
+
+
+class BadPayload(BaseExecutor):
+    """Completes, but building its token payload raises: an engine-side error."""
+
+    blocking = False
+
+    def execute(self, ctx: ExecutionContext) -> Outcome:
+        return Completed({})
+
+    def build_token_payload(self, outputs: list[dict], params: dict) -> dict:
+        raise RuntimeError("cannot build a payload")

@@ -40,7 +40,7 @@ def setup(tmp_path, monkeypatch):
 def _new_case(store: Storage, state: CaseState = CaseState.ACTIVE) -> tuple[CaseRecord, TokenRecord]:
     case = CaseRecord(id=new_id(), workflow_id="restore", workflow_version=1)
     genesis = TokenRecord(id=new_id(), case_id=case.id, workflow_id="restore", place_id="start")
-    store.create_case(case, genesis)
+    store.create_case(case, [genesis])
     case = store.claim_case(case.id)
     if state is not CaseState.CREATED:
         store.activate_case(Fence("cases", case.id, case.incarnation))

@@ -37,7 +37,7 @@ def store(storage_url):
 def _case(store: Storage, places=("start",)) -> tuple[CaseRecord, list[TokenRecord]]:
     case = CaseRecord(id=new_id(), workflow_id="wf", workflow_version=1)
     genesis = TokenRecord(id=new_id(), case_id=case.id, workflow_id="wf", place_id=places[0])
-    store.create_case(case, genesis)
+    store.create_case(case, [genesis])
     claimed = store.claim_case(case.id)
     tokens = [genesis]
     return claimed, tokens

@@ -1,0 +1,149 @@
+"""The WorkOrder actor: one per unfinished work order, supervising the case
+of each of its runs and aggregating their states into its own (Lightning's
+`update_state`). It reports every change to the Engine as an `Event`, and
+exits once no run of it is unfinished; a retry brings it back."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import structlog
+
+from actors.case import CaseActor
+from actors.entity import EntityActor, workflow_for
+from actors.envelope import Routed
+from engine.errors import AlreadyCompleted, Invalid, PetriflowError
+from engine.messages import (CancelWorkOrder, CaseActivated, CaseEnded, Event, InitCase,
+                             InitWorkOrder, Ok, StartRun, TerminateCase)
+from engine.records import Failure, RunRecord, WorkOrderRecord
+from engine.states import is_terminal
+from engine.workorders import FINAL_RUN_STATES, RunState, run_state_of_case, update_state
+from storage.store import Fence
+from supervision.childspec import ChildSpec
+
+log = structlog.get_logger("petriflow.work_order")
+
+
+class WorkOrderActor(EntityActor):
+    order: WorkOrderRecord
+
+    def log_context(self) -> dict[str, Any]:
+        order = getattr(self, "order", None)
+        return {"work_order_id": order.id, "workflow_id": order.workflow_id} if order else {}
+
+    def on_start(self, init: InitWorkOrder) -> None:
+        self.open(init.settings)
+        self.order = self.storage.claim_work_order(init.work_order_id, os.getpid())
+        self.children = self.supervise(self._case_gave_up)
+        unfinished = self._unfinished()
+        if not unfinished:
+            self.stop_normally(self.order.state.value)
+            return
+        for run in unfinished:
+            self._start(run)
+
+    def may_passivate(self) -> bool:
+        return False  # a work order with an unfinished run always has a live case, or is ending
+
+    def _unfinished(self) -> list[RunRecord]:
+        return [r for r in self.storage.runs(self.order.id) if r.state not in FINAL_RUN_STATES]
+
+    def _start(self, run: RunRecord) -> None:
+        """Claim the run and start (or restore) its case; a run whose case
+        cannot be restored is lost."""
+        try:
+            case = self.storage.get_case(run.case_id)
+            workflow_for(self.storage, case.workflow_id, case.workflow_version)
+        except PetriflowError as exc:
+            self._ended(run, RunState.LOST, Failure(kind="lost", reason=f"the run cannot be restored: {exc}"))
+            return
+        if run.state is RunState.AVAILABLE:
+            run = self.storage.advance_run(run.id, RunState.CLAIMED)
+            self._changed(run)
+        if run.case_id not in self.children.keys():
+            self.children.start(ChildSpec(key=run.case_id, actor_class=CaseActor,
+                                          init=InitCase(case_id=run.case_id, settings=self.settings)))
+
+    def _changed(self, run: RunRecord) -> None:
+        """Aggregate the work order's state from its runs and tell the Engine."""
+        others = [r.state for r in self.storage.runs(self.order.id) if r.id != run.id]
+        state = update_state([s for s in others if s not in FINAL_RUN_STATES], run.state)
+        changed = state is not self.order.state
+        if changed:
+            self.order = self.storage.set_work_order_state(self.order.id, state)
+            log.info("work_order_updated", state=state.value, run_id=run.id, **self.log_context())
+        self._event("run_updated", run)
+        if changed:
+            self._event("work_order_updated", run)
+        if not self._unfinished() and not any(self.children.is_live(k) for k in self.children.keys()):
+            self.stop_normally(self.order.state.value)
+
+    def _event(self, kind: str, run: RunRecord | None) -> None:
+        if self.parent is not None:
+            self.send(self.parent, Event(kind=kind, work_order=self.order, run=run))
+
+    def _ended(self, run: RunRecord, state: RunState, failure: Failure | None) -> None:
+        run = self.storage.advance_run(run.id, state, failure)
+        log.info("run_ended", run_id=run.id, case_id=run.case_id, state=state.value,
+                 reason=failure.reason if failure else None, **self.log_context())
+        self._changed(run)
+
+    def _case_gave_up(self, spec: ChildSpec, reason: str) -> None:
+        case = self.storage.claim_case(spec.key)
+        failure = case.failure
+        if not is_terminal(case.state):
+            failure = Failure(kind="crashed", reason=f"case crashed past the restart intensity: {reason}")
+            case = self.storage.terminate_case(Fence("cases", case.id, case.incarnation), failure)
+            log.error("case_crashed", case_id=case.id, run_id=case.run_id, reason=reason, **self.log_context())
+        self._case_ended(case.id)
+
+    def _case_ended(self, case_id: str) -> None:
+        case = self.storage.get_case(case_id)
+        run = self.storage.get_run(case.run_id)
+        if run.state in FINAL_RUN_STATES:
+            return
+        state = run_state_of_case(case.state.value, case.failure.kind if case.failure else None)
+        if state is not None:
+            self._ended(run, state, case.failure)
+
+    # -- messages ---------------------------------------------------------------
+
+    def on_message(self, message: Any, sender: Any) -> None:
+        if self.children.handle(message, sender):
+            if not self._unfinished() and not any(self.children.is_live(k) for k in self.children.keys()):
+                self.stop_normally(self.order.state.value)
+            return
+        if isinstance(message, CaseActivated):
+            run = self.storage.get_run(self.storage.get_case(message.case_id).run_id)
+            if run.state is RunState.CLAIMED:
+                self._changed(self.storage.advance_run(run.id, RunState.STARTED))
+        elif isinstance(message, CaseEnded):
+            self._case_ended(message.case_id)
+        elif isinstance(message, StartRun):
+            self._start(self.storage.get_run(message.run_id))
+        elif isinstance(message, Routed):
+            self.serve(message, lambda body: self._request(message))
+
+    def _request(self, routed: Routed) -> Any:
+        if isinstance(routed.body, CancelWorkOrder):
+            return self._cancel()
+        case_id = getattr(routed.body, "case_id", None) or self._case_of(routed.body)
+        if case_id not in self.children.keys():
+            raise Invalid(f"case {case_id} is not a running case of work order {self.order.id}")
+        self.children.send(case_id, routed)
+        return None
+
+    def _case_of(self, body: Any) -> str:
+        for field, read in (("workitem_id", self.storage.get_workitem), ("task_id", self.storage.get_task)):
+            if hasattr(body, field):
+                return read(getattr(body, field)).case_id
+        raise Invalid(f"a work order cannot handle {type(body).__name__}")
+
+    def _cancel(self) -> Ok:
+        unfinished = self._unfinished()
+        if not unfinished:
+            raise AlreadyCompleted(f"work order {self.order.id} is already {self.order.state.value}")
+        for run in unfinished:
+            log.info("run_cancelling", run_id=run.id, case_id=run.case_id, **self.log_context())
+            self.children.send(run.case_id, Routed(TerminateCase(run.case_id), None))
+        return Ok()
