@@ -33,7 +33,7 @@ import structlog
 
 from actors import logs
 from actors.client import Client, boot_engine
-from actors.system import close_actor_system, open_actor_system
+from actors.system import close_actor_system, open_actor_system, system_session
 from actors.webhook import WebhookServer
 from engine.errors import PetriflowError
 from engine.messages import EngineInfo, Settings
@@ -169,8 +169,14 @@ class Daemon:
                                  die_with_parent=True, log_path=str(config.log_path), cron=True)
 
     def serve(self) -> int:
-        """Run until SIGTERM or SIGINT; returns the exit status."""
+        """Run until SIGTERM or SIGINT; returns the exit status.
+
+        The directory the daemon was started from is put on the import path,
+        so executors named `module:attribute` resolve there, as a celery or
+        dramatiq worker does; set PYTHONPATH for code elsewhere."""
         config = self.config
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
         home_lock = _HomeLock(Path(config.home))
         try:
             if running_pid(config):
@@ -225,7 +231,9 @@ class Daemon:
 
     def _announce(self) -> None:
         config = self.config
-        state = {**asdict(config), "pid": os.getpid(), "http_url": config.http_url, "started_at": time.time()}
+        session = system_session(self.asys)
+        state = {**asdict(config), "pid": os.getpid(), "http_url": config.http_url, "started_at": time.time(),
+                 "actor_sid": session.sid if session else None}
         config.state_file.write_text(json.dumps(state, indent=2))
         config.pid_file.write_text(str(os.getpid()))
 
@@ -248,9 +256,7 @@ def start_background(config: DaemonConfig, program: str, timeout_s: float = 30.0
     if pid:
         raise DaemonError(f"a petriflow daemon already runs for home {config.home} (pid {pid})")
     Path(config.home).mkdir(parents=True, exist_ok=True)
-    if config.pid_file.exists():
-        log.info("stale_pid_file", path=str(config.pid_file))
-        config.pid_file.unlink()
+    end_orphans(config)
     out = open(Path(config.home) / "daemon.out", "ab")
     child = subprocess.Popen(
         [sys.executable, program, "start", "--foreground", "--home", config.home, "--port", str(config.port),
@@ -272,6 +278,27 @@ def start_background(config: DaemonConfig, program: str, timeout_s: float = 30.0
     raise DaemonError(f"the daemon did not answer within {timeout_s}s; see {Path(config.home) / 'daemon.out'}")
 
 
+def end_orphans(config: DaemonConfig) -> list[int]:
+    """After a daemon was killed, its pid file is stale and its actor system
+    may live on without a keeper, holding the port and the home: end every
+    process of that system's session by pid."""
+    if running_pid(config):
+        return []
+    try:
+        sid = json.loads(config.state_file.read_text()).get("actor_sid")
+    except (OSError, ValueError):
+        sid = None
+    members = processes.session_pids(sid) if sid else []
+    # a session id is a pid, and pids are reused: end it only if it is still ours
+    killed = processes.kill_session(sid) if members and all(map(_is_daemon, members)) else []
+    processes.wait_until_gone(killed, 5.0)
+    if config.pid_file.exists() or killed:
+        log.info("stale_daemon_cleared", pid_file=str(config.pid_file), killed=killed)
+    for path in (config.pid_file, config.state_file):
+        path.unlink(missing_ok=True)
+    return killed
+
+
 def connect(config: DaemonConfig, timeout_s: float = 30.0) -> Client:
     if not running_pid(config):
         raise DaemonError(f"no petriflow daemon runs for home {config.home}; start one with petriflow start")
@@ -287,8 +314,7 @@ def stop(config: DaemonConfig, timeout_s: float = 20.0) -> bool:
     SIGKILLed by pid. Returns False when none was running."""
     pid = running_pid(config)
     if not pid:
-        config.pid_file.unlink(missing_ok=True)
-        return False
+        return bool(end_orphans(config))
     tree = [pid] + processes_of(pid)
     os.kill(pid, signal.SIGTERM)
     leftovers = processes.wait_until_gone(tree, timeout_s)

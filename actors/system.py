@@ -115,6 +115,8 @@ def close_actor_system(asys: ActorSystem, timeout_s: float = 5.0) -> None:
 
 def _refuse_port_in_use(port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # as Thespian binds: connections of a previous system in TIME_WAIT do not count
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((LOOPBACK, port))
         except OSError as exc:
@@ -154,4 +156,4 @@ def connect_actor_system(admin_port: int) -> ActorSystem:
         if sock.connect_ex((LOOPBACK, admin_port)) != 0:
             raise ConnectionRefusedError(f"no petriflow daemon listens on {LOOPBACK}:{admin_port}")
     use_loopback()
-    return ActorSystem(MULTIPROC, capabilities={"Admin Port": admin_port})
+    return ActorSystem(MULTIPROC, capabilities={"Admin Port": admin_port}, transientUnique=True)
