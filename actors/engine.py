@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable
+from enum import StrEnum
+from typing import Any, Callable, TypeVar
 
 import structlog
 from thespian.actors import PoisonMessage, WakeupMessage
@@ -48,7 +49,19 @@ from supervision.processes import is_alive
 log = structlog.get_logger("petriflow.engine")
 
 ENGINE_NAME = "petriflow-engine"
+StateT = TypeVar("StateT", bound=StrEnum)
 UNFINISHED_ORDERS = (WorkOrderState.PENDING, WorkOrderState.RUNNING)
+
+
+def _states(machine: type[StateT], names: list[str] | None) -> list[StateT] | None:
+    """A filter's state names as states, refusing the unknown by name."""
+    if names is None:
+        return None
+    known = [s.value for s in machine]
+    for name in names:
+        if name not in known:
+            raise Invalid(f"unknown {machine.__name__} {name!r}: one of {', '.join(known)}")
+    return [machine(name) for name in names]
 
 
 class _CronWakeup:
@@ -241,7 +254,7 @@ class EngineActor(EntityActor):
             GetTask: lambda r, s: self.storage.get_task(r.task_id),
             GetWorkitem: lambda r, s: self.storage.get_workitem(r.workitem_id),
             WaitCase: self._wait_case,
-            ListCases: lambda r, s: CaseList(self.storage.list_cases(r.states)),
+            ListCases: lambda r, s: CaseList(self.storage.list_cases(_states(CaseState, r.states))),
             TerminateCase: lambda r, s: self._route(self._live_case(r.case_id), r, s),
             SubmitWorkOrder: lambda r, s: self._submit(
                 self.storage.get_workflow(r.workflow_id, r.version), r.input, "manual", None),
@@ -249,7 +262,8 @@ class EngineActor(EntityActor):
             CronTick: lambda r, s: CronFired(self._fire_cron(r.now)),
             GetWorkOrder: lambda r, s: self._order_view(r.work_order_id),
             WaitWorkOrder: self._wait_order,
-            ListWorkOrders: lambda r, s: WorkOrderList(self.storage.list_work_orders(r.states, r.workflow_id, r.since)),
+            ListWorkOrders: lambda r, s: WorkOrderList(self.storage.list_work_orders(
+                _states(WorkOrderState, r.states), r.workflow_id, r.since)),
             RetryRun: self._retry,
             RetryMany: self._retry_many,
             CancelWorkOrder: self._cancel,
