@@ -14,7 +14,7 @@ import os
 
 import structlog
 
-from actors.entity import EntityActor, workflow_for
+from actors.entity import EntityActor, gave_up_failure, workflow_for
 from actors.envelope import Routed
 from actors.task import TaskActor
 from engine import routing
@@ -163,8 +163,7 @@ class CaseActor(EntityActor):
 
     def _task_gave_up(self, spec: ChildSpec, reason: str) -> None:
         task = self.storage.claim_task(spec.key)
-        self.terminate(Failure(kind="crashed", reason=f"task crashed past the restart intensity: {reason}",
-                               transition_id=task.transition_id, task_id=task.id))
+        self.terminate(gave_up_failure("task", reason, transition_id=task.transition_id, task_id=task.id))
 
     # -- messages -------------------------------------------------------------------
 

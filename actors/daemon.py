@@ -38,6 +38,7 @@ from actors.webhook import WebhookServer
 from engine.errors import PetriflowError
 from engine.messages import EngineInfo, Settings
 from engine.views import work_order_json
+from storage.store import open_storage
 from supervision import processes
 
 log = structlog.get_logger("petriflow.daemon")
@@ -119,17 +120,27 @@ def _is_daemon(pid: int) -> bool:
 # -- the foreground daemon ------------------------------------------------------------
 
 
+def _unwritable(home: Path, exc: OSError) -> DaemonError:
+    return DaemonError(f"cannot write to home {home}: {exc.strerror}; choose another with --home or PETRIFLOW_HOME")
+
+
+def prepare_home(home: Path) -> None:
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unwritable(home, exc) from None
+
+
 class _HomeLock:
     """An exclusive lock on the home, held for the daemon's life: a second
     daemon on the same home is refused even before any pid file exists."""
 
     def __init__(self, home: Path) -> None:
+        prepare_home(home)
         try:
-            home.mkdir(parents=True, exist_ok=True)
             self.file = open(home / "daemon.lock", "a+")
         except OSError as exc:
-            raise DaemonError(f"cannot write to home {home}: {exc.strerror}; choose another with --home "
-                              f"or PETRIFLOW_HOME") from None
+            raise _unwritable(home, exc) from None
         try:
             fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -141,6 +152,17 @@ class _HomeLock:
 
     def release(self) -> None:
         self.file.close()
+
+
+def _check_storage(config: DaemonConfig) -> None:
+    """Open the storage once before any actor starts: a corrupted file, one
+    from a newer petriflow or an unknown URL is refused here, untouched, with
+    what to do, instead of crashing every actor that opens it."""
+    try:
+        open_storage(config.storage_url).close()
+    except (PetriflowError, OSError) as exc:
+        detail = exc.message if isinstance(exc, PetriflowError) else str(exc)
+        raise DaemonError(f"cannot open storage {config.storage_url}: {detail}") from None
 
 
 def _become_subreaper() -> None:
@@ -181,6 +203,7 @@ class Daemon:
         try:
             if running_pid(config):
                 raise DaemonError(f"a petriflow daemon already runs for home {config.home}")
+            _check_storage(config)
             logs.configure(str(config.log_path))
             _become_subreaper()
             try:
@@ -255,7 +278,7 @@ def start_background(config: DaemonConfig, program: str, timeout_s: float = 30.0
     pid = running_pid(config)
     if pid:
         raise DaemonError(f"a petriflow daemon already runs for home {config.home} (pid {pid})")
-    Path(config.home).mkdir(parents=True, exist_ok=True)
+    prepare_home(Path(config.home))
     end_orphans(config)
     out = open(Path(config.home) / "daemon.out", "ab")
     child = subprocess.Popen(

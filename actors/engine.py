@@ -19,7 +19,7 @@ from thespian.actors import PoisonMessage, WakeupMessage
 
 from actors import runs
 from actors.case import TASK_REQUESTS, WORKITEM_REQUESTS, CaseActor
-from actors.entity import EntityActor
+from actors.entity import EntityActor, gave_up_failure
 from actors.envelope import Routed
 from actors.workorder import WorkOrderActor
 from engine import codec
@@ -36,12 +36,12 @@ from engine.messages import (ActorInfo, ActorList, BootEngine, CancelWorkOrder, 
                              TerminateCase, Unsubscribe, WaitCase, WaitWorkOrder, WorkflowList,
                              WorkflowStored, WorkflowView, WorkOrderList, WorkOrderSubmitted,
                              WorkOrderView)
-from engine.records import CaseRecord, Failure, TokenRecord, new_id
+from engine.records import CaseRecord, TokenRecord, new_id
 from engine.states import CaseState, TaskState, WorkitemState, is_terminal
 from engine.validation import validate
 from engine.views import run_view
 from engine.workflow import Workflow, WorkflowState
-from engine.workorders import FINAL_RUN_STATES, RunState, WorkOrderState
+from engine.workorders import FINAL_RUN_STATES, WorkOrderState, run_state_of_case
 from storage.store import Fence
 from supervision.childspec import ChildSpec
 from supervision.processes import is_alive
@@ -153,7 +153,7 @@ class EngineActor(EntityActor):
             return
         case = self.storage.claim_case(spec.key)
         if not is_terminal(case.state):
-            failure = Failure(kind="crashed", reason=f"case crashed past the restart intensity: {reason}")
+            failure = gave_up_failure("case", reason)
             self.storage.terminate_case(Fence("cases", case.id, case.incarnation), failure)
             log.error("case_crashed", case_id=case.id, workflow_id=case.workflow_id, reason=reason)
         self._case_ended(case.id)
@@ -161,14 +161,14 @@ class EngineActor(EntityActor):
     def _work_order_gave_up(self, work_order_id: str, reason: str) -> None:
         """The work order's own actor keeps crashing: its unfinished runs crashed."""
         order = self.storage.claim_work_order(work_order_id)
-        failure = Failure(kind="crashed", reason=f"work order crashed past the restart intensity: {reason}")
+        failure = gave_up_failure("work order", reason)
         for run in self.storage.runs(order.id):
             if run.state not in FINAL_RUN_STATES:
                 case = self.storage.claim_case(run.case_id)
                 if not is_terminal(case.state):
                     self.storage.terminate_case(Fence("cases", case.id, case.incarnation), failure)
-                self.storage.advance_run(run.id, RunState.CRASHED, failure)
-        order = self.storage.set_work_order_state(order.id, WorkOrderState.CRASHED)
+                self.storage.advance_run(run.id, run_state_of_case("terminated", failure.kind), failure)
+        order = self.storage.set_work_order_state(order.id, WorkOrderState(run_state_of_case("terminated", failure.kind).value))
         log.error("work_order_crashed", work_order_id=order.id, reason=reason)
         self._publish(Event(kind="work_order_updated", work_order=order))
 

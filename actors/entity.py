@@ -13,8 +13,9 @@ import structlog
 from actors import logs
 from actors.envelope import Routed
 from engine import codec
-from engine.errors import PetriflowError
+from engine.errors import PetriflowError, StorageFailure
 from engine.messages import Error, Settings
+from engine.records import Failure
 from engine.workflow import Workflow
 from storage.store import Storage, open_storage
 from supervision.childspec import Intensity, Strategy
@@ -40,6 +41,13 @@ def workflow_for(storage: Storage, workflow_id: str, version: int) -> Workflow:
     if key not in _workflows:
         _workflows[key] = storage.get_workflow(workflow_id, version)
     return _workflows[key]
+
+
+def gave_up_failure(what: str, reason: str, **ids: str | None) -> Failure:
+    """The failure of an entity its supervisor gave up on: `exception` when it
+    kept crashing because storage could not be written, else `crashed`."""
+    kind = "exception" if reason.startswith(StorageFailure.code) else "crashed"
+    return Failure(kind=kind, reason=f"{what} crashed past the restart intensity: {reason}", **ids)
 
 
 class EntityActor(SupervisedActor):
@@ -73,6 +81,9 @@ class EntityActor(SupervisedActor):
         the client hears `exception` and the actor crashes to be restored."""
         try:
             result = handler(routed.body)
+        except StorageFailure as exc:
+            self.answer(routed.reply_to, Error(exc.code, exc.message))
+            raise  # what this actor holds may be ahead of storage: restore it from there
         except PetriflowError as exc:
             self.answer(routed.reply_to, Error(exc.code, exc.message))
             return

@@ -15,7 +15,7 @@ import os
 
 import structlog
 
-from actors.entity import EntityActor, workflow_for
+from actors.entity import EntityActor, gave_up_failure, workflow_for
 from actors.envelope import Routed
 from actors.workitem import WorkitemActor
 from engine import routing
@@ -166,8 +166,8 @@ class TaskActor(EntityActor):
         if is_terminal(workitem.state):
             self._update(UpdateWorkitem(self.task.id, workitem.id, workitem.state, workitem.output, workitem.failure))
             return
-        failure = Failure(kind="crashed", reason=f"workitem crashed past the restart intensity: {reason}",
-                          transition_id=self.task.transition_id, task_id=self.task.id, workitem_id=workitem.id)
+        failure = gave_up_failure("workitem", reason, transition_id=self.task.transition_id,
+                                  task_id=self.task.id, workitem_id=workitem.id)
         workitem = self.storage.finish_workitem(Fence("workitems", workitem.id, workitem.incarnation),
                                                 WorkitemState.FAILED, failure=failure)
         log.error("workitem_crashed", reason=reason, workitem_id=workitem.id, **self.log_context())

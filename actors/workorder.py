@@ -10,9 +10,9 @@ from typing import Any
 import structlog
 
 from actors.case import CaseActor
-from actors.entity import EntityActor, workflow_for
+from actors.entity import EntityActor, gave_up_failure, workflow_for
 from actors.envelope import Routed
-from engine.errors import AlreadyCompleted, Invalid, PetriflowError
+from engine.errors import AlreadyCompleted, Invalid, PetriflowError, StorageFailure
 from engine.messages import (CancelWorkOrder, CaseActivated, CaseEnded, Event, InitCase,
                              InitWorkOrder, Ok, StartRun, TerminateCase)
 from engine.records import Failure, RunRecord, WorkOrderRecord
@@ -89,13 +89,20 @@ class WorkOrderActor(EntityActor):
         self._changed(run)
 
     def _case_gave_up(self, spec: ChildSpec, reason: str) -> None:
-        case = self.storage.claim_case(spec.key)
-        failure = case.failure
-        if not is_terminal(case.state):
-            failure = Failure(kind="crashed", reason=f"case crashed past the restart intensity: {reason}")
-            case = self.storage.terminate_case(Fence("cases", case.id, case.incarnation), failure)
-            log.error("case_crashed", case_id=case.id, run_id=case.run_id, reason=reason, **self.log_context())
-        self._case_ended(case.id)
+        """The run ends with the case's failure. If the case's own rows cannot
+        be written (a failing disk), the run still records it."""
+        failure = gave_up_failure("case", reason)
+        try:
+            case = self.storage.claim_case(spec.key)
+            if not is_terminal(case.state):
+                self.storage.terminate_case(Fence("cases", case.id, case.incarnation), failure)
+        except StorageFailure as exc:
+            log.error("case_not_terminated", case_id=spec.key, error=exc.message, **self.log_context())
+        log.error("case_gave_up", case_id=spec.key, reason=reason, **self.log_context())
+        run = next(r for r in self.storage.runs(self.order.id) if r.case_id == spec.key)
+        if run.state not in FINAL_RUN_STATES:
+            case = self.storage.get_case(spec.key)
+            self._ended(run, run_state_of_case("terminated", (case.failure or failure).kind), case.failure or failure)
 
     def _case_ended(self, case_id: str) -> None:
         case = self.storage.get_case(case_id)

@@ -69,6 +69,13 @@ class WorkflowDiscarded(PetriflowError):
     code = "workflow_discarded"
 
 
+class StorageFailure(PetriflowError):
+    """A write could not be committed (disk full, I/O error, a lock held too
+    long); nothing of it was stored, what was committed before stands."""
+
+    code = "storage_failure"
+
+
 class StaleIncarnation(PetriflowError):
     """A write by an actor that a newer incarnation of its entity replaced.
 

@@ -8,10 +8,15 @@ from storage.sqlite import SqliteBackend
 
 
 def open_backend(url: str) -> Backend:
-    """`memory://NAME`, `sqlite:///abs/path.db`, `sqlite://relative.db`, or a bare `path.db`.
+    """`memory://NAME`, `sqlite:///abs/path.db`, `sqlite://relative.db`, or a bare `path.db`;
+    `faulty+<url>#<flag file>` wraps one to fail on purpose (storage.faults).
 
     Each process (each actor) opens its own backend from the URL, which is
     why a URL, not a backend, is what gets passed around."""
+    if url.startswith("faulty+") and "#" in url:
+        from storage.faults import FaultyBackend
+        inner, _, flag = url[len("faulty+"):].rpartition("#")
+        return FaultyBackend(open_backend(inner), flag)
     scheme, sep, rest = url.partition("://")
     if sep and rest and scheme == "memory":
         return MemoryBackend(rest)

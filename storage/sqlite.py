@@ -17,7 +17,7 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from engine.errors import PetriflowError
+from engine.errors import PetriflowError, StorageFailure
 from storage.backend import DuplicateKey
 from storage.schema import MIGRATIONS, SCHEMA_VERSION, Condition, Table, TxBase, quote
 
@@ -192,6 +192,8 @@ class SqliteBackend:
             try:
                 with _transaction(conn, "BEGIN IMMEDIATE" if write else "BEGIN"):
                     yield tx
+            except sqlite3.OperationalError as exc:
+                raise StorageFailure(f"SQLite could not complete a transaction on {self.path}: {exc}") from exc
             finally:
                 tx.active = False
 

@@ -17,7 +17,7 @@ import structlog
 from thespian.actors import Actor, ActorExitRequest, WakeupMessage
 
 from supervision import lifeline
-from supervision.messages import ChildStopping, IdleNotice, Returned, Supervised
+from supervision.messages import ChildCrashed, ChildStopping, IdleNotice, Returned, Supervised
 
 log = structlog.get_logger("petriflow.supervision")
 
@@ -107,7 +107,7 @@ class SupervisedActor(Actor):
         stale): the supervisor restarts the entity from storage. The caller
         should return at once; no further message is handled."""
         log.error("actor_crashed", reason=reason, **self._fields())
-        self._exit_abnormally()
+        self._exit_abnormally(f"crashed: {reason}")
 
     # -- Thespian's side --------------------------------------------------------------
 
@@ -119,9 +119,9 @@ class SupervisedActor(Actor):
             return
         try:
             self._dispatch(message, sender)
-        except Exception:
+        except Exception as exc:
             log.error("actor_crashed", exc_info=True, **self._fields())
-            self._exit_abnormally()
+            self._exit_abnormally(f"{getattr(exc, 'code', 'crashed')}: {type(exc).__name__}: {exc}")
 
     def _dispatch(self, message: Any, sender: Any) -> None:
         if isinstance(message, WakeupMessage) and isinstance(message.payload, _PRIVATE_WAKEUPS):
@@ -153,9 +153,12 @@ class SupervisedActor(Actor):
             self.wakeupAfter(timedelta(seconds=envelope.idle_timeout_s), payload=_IdleCheck())
         self.on_start(envelope.init)
 
-    def _exit_abnormally(self) -> None:
-        """No ChildStopping first: the parent sees an unannounced exit, a crash."""
+    def _exit_abnormally(self, reason: str) -> None:
+        """No ChildStopping first: the parent sees an unannounced exit, a
+        crash. It is told why, `<code>: <detail>` (a SIGKILLed child cannot)."""
         self._done = True
+        if self.parent is not None:
+            self.send(self.parent, ChildCrashed(self.key, reason))
         self.send(self.myAddress, ActorExitRequest())
 
     def _fields(self) -> dict[str, Any]:

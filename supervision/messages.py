@@ -50,3 +50,12 @@ class Returned:
 
     key: str
     message: Any
+
+
+@dataclass(frozen=True)
+class ChildCrashed:
+    """Why a child is about to exit abnormally, `<code>: <detail>`, so the
+    supervisor can say why it gave up (e.g. `storage_failure: ...`)."""
+
+    key: str
+    reason: str

@@ -25,7 +25,7 @@ import structlog
 from thespian.actors import Actor, ActorExitRequest, ChildActorExited
 
 from supervision.childspec import ChildSpec, Intensity, RestartType, Strategy
-from supervision.messages import ChildStopping, IdleNotice, Returned, Supervised
+from supervision.messages import ChildCrashed, ChildStopping, IdleNotice, Returned, Supervised
 
 log = structlog.get_logger("petriflow.supervision")
 
@@ -51,6 +51,7 @@ class _Child:
     pending: list[Any] = field(default_factory=list)  # held while it is on its way out
     returned: list[Any] = field(default_factory=list)  # handed back by an incarnation that was stopping
     redelivered: list[Any] = field(default_factory=list)  # returned messages given to the next incarnation
+    crash_reason: str = "killed"   # what its last crash notice said; a SIGKILLed child sends none
     restarts: deque[float] = field(default_factory=deque)
 
 
@@ -126,6 +127,11 @@ class Supervisor:
             return True
         if isinstance(message, Returned):
             self._returned(message, sender)
+            return True
+        if isinstance(message, ChildCrashed):
+            child = self._children.get(message.key)
+            if child is not None:
+                child.crash_reason = message.reason
             return True
         return False
 
@@ -212,11 +218,12 @@ class Supervisor:
             else:
                 self._remove(child)
         else:
-            log.warning("child_crashed", **self._fields(child))
+            reason, child.crash_reason = child.crash_reason, "killed"
+            log.warning("child_crashed", reason=reason, **self._fields(child))
             if child.spec.restart is RestartType.TEMPORARY:
                 self._remove(child)
             else:
-                self._restart(child, "crashed")
+                self._restart(child, reason)
 
     def _take_back_returned(self, child: _Child) -> None:
         """Returned messages go to the next incarnation, once: one handed back

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import signal
 import time
 import urllib.request
@@ -13,6 +14,7 @@ import pytest
 
 from actors import daemon
 from engine.workorders import WorkOrderState
+from storage import open_backend
 from supervision import processes
 from tests.daemons import daemon_in
 from tests.engines import wait_for, workflow
@@ -151,3 +153,47 @@ def _stored_state(d, work_order_id: str) -> str:
         return store.get_work_order(work_order_id).state.value
     finally:
         store.close()
+
+
+def test_it_refuses_storage_it_cannot_read_and_never_overwrites_it(tmp_path):
+    with daemon_in(tmp_path / "garbage") as d:
+        d.home.mkdir()
+        (d.home / "petriflow.db").write_bytes(b"not a database, but someone's data\n" * 200)
+        before = (d.home / "petriflow.db").read_bytes()
+        refused = d.start()
+        assert refused.returncode == 2 and "cannot open storage" in refused.stderr
+        assert "left untouched" in refused.stderr
+        assert (d.home / "petriflow.db").read_bytes() == before and d.pid() is None
+    with daemon_in(tmp_path / "newer") as d:
+        d.home.mkdir()
+        db = d.home / "petriflow.db"
+        open_backend(f"sqlite:///{db}").close()
+        with sqlite3.connect(db) as raw:
+            raw.execute("INSERT INTO schema_version VALUES (99, 'from a newer petriflow', 0)")
+        with sqlite3.connect(db) as raw:
+            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # everything in the main file: compare its bytes
+        before = db.read_bytes()
+        refused = d.start()
+        assert refused.returncode == 2 and "upgrade petriflow" in refused.stderr
+        assert db.read_bytes() == before
+
+
+def test_it_refuses_a_home_it_cannot_write_and_a_webhook_port_it_cannot_bind(tmp_path):
+    with daemon_in(tmp_path / "x") as d:
+        d.home = tmp_path / "a-file" / "home"
+        (tmp_path / "a-file").write_text("a file, not a directory")
+        refused = d.start()
+        assert refused.returncode == 2 and "cannot write to home" in refused.stderr
+    with daemon_in(tmp_path / "a") as a, daemon_in(tmp_path / "b") as b:
+        assert a.start().returncode == 0
+        b.http_port = a.http_port
+        refused = b.start()
+        assert refused.returncode == 2 and f"cannot serve webhooks on port {a.http_port}" in refused.stderr
+        assert not b.pid() and processes.session_pids(_actor_sid(b)) == [] if _actor_sid(b) else True
+
+
+def _actor_sid(d) -> int | None:
+    try:
+        return json.loads(d.config.state_file.read_text())["actor_sid"]
+    except OSError:
+        return None

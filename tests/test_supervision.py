@@ -118,7 +118,7 @@ def test_intensity_is_counted_per_key_within_the_window() -> None:
     crash("good")
     assert gave_up == [] and sup.is_live("bad")
     crash("bad")  # the 4th crash within 5 s
-    assert gave_up == [("bad", "crashed")]
+    assert gave_up == [("bad", "killed")], "no crash notice came: the child was killed"
     assert sup.keys() == ["good"]
     # Restarts older than the window no longer count.
     clock.now += 10.0
@@ -257,7 +257,7 @@ def test_fourth_crash_within_the_window_gives_up_on_that_child_only(simple_syste
             ping(simple_system, boss, "bad")
             simple_system.tell(boss, Forward("bad", Boom()))
     final = status(simple_system, boss)
-    assert final.gave_up == [("bad", "crashed")]
+    assert final.gave_up == [("bad", "crashed: RuntimeError: boom")], "the give-up says why it crashed"
     assert final.keys == ["good"] and final.live == {"good": True}
     assert [e["key"] for e in logs if e["event"] == "supervisor_gave_up"] == ["bad"]
 
