@@ -323,13 +323,19 @@ def end_orphans(config: DaemonConfig) -> list[int]:
 
 
 def connect(config: DaemonConfig, timeout_s: float = 30.0) -> Client:
+    """A client of the daemon of `config.home`, on the port it recorded when
+    it started (so `--home` alone is enough)."""
     if not running_pid(config):
         raise DaemonError(f"no petriflow daemon runs for home {config.home}; start one with petriflow start")
     try:
-        return Client.connect(config.port, timeout_s)
+        port = int(json.loads(config.state_file.read_text())["port"])
+    except (OSError, ValueError, KeyError):
+        port = config.port
+    try:
+        return Client.connect(port, timeout_s)
     except ConnectionRefusedError:
-        raise DaemonError(f"the daemon of home {config.home} does not listen on port {config.port}; "
-                          f"pass the port it was started with (--port or PETRIFLOW_PORT)") from None
+        raise DaemonError(f"the daemon of home {config.home} does not answer on port {port}; "
+                          f"see {config.log_path}") from None
 
 
 def stop(config: DaemonConfig, timeout_s: float = 20.0) -> bool:
@@ -371,8 +377,7 @@ def status(config: DaemonConfig) -> dict[str, Any]:
         state = json.loads(config.state_file.read_text())
         result.update(port=state["port"], storage=state["storage_url"], http_url=state["http_url"],
                       uptime_s=round(time.time() - state["started_at"], 1))
-        info: EngineInfo = connect(DaemonConfig(config.home, state["port"], state["http_port"],
-                                                state["storage_url"])).ping()
+        info: EngineInfo = connect(config).ping()
         result.update(work_orders=info.work_orders, engine_pid=info.pid, live_work_orders=info.live_work_orders)
     except (OSError, ValueError, KeyError, PetriflowError, TimeoutError) as exc:
         result["error"] = str(exc)

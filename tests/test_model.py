@@ -214,3 +214,5 @@ def test_unencodable_values_are_refused():
         codec.encode(messages.StartCase("wf", {1: "x"}))
     with pytest.raises(Invalid, match="not a registered message type"):
         codec.encode(object())
+    with pytest.raises(Invalid, match="64 bits at most"):
+        codec.encode(messages.StartCase("wf", {"n": 2**64}))
