@@ -24,7 +24,7 @@ from engine.messages import (AbandonWorkitem, CaseActivated, CaseEnded, Complete
                              ReceiveTokens, TaskAbandoned, TaskCompleted, TaskFailed,
                              TerminateCase, TokensLocked, UpdateWorkitem)
 from engine.records import CaseRecord, Failure, TokenRecord
-from engine.states import CaseState, TaskState, TokenState, is_terminal
+from engine.states import TaskState, TokenState, is_terminal
 from storage.store import Fence
 from supervision.childspec import ChildSpec
 

@@ -6,7 +6,6 @@ import json
 import os
 import sqlite3
 import signal
-import time
 import urllib.request
 from collections import Counter
 

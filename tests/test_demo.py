@@ -1,4 +1,5 @@
-"""The README's demo command works and shows each step."""
+"""The README's demo command works: daemon, client and webhook submissions,
+each step as it happens, `workorders` and `show`, nothing left running."""
 from __future__ import annotations
 
 import subprocess
@@ -7,20 +8,26 @@ from pathlib import Path
 
 import pytest
 
+from actors import daemon
 from actors.system import free_port
 
-BIN = Path(__file__).resolve().parent.parent / "bin" / "petriflow"
+ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.timeout(90)
-def test_the_demo_runs_a_parallel_case_with_a_manual_step_to_the_end(tmp_path):
-    result = subprocess.run([sys.executable, str(BIN), "demo", "--home", str(tmp_path / "home"),
-                             "--port", str(free_port())],
-                            capture_output=True, text=True, timeout=80, stdin=subprocess.DEVNULL)
-    assert result.returncode == 0, result.stderr
+@pytest.mark.timeout(120)
+def test_the_demo_runs_the_daemon_with_client_and_webhook_work_orders(tmp_path):
+    home = tmp_path / "home"
+    result = subprocess.run([sys.executable, str(ROOT / "bin" / "petriflow"), "demo", "--home", str(home),
+                             "--port", str(free_port()), "--http-port", str(free_port())],
+                            capture_output=True, text=True, timeout=100, stdin=subprocess.DEVNULL, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
+    assert "daemon started" in out and "submitted through the client" in out and "created by POST" in out
     for step in ("fetch", "check-vat", "check-credit", "approve", "post"):
         assert f"step {step}" in out
-    assert "waiting for a person" in out and "the demo approves" in out
-    assert "case finished" in out and '"approved_by": "demo"' in out and '"posted": true' in out
-    assert (tmp_path / "home" / "petriflow.db").exists()
+    assert out.count("(waiting for a person)") == 2 and out.count("the demo approves it") == 2
+    assert out.count(" success") >= 4, "both work orders succeed, as workorders and show print"
+    assert "$ petriflow workorders" in out and "webhook:demo-invoice-hook" in out and "$ petriflow show" in out
+    assert '"posted": true' in out and "daemon stopped" in out
+    assert daemon.running_pid(daemon.resolve_config(home=str(home), env={})) is None
+    assert (home / "petriflow.db").exists() and (home / "petriflow.log").exists()

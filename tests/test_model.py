@@ -11,7 +11,7 @@ from engine import codec, messages, routing
 from engine.errors import ExecutorNotFound, IllegalTransition, Invalid
 from engine.executors import (Completed, ExecutionContext, Failed, Started, merge_payloads,
                               resolve_executor)
-from engine.records import (CaseRecord, Failure, TaskRecord, TokenRecord, WorkitemRecord)
+from engine.records import TokenRecord
 from engine.states import (CaseState, TaskState, TokenState, WorkitemState, advance, is_terminal,
                            predecessors)
 from engine.workflow import Arc, ArcDirection, JoinType, Place, PlaceType, SplitType, Transition, Workflow

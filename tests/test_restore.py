@@ -13,7 +13,7 @@ import pytest
 
 from engine.document import workflow_from_document
 from engine.records import CaseRecord, TokenRecord, new_id
-from engine.states import CaseState, TaskState, TokenState, WorkitemState
+from engine.states import CaseState, TaskState, WorkitemState
 from engine.validation import validate
 from storage.store import Fence, Storage, open_storage
 from tests.engines import running_engine, wait_for, workflow
