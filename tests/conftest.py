@@ -2,6 +2,7 @@
 they leave behind is killed by pid, whatever the test did to them."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -28,3 +29,10 @@ def multiproc_system() -> Iterator[ActorSystem]:
         yield asys
     finally:
         close_actor_system(asys)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A test's home, with the side-effect journal of tests.executors in it."""
+    monkeypatch.setenv("PETRIFLOW_TEST_JOURNAL", str(tmp_path / "journal.jsonl"))
+    return tmp_path

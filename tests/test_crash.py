@@ -36,12 +36,6 @@ KILLS_ITSELF = workflow("kills-itself", ["start", "end"], [
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("PETRIFLOW_TEST_JOURNAL", str(tmp_path / "journal.jsonl"))
-    return tmp_path
-
-
-@pytest.fixture
 def client(home):
     with running_engine(MULTIPROC, f"sqlite:///{home}/petriflow.db", log_path=str(home / "log.jsonl")) as client:
         client.put_workflow(STEPS)

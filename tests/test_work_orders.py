@@ -39,12 +39,6 @@ STATES = {
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("PETRIFLOW_TEST_JOURNAL", str(tmp_path / "journal.jsonl"))
-    return tmp_path
-
-
-@pytest.fixture
 def client(home):
     with running_engine("simpleSystemBase", f"sqlite:///{home}/petriflow.db") as client:
         client.put_workflow(BRANCHES)
