@@ -266,3 +266,33 @@ def test_two_tasks_racing_for_one_token_never_both_win(storage_url, store):
         winners = [task for task in (a.split(":")[0], b.split(":")[0])
                    if store.get_task(task).state is TaskState.ALLOCATED]
         assert winners == [token.locked_by_task_id]
+
+
+def test_enqueue_runs_is_one_transaction_all_or_nothing(storage_url):
+    from engine.records import RunRecord, WorkOrderRecord
+    from engine.workorders import WorkOrderState
+    from storage.store import WorkOrderStorage
+
+    store = WorkOrderStorage(open_backend(storage_url))
+    order = WorkOrderRecord(id=new_id(), workflow_id="wf", input={"a": 1})
+    first_case = CaseRecord(id=new_id(), workflow_id="wf", workflow_version=1, work_order_id=order.id)
+    first = RunRecord(id=new_id(), work_order_id=order.id, workflow_id="wf", workflow_version=1, case_id=first_case.id)
+    store.create_work_order(order, first, first_case, [])
+
+    def run_of(work_order_id):
+        case = CaseRecord(id=new_id(), workflow_id="wf", workflow_version=1, work_order_id=work_order_id)
+        run = RunRecord(id=new_id(), work_order_id=work_order_id, workflow_id="wf", workflow_version=1,
+                        case_id=case.id)
+        token = TokenRecord(id=new_id(), case_id=case.id, workflow_id="wf", place_id="start")
+        return run, case, [token]
+
+    good, orphan = run_of(order.id), run_of("no-such-work-order")
+    with pytest.raises(NotFound, match="no-such-work-order"):
+        store.enqueue_runs([good, orphan], {order.id: WorkOrderState.PENDING})
+    assert [r.id for r in store.runs(order.id)] == [first.id]
+    with pytest.raises(NotFound):
+        store.get_case(good[1].id)
+    store.enqueue_runs([good], {order.id: WorkOrderState.PENDING})
+    assert [r.id for r in store.runs(order.id)] == [first.id, good[0].id]
+    assert store.tokens(good[1].id)[0].place_id == "start"
+    store.close()
