@@ -48,7 +48,7 @@ class CaseActor(EntityActor):
 
     def on_start(self, init: InitCase) -> None:
         self.open(init.settings)
-        self.case = self.storage.claim_case(init.case_id, os.getpid())
+        self.case = self.storage.claim_case(init.case_id, os.getpid(), activate=True)
         self.fence = Fence("cases", self.case.id, self.case.incarnation)
         self.ending = False
         if is_terminal(self.case.state):
@@ -57,7 +57,6 @@ class CaseActor(EntityActor):
         self.workflow = workflow_for(self.storage, self.case.workflow_id, self.case.workflow_version)
         self.children = self.supervise(self._task_gave_up)
         self.offered: dict[str, set[str]] = {}
-        self.case = self.storage.activate_case(self.fence)
         log.info("case_active", incarnation=self.case.incarnation, **self.log_context())
         self.send(self.parent, CaseActivated(case_id=self.case.id))
         for task in self.storage.tasks(self.case.id, [TaskState.ALLOCATED, TaskState.EXECUTING]):
@@ -79,7 +78,7 @@ class CaseActor(EntityActor):
             self.terminate(Failure(kind="lost", reason="no token is left anywhere: the case cannot progress"))
             return
         end = self.workflow.end_place.id
-        waiting: dict[str, str] = {}
+        waiting = {t.transition_id: t.id for t in self.storage.tasks(self.case.id, [TaskState.STARTED])}
         batches: dict[str, list[TokenRecord]] = {}
         for token in live:
             if token.state is not TokenState.FREE or token.place_id == end:
@@ -118,8 +117,9 @@ class CaseActor(EntityActor):
         task = self.storage.get_task(message.task_id)
         tokens = routing.issue_tokens(self.workflow, task.transition_id, case_id=self.case.id,
                                       task_id=task.id, payload=message.token_payload)
+        enabled = {t for token in tokens for t in self.workflow.transitions_fed_by(token.place_id)}
         try:
-            self.storage.complete_task(self.fence, task.id, message.token_payload, tokens)
+            self.storage.complete_task(self.fence, task.id, message.token_payload, tokens, sorted(enabled))
             log.info("task_completed", task_id=task.id, transition_id=task.transition_id,
                      issued=[t.place_id for t in tokens], **self.log_context())
         except AlreadyCompleted:

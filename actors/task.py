@@ -9,6 +9,7 @@ workitems.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import os
@@ -26,7 +27,7 @@ from engine.messages import (AbandonWorkitem, CompleteTask, CompleteWorkitem, Di
                              ForceAbandon, InitTask, InitWorkitem, LockedTokens, Ok, Preexecute,
                              ReceiveTokens, TaskAbandoned, TaskCompleted, TaskFailed,
                              TokensLocked, UpdateWorkitem)
-from engine.records import Failure, TaskRecord, TokenRecord
+from engine.records import Failure, TaskRecord, TokenRecord, WorkitemRecord
 from engine.states import TaskState, TokenState, WorkitemState, is_terminal
 from storage.store import Fence
 from supervision.childspec import ChildSpec
@@ -106,18 +107,25 @@ class TaskActor(EntityActor):
         if chosen is None:
             raise TaskNotEnabled(f"task {self.task.id} ({self.task.transition_id}) is not enabled: "
                                  f"it holds no tokens that satisfy its '{self.transition.join.value}' join")
+        chosen = self._in_order(chosen)
         try:
-            locked = self.storage.lock_tokens(self.fence, [t.id for t in chosen])
+            workitem = self.storage.allocate(self.fence, [t.id for t in chosen],
+                                             merge_payloads([t.payload for t in chosen]))
         except TokensNotAvailable:
             self._drop_unavailable([t.id for t in chosen])
             raise
-        for token in locked:
-            self.tokens[token.id] = token
-        self.task = self.storage.get_task(self.task.id)
+        locked = [dataclasses.replace(t, state=TokenState.LOCKED, locked_by_task_id=self.task.id) for t in chosen]
+        self.tokens.update((t.id, t) for t in locked)
+        self.task = dataclasses.replace(self.task, state=TaskState.EXECUTING)
         log.info("task_allocated", tokens=[t.id for t in locked], **self.log_context())
         self.send(self.parent, TokensLocked(task_id=self.task.id, token_ids=[t.id for t in locked]))
-        self._allocate()
+        self._execute(workitem)
         return locked
+
+    def _in_order(self, tokens: list[TokenRecord]) -> list[TokenRecord]:
+        """The order in which payloads merge into the workitem's input: by in-place, then age."""
+        rank = {place: i for i, place in enumerate(self.workflow.in_places(self.task.transition_id))}
+        return sorted(tokens, key=lambda t: (rank.get(t.place_id, 0), t.created_at))
 
     def _drop_unavailable(self, token_ids: list[str]) -> None:
         """Another task won these tokens: forget the ones no longer free."""
@@ -147,10 +155,12 @@ class TaskActor(EntityActor):
     # -- workitems --------------------------------------------------------------
 
     def _allocate(self) -> None:
-        in_order = {place: i for i, place in enumerate(self.workflow.in_places(self.task.transition_id))}
-        locked = sorted(self._locked(), key=lambda t: (in_order.get(t.place_id, 0), t.created_at))
-        workitem = self.storage.create_workitem(self.fence, merge_payloads([t.payload for t in locked]))
-        self.task = self.storage.get_task(self.task.id)
+        """Restored from `allocated`: create the workitem it did not get to."""
+        workitem = self.storage.create_workitem(self.fence, merge_payloads([t.payload for t in self._in_order(self._locked())]))
+        self.task = dataclasses.replace(self.task, state=TaskState.EXECUTING)
+        self._execute(workitem)
+
+    def _execute(self, workitem: WorkitemRecord) -> None:
         self.workitems[workitem.id] = workitem.state
         self._ensure_workitem(workitem.id)
 

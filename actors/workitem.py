@@ -56,7 +56,7 @@ class WorkitemActor(EntityActor):
 
     def on_start(self, init: InitWorkitem) -> None:
         self.open(init.settings)
-        self.workitem = self.storage.claim_workitem(init.workitem_id, os.getpid())
+        self.workitem = self.storage.claim_workitem(init.workitem_id, os.getpid(), begin=True)
         self.fence = Fence("workitems", self.workitem.id, self.workitem.incarnation)
         self.outcome: list[Outcome] = []
         self.thread: threading.Thread | None = None
@@ -75,7 +75,7 @@ class WorkitemActor(EntityActor):
         if self.workitem.awaiting:
             log.info("workitem_awaiting", **self.log_context())
             return
-        self._run()
+        self._run(begun=True)
 
     def _workflow_version(self) -> int:
         return self.storage.get_case(self.workitem.case_id).workflow_version
@@ -90,8 +90,10 @@ class WorkitemActor(EntityActor):
                                 attempt=wi.attempt, input=dict(wi.input),
                                 params=dict(self.transition.params))
 
-    def _run(self) -> None:
-        self.workitem = self.storage.begin_attempt(self.fence)
+    def _run(self, begun: bool = False) -> None:
+        """Run the next attempt; `begun` when claiming already recorded it."""
+        if not begun:
+            self.workitem = self.storage.begin_attempt(self.fence)
         self._report()
         log.info("workitem_started", attempt=self.workitem.attempt, executor=self.transition.executor,
                  **self.log_context())

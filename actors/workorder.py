@@ -58,19 +58,21 @@ class WorkOrderActor(EntityActor):
             self._ended(run, RunState.LOST, Failure(kind="lost", reason=f"the run cannot be restored: {exc}"))
             return
         if run.state is RunState.AVAILABLE:
-            run = self.storage.advance_run(run.id, RunState.CLAIMED)
-            self._changed(run)
+            self._advance(run, RunState.CLAIMED)
         if run.case_id not in self.children.keys():
             self.children.start(ChildSpec(key=run.case_id, actor_class=CaseActor,
                                           init=InitCase(case_id=run.case_id, settings=self.settings)))
 
-    def _changed(self, run: RunRecord) -> None:
-        """Aggregate the work order's state from its runs and tell the Engine."""
-        others = [r.state for r in self.storage.runs(self.order.id) if r.id != run.id]
-        state = update_state([s for s in others if s not in FINAL_RUN_STATES], run.state)
+    def _advance(self, run: RunRecord, target: RunState, failure: Failure | None = None) -> None:
+        """Move the run, and the work order to the state its runs now give it
+        (Lightning's update_state), in one transaction; tell the Engine."""
+        others = [r.state for r in self.storage.runs(self.order.id)
+                  if r.id != run.id and r.state not in FINAL_RUN_STATES]
+        state = update_state(others, target)
+        run = self.storage.advance_run(run.id, target, failure, order_state=state)
         changed = state is not self.order.state
         if changed:
-            self.order = self.storage.set_work_order_state(self.order.id, state)
+            self.order = self.storage.get_work_order(self.order.id)
             log.info("work_order_updated", state=state.value, run_id=run.id, **self.log_context())
         self._event("run_updated", run)
         if changed:
@@ -83,10 +85,9 @@ class WorkOrderActor(EntityActor):
             self.send(self.parent, Event(kind=kind, work_order=self.order, run=run))
 
     def _ended(self, run: RunRecord, state: RunState, failure: Failure | None) -> None:
-        run = self.storage.advance_run(run.id, state, failure)
         log.info("run_ended", run_id=run.id, case_id=run.case_id, state=state.value,
                  reason=failure.reason if failure else None, **self.log_context())
-        self._changed(run)
+        self._advance(run, state, failure)
 
     def _case_gave_up(self, spec: ChildSpec, reason: str) -> None:
         """The run ends with the case's failure. If the case's own rows cannot
@@ -123,7 +124,7 @@ class WorkOrderActor(EntityActor):
         if isinstance(message, CaseActivated):
             run = self.storage.get_run(self.storage.get_case(message.case_id).run_id)
             if run.state is RunState.CLAIMED:
-                self._changed(self.storage.advance_run(run.id, RunState.STARTED))
+                self._advance(run, RunState.STARTED)
         elif isinstance(message, CaseEnded):
             self._case_ended(message.case_id)
         elif isinstance(message, StartRun):

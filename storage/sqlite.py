@@ -83,10 +83,13 @@ class _SqliteTx(TxBase):
 
 
 @contextmanager
-def _transaction(conn: sqlite3.Connection, begin: str) -> Iterator[None]:
+def _transaction(conn: sqlite3.Connection, begin: str | None) -> Iterator[None]:
     """Commit when the block ends, roll back when an exception leaves it."""
     if conn.in_transaction:
         raise RuntimeError("transaction inside a transaction of the same thread")
+    if begin is None:  # a read: each SELECT reads one consistent WAL snapshot on its own
+        yield
+        return
     conn.execute(begin)
     try:
         yield
@@ -190,7 +193,7 @@ class SqliteBackend:
             conn = self._connection()
             tx = _SqliteTx(conn, write)
             try:
-                with _transaction(conn, "BEGIN IMMEDIATE" if write else "BEGIN"):
+                with _transaction(conn, "BEGIN IMMEDIATE" if write else None):
                     yield tx
             except sqlite3.OperationalError as exc:
                 raise StorageFailure(f"SQLite could not complete a transaction on {self.path}: {exc}") from exc

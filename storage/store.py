@@ -130,13 +130,15 @@ class Storage:
         with self.backend.transaction(write=False) as tx:
             return self._get(tx, cls, id)
 
-    def _claim(self, cls: type[R], id: str, pid: int | None) -> R:
+    def _claim(self, cls: type[R], id: str, pid: int | None, tx: Tx | None = None) -> R:
         """Take an entity on: bump its incarnation so older actors are fenced off."""
-        with self.backend.transaction() as tx:
-            record = self._get(tx, cls, id)
-            incarnation = record.incarnation + 1
-            tx.update(_TABLE_OF[cls], id, {"incarnation": incarnation, "pid": pid})
-            return dataclasses.replace(record, incarnation=incarnation, pid=pid)
+        if tx is None:
+            with self.backend.transaction() as tx:
+                return self._claim(cls, id, pid, tx)
+        record = self._get(tx, cls, id)
+        incarnation = record.incarnation + 1
+        tx.update(_TABLE_OF[cls], id, {"incarnation": incarnation, "pid": pid})
+        return dataclasses.replace(record, incarnation=incarnation, pid=pid)
 
     # -- workflows ---------------------------------------------------------
 
@@ -207,8 +209,14 @@ class Storage:
     def list_cases(self, states: Iterable[CaseState | str] | None = None) -> list[CaseRecord]:
         return self._find(CaseRecord, {}, states)
 
-    def claim_case(self, case_id: str, pid: int | None = None) -> CaseRecord:
-        return self._claim(CaseRecord, case_id, pid)
+    def claim_case(self, case_id: str, pid: int | None = None, *, activate: bool = False) -> CaseRecord:
+        """Claim the case; with `activate`, a created case becomes active in
+        the same transaction (one commit for a case actor's start)."""
+        with self.backend.transaction() as tx:
+            case = self._claim(CaseRecord, case_id, pid, tx)
+            if activate and case.state is CaseState.CREATED:
+                case = self._advance(tx, case, CaseState.ACTIVE)
+            return case
 
     def activate_case(self, fence: Fence) -> CaseRecord:
         with self.backend.transaction() as tx:
@@ -256,24 +264,35 @@ class Storage:
         and move the task to `allocated`. Idempotent: a task that already holds
         exactly these tokens gets them back."""
         with self.backend.transaction() as tx:
-            self._check_fence(tx, fence)
-            task = self._get(tx, TaskRecord, fence.id)
-            tokens = [self._get(tx, TokenRecord, tid) for tid in token_ids]
-            if task.state is not TaskState.STARTED:
-                held = {row["id"] for row in tx.find("tokens", {"case_id": task.case_id,
-                                                                 "locked_by_task_id": task.id})}
-                if held and held == set(token_ids):
-                    return tokens
-                raise TaskNotAvailable(f"task {task.id} is {task.state.value}, not started")
-            for token in tokens:
-                if token.case_id != task.case_id:
-                    raise TokensNotAvailable(f"token {token.id} belongs to another case")
-                if token.state is not TokenState.FREE:
-                    raise TokensNotAvailable(f"token {token.id} is {token.state.value}"
-                                             + (f" by task {token.locked_by_task_id}" if token.locked_by_task_id else ""))
-            locked = [self._advance(tx, token, TokenState.LOCKED, locked_by_task_id=task.id) for token in tokens]
-            self._advance(tx, task, TaskState.ALLOCATED)
-            return locked
+            return self._lock(tx, fence, token_ids)
+
+    def _lock(self, tx: Tx, fence: Fence, token_ids: list[str]) -> list[TokenRecord]:
+        self._check_fence(tx, fence)
+        task = self._get(tx, TaskRecord, fence.id)
+        tokens = [self._get(tx, TokenRecord, tid) for tid in token_ids]
+        if task.state is not TaskState.STARTED:
+            held = {row["id"] for row in tx.find("tokens", {"case_id": task.case_id,
+                                                             "locked_by_task_id": task.id})}
+            if held and held == set(token_ids):
+                return tokens
+            raise TaskNotAvailable(f"task {task.id} is {task.state.value}, not started")
+        for token in tokens:
+            if token.case_id != task.case_id:
+                raise TokensNotAvailable(f"token {token.id} belongs to another case")
+            if token.state is not TokenState.FREE:
+                raise TokensNotAvailable(f"token {token.id} is {token.state.value}"
+                                         + (f" by task {token.locked_by_task_id}" if token.locked_by_task_id else ""))
+        locked = [self._advance(tx, token, TokenState.LOCKED, locked_by_task_id=task.id) for token in tokens]
+        self._advance(tx, task, TaskState.ALLOCATED)
+        return locked
+
+    def allocate(self, fence: Fence, token_ids: list[str], input: dict[str, Any]) -> WorkitemRecord:
+        """`lock_tokens` and `create_workitem` in one transaction: the task
+        passes through `allocated` to `executing` with its workitem. Refused
+        as `lock_tokens` refuses; idempotent as both are."""
+        with self.backend.transaction() as tx:
+            self._lock(tx, fence, token_ids)
+            return self._create_workitem(tx, fence, input)
 
     # -- tasks -------------------------------------------------------------
 
@@ -282,15 +301,17 @@ class Storage:
         tokens are offered to at most one waiting task per transition."""
         with self.backend.transaction() as tx:
             self._check_fence(tx, fence)
-            case = self._get(tx, CaseRecord, fence.id)
-            waiting = tx.find("tasks", {"case_id": case.id, "transition_id": transition_id,
-                                        "state": TaskState.STARTED.value})
-            if waiting:
-                return _from_row(TaskRecord, waiting[0])
-            task = TaskRecord(id=new_id(), case_id=case.id, workflow_id=case.workflow_id,
-                              transition_id=transition_id)
-            tx.insert("tasks", _to_row(task))
-            return task
+            return self._waiting_task(tx, self._get(tx, CaseRecord, fence.id), transition_id)
+
+    @staticmethod
+    def _waiting_task(tx: Tx, case: CaseRecord, transition_id: str) -> TaskRecord:
+        waiting = tx.find("tasks", {"case_id": case.id, "transition_id": transition_id,
+                                    "state": TaskState.STARTED.value})
+        if waiting:
+            return _from_row(TaskRecord, waiting[0])
+        task = TaskRecord(id=new_id(), case_id=case.id, workflow_id=case.workflow_id, transition_id=transition_id)
+        tx.insert("tasks", _to_row(task))
+        return task
 
     def get_task(self, task_id: str) -> TaskRecord:
         return self._read(TaskRecord, task_id)
@@ -305,23 +326,28 @@ class Storage:
         """Allocated -> executing with its workitem; idempotent for a task
         already executing."""
         with self.backend.transaction() as tx:
-            self._check_fence(tx, fence)
-            task = self._get(tx, TaskRecord, fence.id)
-            if task.state is TaskState.EXECUTING:
-                existing = tx.find("workitems", {"task_id": task.id}, order_by="created_at")
-                if existing:
-                    return _from_row(WorkitemRecord, existing[0])
-            self._advance(tx, task, TaskState.EXECUTING)
-            workitem = WorkitemRecord(id=new_id(), task_id=task.id, case_id=task.case_id,
-                                      workflow_id=task.workflow_id, transition_id=task.transition_id,
-                                      input=input)
-            tx.insert("workitems", _to_row(workitem))
-            return workitem
+            return self._create_workitem(tx, fence, input)
+
+    def _create_workitem(self, tx: Tx, fence: Fence, input: dict[str, Any]) -> WorkitemRecord:
+        self._check_fence(tx, fence)
+        task = self._get(tx, TaskRecord, fence.id)
+        if task.state is TaskState.EXECUTING:
+            existing = tx.find("workitems", {"task_id": task.id}, order_by="created_at")
+            if existing:
+                return _from_row(WorkitemRecord, existing[0])
+        self._advance(tx, task, TaskState.EXECUTING)
+        workitem = WorkitemRecord(id=new_id(), task_id=task.id, case_id=task.case_id,
+                                  workflow_id=task.workflow_id, transition_id=task.transition_id,
+                                  input=input)
+        tx.insert("workitems", _to_row(workitem))
+        return workitem
 
     def complete_task(self, fence: Fence, task_id: str, token_payload: dict[str, Any],
-                      new_tokens: list[TokenRecord]) -> list[TokenRecord]:
+                      new_tokens: list[TokenRecord], offer_to: Iterable[str] = ()) -> list[TokenRecord]:
         """Consume the task's locked tokens, issue the new ones and record the
-        task completed, atomically; a second call changes nothing."""
+        task completed, atomically; a second call changes nothing. The
+        transitions in `offer_to` (those the new tokens enable) get their
+        waiting task in the same transaction."""
         with self.backend.transaction() as tx:
             self._check_fence(tx, fence)
             task = self._get(tx, TaskRecord, task_id)
@@ -338,6 +364,9 @@ class Storage:
             for token in new_tokens:
                 tx.insert("tokens", _to_row(token))
             self._advance(tx, task, TaskState.COMPLETED, token_payload=token_payload)
+            case = self._get(tx, CaseRecord, fence.id)
+            for transition_id in offer_to:
+                self._waiting_task(tx, case, transition_id)
             return new_tokens
 
     def abandon_task(self, fence: Fence, task_id: str) -> TaskRecord:
@@ -364,21 +393,28 @@ class Storage:
                   states: Iterable[WorkitemState] | None = None) -> list[WorkitemRecord]:
         return self._find(WorkitemRecord, {"case_id": case_id, "task_id": task_id}, states)
 
-    def claim_workitem(self, workitem_id: str, pid: int | None = None) -> WorkitemRecord:
-        return self._claim(WorkitemRecord, workitem_id, pid)
+    def claim_workitem(self, workitem_id: str, pid: int | None = None, *, begin: bool = False) -> WorkitemRecord:
+        """Claim the workitem; with `begin`, one that is to run its executor
+        (not ended, not awaiting) also begins its next attempt, in the same
+        transaction."""
+        with self.backend.transaction() as tx:
+            workitem = self._claim(WorkitemRecord, workitem_id, pid, tx)
+            if begin and not is_terminal(workitem.state) and not workitem.awaiting:
+                return self._begin(tx, workitem)
+            return workitem
 
     def begin_attempt(self, fence: Fence) -> WorkitemRecord:
         """Record that the executor runs (again): `started`, attempt + 1."""
         with self.backend.transaction() as tx:
             self._check_fence(tx, fence)
-            workitem = self._get(tx, WorkitemRecord, fence.id)
-            changes = {"attempt": workitem.attempt + 1, "awaiting": False,
-                       "started_at": workitem.started_at or now()}
-            if workitem.state is WorkitemState.STARTED:
-                updated = dataclasses.replace(workitem, **changes)
-                tx.update("workitems", workitem.id, changes)
-                return updated
-            return self._advance(tx, workitem, WorkitemState.STARTED, **changes)
+            return self._begin(tx, self._get(tx, WorkitemRecord, fence.id))
+
+    def _begin(self, tx: Tx, workitem: WorkitemRecord) -> WorkitemRecord:
+        changes = {"attempt": workitem.attempt + 1, "awaiting": False, "started_at": workitem.started_at or now()}
+        if workitem.state is WorkitemState.STARTED:
+            tx.update("workitems", workitem.id, changes)
+            return dataclasses.replace(workitem, **changes)
+        return self._advance(tx, workitem, WorkitemState.STARTED, **changes)
 
     def mark_awaiting(self, fence: Fence) -> WorkitemRecord:
         with self.backend.transaction() as tx:
@@ -451,10 +487,17 @@ class WorkOrderStorage(Storage):
     def get_run(self, run_id: str) -> RunRecord:
         return self._read(RunRecord, run_id)
 
-    def advance_run(self, run_id: str, target: RunState, failure: Failure | None = None) -> RunRecord:
-        """Move a run along its state machine; reaching the state it is in changes nothing."""
+    def advance_run(self, run_id: str, target: RunState, failure: Failure | None = None,
+                    order_state: WorkOrderState | None = None) -> RunRecord:
+        """Move a run along its state machine, and its work order to
+        `order_state` in the same transaction; reaching the state it is in
+        changes nothing."""
         with self.backend.transaction() as tx:
             run = self._get(tx, RunRecord, run_id)
+            if order_state is not None:
+                order = self._get(tx, WorkOrderRecord, run.work_order_id)
+                if order.state is not order_state:
+                    tx.update("work_orders", order.id, {"state": order_state.value, "updated_at": now()})
             if run.state is target:
                 return run
             advance_run(run.state, target)

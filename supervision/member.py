@@ -96,7 +96,7 @@ class SupervisedActor(Actor):
         if self._done or self._stopping:
             return
         self._stopping = True
-        log.info("actor_stopping", reason=reason, **self._fields())
+        log.debug("actor_stopping", reason=reason, **self._fields())
         if self.parent is None:
             self.send(self.myAddress, ActorExitRequest())
         else:

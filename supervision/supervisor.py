@@ -55,6 +55,9 @@ class _Child:
     restarts: deque[float] = field(default_factory=deque)
 
 
+ROUTINE = frozenset({"child_started", "child_stopping", "child_exited"})
+
+
 class Supervisor:
     """Starts, watches, restarts and passivates the children of `actor`.
 
@@ -304,7 +307,9 @@ class Supervisor:
         return {**context, "key": child.spec.key, "child": _class_name(child.spec.actor_class)}
 
     def _log(self, event: str, child: _Child, **extra: Any) -> None:
-        log.info(event, **extra, **self._fields(child))
+        # a child's ordinary life is debug; restarts, passivation and drops are worth an info line
+        level = log.debug if event in ROUTINE else log.info
+        level(event, **extra, **self._fields(child))
 
 
 def _class_name(actor_class: type | str) -> str:
