@@ -59,8 +59,8 @@ class CaseActor(EntityActor):
         self.offered: dict[str, set[str]] = {}
         log.info("case_active", incarnation=self.case.incarnation, **self.log_context())
         self.send(self.parent, CaseActivated(case_id=self.case.id))
-        for task in self.storage.tasks(self.case.id, [TaskState.ALLOCATED, TaskState.EXECUTING]):
-            self._ensure_task(task.id)
+        for task in self.storage.tasks(self.case.id, [TaskState.STARTED, TaskState.ALLOCATED, TaskState.EXECUTING]):
+            self._ensure_task(task.id)  # a waiting task that lost its tokens meanwhile abandons itself
         self._offer()
 
     def may_passivate(self) -> bool:

@@ -267,6 +267,7 @@ class Daemon:
         log.error("engine_died", pid=self.info.pid)
         with self.lock:
             self.info = boot_engine(self.asys, self.settings)
+            self.client = Client(self.asys)  # the old one still addresses the dead Engine
         log.info("engine_restarted", pid=self.info.pid)
 
 

@@ -37,10 +37,22 @@ class WorkOrderActor(EntityActor):
         self.children = self.supervise(self._case_gave_up)
         unfinished = self._unfinished()
         if not unfinished:
-            self.stop_normally(self.order.state.value)
+            self._settle()
             return
         for run in unfinished:
             self._start(run)
+
+    def _settle(self) -> None:
+        """Every run is final: make sure the work order says so (an older
+        petriflow, or a crash, may have recorded the run but not the order),
+        then exit."""
+        runs = self.storage.runs(self.order.id)
+        state = update_state([], runs[-1].state) if runs else self.order.state
+        if state is not self.order.state:
+            self.order = self.storage.set_work_order_state(self.order.id, state)
+            log.info("work_order_updated", state=state.value, **self.log_context())
+            self._event("work_order_updated", runs[-1])
+        self.stop_normally(self.order.state.value)
 
     def may_passivate(self) -> bool:
         return False  # a work order with an unfinished run always has a live case, or is ending

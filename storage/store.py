@@ -237,6 +237,8 @@ class Storage:
                                           "state": TokenState.FREE.value}):
                 tx.update("tokens", row["id"], {"state": TokenState.CONSUMED.value,
                                                  "consumed_by_task_id": FINISHER})
+            for row in tx.find("tasks", {"case_id": case.id, "state": TaskState.STARTED.value}):
+                self._abandon_task(tx, _from_row(TaskRecord, row))  # waiting tasks that lost their tokens
             return self._advance(tx, case, CaseState.FINISHED)
 
     def terminate_case(self, fence: Fence, failure: Failure | None = None) -> CaseRecord:

@@ -108,6 +108,9 @@ def test_the_keeper_restarts_a_killed_engine_which_restores_running_work(tmp_pat
         wait_for(lambda: d.status().get("engine_pid") not in (None, engine_pid), 20)
         view = d.client().wait_work_order(submitted.work_order_id, 60)
         assert view.work_order.state is WorkOrderState.SUCCESS
+        status, created = _post(f"http://127.0.0.1:{d.http_port}/hooks/invoice-hook", b'{"after": "restart"}')
+        assert status == 201, "the webhook reaches the new Engine"
+        assert _get(f"http://127.0.0.1:{d.http_port}/workorders/{created['work_order_id']}")["workflow_id"] == "hooked"
 
 
 def test_webhook_then_sigkill_of_the_whole_daemon_mid_run_then_all_finish_once(tmp_path):

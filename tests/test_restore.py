@@ -219,3 +219,16 @@ def test_an_awaiting_manual_workitem_is_not_executed_again_on_restore(tmp_path):
         view = client.wait_case(case_id)
     assert view.case.state is CaseState.FINISHED
     assert view.workitems[0].attempt == 1
+
+
+def test_a_waiting_task_without_tokens_abandons_itself_on_restore(setup):
+    """As a deferred-choice loser is left `started` when everything is killed
+    before the case withdrew its token."""
+    url, store, journal = setup
+    case, genesis = _new_case(store)
+    winner = store.claim_task(store.create_task(_fence(case, "cases"), "a").id)
+    waiting = store.create_task(_fence(case, "cases"), "b")
+    store.lock_tokens(_fence(winner, "tasks"), [genesis.id])
+    view = _restore_and_wait(url, case.id)
+    assert view.case.state is CaseState.FINISHED
+    assert store.get_task(waiting.id).state is TaskState.ABANDONED

@@ -209,9 +209,11 @@ def test_terminating_a_case_abandons_its_unfinished_tasks_and_workitems(store):
 def test_finishing_a_case_consumes_its_end_token(store):
     case, (genesis,) = _case(store, places=("end",))
     store.activate_case(_fence(case, "cases"))
+    waiting = _task(store, case, "lost-its-token")
     assert store.finish_case(_fence(case, "cases"), "end").state is CaseState.FINISHED
     (token,) = store.tokens(case.id)
     assert token.state is TokenState.CONSUMED
+    assert store.get_task(waiting.id).state is TaskState.ABANDONED, "nothing is left live in a finished case"
     with pytest.raises(AlreadyCompleted):
         store.finish_case(_fence(case, "cases"), "end")
 

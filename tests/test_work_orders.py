@@ -244,3 +244,16 @@ def test_the_work_order_actor_tree_on_both_bases(base, home):
     assert all(v.work_order.state is WorkOrderState.SUCCESS for v in views)
     assert [v.runs[0].steps[0].output for v in views] == [{"i": i} for i in range(3)]
 
+
+
+def test_a_work_order_whose_runs_all_ended_is_settled_on_restore(home):
+    """A crash between recording a run's end and its work order's state."""
+    url = f"sqlite:///{home}/petriflow.db"
+    with running_engine("simpleSystemBase", url) as client:
+        client.put_workflow(workflow("success", ["start", "end"], STATES["success"], ["start -> t", "t -> end"]))
+        done = client.wait_work_order(client.submit("success", {}).work_order_id)
+    with sqlite3.connect(f"{home}/petriflow.db") as db:
+        db.execute("UPDATE work_orders SET state = 'running' WHERE id = ?", (done.work_order.id,))
+    with running_engine("simpleSystemBase", url) as client:
+        settled = client.wait_work_order(done.work_order.id, 20)
+    assert settled.work_order.state is WorkOrderState.SUCCESS
