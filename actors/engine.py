@@ -41,7 +41,7 @@ from engine.states import CaseState, TaskState, WorkitemState, is_terminal
 from engine.validation import validate
 from engine.views import run_view
 from engine.workflow import Workflow, WorkflowState
-from engine.workorders import FINAL_RUN_STATES, WorkOrderState, run_state_of_case
+from engine.workorders import FINAL_RUN_STATES, RunState, WorkOrderState, run_state_of_case
 from storage.store import Fence
 from supervision.childspec import ChildSpec
 from supervision.processes import is_alive
@@ -106,11 +106,11 @@ class EngineActor(EntityActor):
             self.subscribers: list[Any] = []  # Thespian addresses compare but do not hash
             self.booted_at = time.time()
             self.booted = True
-            orders = self.storage.list_work_orders(UNFINISHED_ORDERS)
+            orders = [o for o in self.storage.list_work_orders(UNFINISHED_ORDERS) if self._order_needs_actor(o.id)]
             for order in orders:
                 self._ensure_order(order.id)
             cases = [c for c in self.storage.list_cases([CaseState.CREATED, CaseState.ACTIVE])
-                     if c.work_order_id is None]
+                     if c.work_order_id is None and self.storage.case_needs_actor(c.id)]
             for case in cases:
                 self._ensure_case(case.id)
             log.info("engine_booted", storage=self.storage.url, restored_work_orders=len(orders),
@@ -118,6 +118,13 @@ class EngineActor(EntityActor):
             if message.settings.cron:
                 self._schedule_cron()
         self.answer(sender, self._info())
+
+    def _order_needs_actor(self, work_order_id: str) -> bool:
+        """Restore at boot only what has work to do; a work order whose runs
+        all wait on clients is restored by the next message for it."""
+        unfinished = [r for r in self.storage.runs(work_order_id) if r.state not in FINAL_RUN_STATES]
+        return not unfinished or any(r.state is not RunState.STARTED or self.storage.case_needs_actor(r.case_id)
+                                     for r in unfinished)
 
     def _info(self) -> EngineInfo:
         live = [k for k in self.children.keys() if self.children.is_live(k)]

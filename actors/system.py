@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import random
 import socket
 import weakref
 from dataclasses import dataclass
@@ -41,7 +42,23 @@ _sessions: weakref.WeakKeyDictionary[ActorSystem, SystemSession] = weakref.WeakK
 
 
 def free_port() -> int:
-    """A loopback TCP port free right now (for tests and a default admin port)."""
+    """A loopback TCP port free right now, for tests and tools, chosen below
+    the kernel's ephemeral range: actor processes bind ephemeral ports, and a
+    port handed out from that range may be taken by one of them before the
+    caller binds it (a restarted daemon's webhook port, say)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as ports:
+            ephemeral_low = int(ports.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    for _ in range(100):
+        port = random.randrange(20000, max(20001, ephemeral_low))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
         return sock.getsockname()[1]

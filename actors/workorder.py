@@ -40,7 +40,8 @@ class WorkOrderActor(EntityActor):
             self._settle()
             return
         for run in unfinished:
-            self._start(run)
+            if run.state is not RunState.STARTED or self.storage.case_needs_actor(run.case_id):
+                self._start(run)  # a parked run's case starts when a message for it comes
 
     def _settle(self) -> None:
         """Every run is final: make sure the work order says so (an older
@@ -55,7 +56,8 @@ class WorkOrderActor(EntityActor):
         self.stop_normally(self.order.state.value)
 
     def may_passivate(self) -> bool:
-        return False  # a work order with an unfinished run always has a live case, or is ending
+        """Idle with every case passivated: waiting work orders cost rows, not processes."""
+        return not any(self.children.is_live(k) for k in self.children.keys())
 
     def _unfinished(self) -> list[RunRecord]:
         return [r for r in self.storage.runs(self.order.id) if r.state not in FINAL_RUN_STATES]
@@ -149,7 +151,10 @@ class WorkOrderActor(EntityActor):
             return self._cancel()
         case_id = getattr(routed.body, "case_id", None) or self._case_of(routed.body)
         if case_id not in self.children.keys():
-            raise Invalid(f"case {case_id} is not a running case of work order {self.order.id}")
+            run = next((r for r in self._unfinished() if r.case_id == case_id), None)
+            if run is None:
+                raise Invalid(f"case {case_id} is not a running case of work order {self.order.id}")
+            self._start(run)
         self.children.send(case_id, routed)
         return None
 

@@ -256,6 +256,30 @@ class Storage:
                     self._abandon_task(tx, task)
             return case
 
+    def case_needs_actor(self, case_id: str) -> bool:
+        """Whether the case has work to do now, rather than only waiting for a
+        client to complete its manual steps: a parked case needs no process
+        until a message for it arrives (passivation at restore)."""
+        with self.backend.transaction(write=False) as tx:
+            case = self._get(tx, CaseRecord, case_id)
+            if is_terminal(case.state):
+                return False
+            if tx.find("tokens", {"case_id": case_id, "state": TokenState.FREE.value}):
+                return True
+            live_tasks = tx.find("tasks", {"case_id": case_id, "state": [
+                TaskState.STARTED.value, TaskState.ALLOCATED.value, TaskState.EXECUTING.value]})
+            if any(row["state"] != TaskState.EXECUTING.value for row in live_tasks):
+                return True
+            for task in live_tasks:
+                workitems = tx.find("workitems", {"task_id": task["id"]})
+                if all(w["state"] == WorkitemState.COMPLETED.value for w in workitems):
+                    return True  # to be completed
+                if any(not is_terminal(WorkitemState(w["state"])) and not w["awaiting"] for w in workitems):
+                    return True
+                if any(w["state"] in (WorkitemState.FAILED.value, WorkitemState.ABANDONED.value) for w in workitems):
+                    return True  # its failure is to be reported
+            return False
+
     # -- tokens ------------------------------------------------------------
 
     def tokens(self, case_id: str, states: Iterable[TokenState] | None = None) -> list[TokenRecord]:

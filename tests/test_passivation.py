@@ -38,3 +38,22 @@ def test_waiting_cases_passivate_and_are_restored_by_the_next_message(base, tmp_
         approve = next(w for w in view.workitems if w.transition_id == "approve")
         assert approve.attempt == 1, "a restored waiting step is not executed again"
         assert next(t.payload for t in view.tokens if t.place_id == "end") == {"ok": case_id, "after": True}
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_parked_work_orders_passivate_and_are_not_restored_until_needed(base, tmp_path):
+    url = f"sqlite:///{tmp_path}/petriflow.db"
+    with running_engine(base, url, idle_timeout_s=0.2) as client:
+        client.put_workflow(WAITS)
+        orders = [client.submit("waits", {"n": n}).work_order_id for n in range(4)]
+        cases = {o: client.get_work_order(o).runs[0].run.case_id for o in orders}
+        workitems = {o: awaiting_workitem(client, cases[o], "approve") for o in orders}
+        wait_for(lambda: (info := client.ping()).live_work_orders == 0 and info.live_cases == 0)
+    with running_engine(base, url, idle_timeout_s=0.2) as client:
+        booted = client.ping()
+        assert booted.live_work_orders == 0, "work orders waiting on people are not restored at boot"
+        for order, workitem_id in workitems.items():
+            client.complete_workitem(workitem_id, {"ok": order})
+        views = [client.wait_work_order(o) for o in orders]
+    assert all(v.work_order.state.value == "success" for v in views)
+    assert all(v.runs[0].steps[-1].output == {"ok": o, "after": True} for o, v in zip(orders, views))
