@@ -257,13 +257,14 @@ class Storage:
             return case
 
     def case_needs_actor(self, case_id: str) -> bool:
-        """Whether the case has work to do now, rather than only waiting for a
-        client to complete its manual steps: a parked case needs no process
-        until a message for it arrives (passivation at restore)."""
+        """Whether the case's actor has something to do now, rather than only
+        waiting for a client to complete its manual steps: a parked case needs
+        no process until a message for it arrives (passivation at restore).
+        An ended case's actor still has to report the end to its run."""
         with self.backend.transaction(write=False) as tx:
             case = self._get(tx, CaseRecord, case_id)
             if is_terminal(case.state):
-                return False
+                return True
             if tx.find("tokens", {"case_id": case_id, "state": TokenState.FREE.value}):
                 return True
             live_tasks = tx.find("tasks", {"case_id": case_id, "state": [

@@ -257,3 +257,17 @@ def test_a_work_order_whose_runs_all_ended_is_settled_on_restore(home):
     with running_engine("simpleSystemBase", url) as client:
         settled = client.wait_work_order(done.work_order.id, 20)
     assert settled.work_order.state is WorkOrderState.SUCCESS
+
+
+def test_a_run_whose_case_ended_unrecorded_is_settled_when_its_work_order_restarts(home):
+    """Killed after the case finished but before its work order recorded the run."""
+    url = f"sqlite:///{home}/petriflow.db"
+    with running_engine("simpleSystemBase", url) as client:
+        client.put_workflow(workflow("success", ["start", "end"], STATES["success"], ["start -> t", "t -> end"]))
+        done = client.wait_work_order(client.submit("success", {}).work_order_id)
+    with sqlite3.connect(f"{home}/petriflow.db") as db:
+        db.execute("UPDATE runs SET state = 'started', finished_at = NULL WHERE id = ?", (done.runs[0].run.id,))
+        db.execute("UPDATE work_orders SET state = 'running' WHERE id = ?", (done.work_order.id,))
+    with running_engine("simpleSystemBase", url) as client:
+        settled = client.wait_work_order(done.work_order.id, 20)
+    assert settled.work_order.state is WorkOrderState.SUCCESS and settled.runs[0].run.state is RunState.SUCCESS
