@@ -19,7 +19,7 @@ from thespian.actors import PoisonMessage, WakeupMessage
 
 from actors import runs
 from actors.case import TASK_REQUESTS, WORKITEM_REQUESTS, CaseActor
-from actors.entity import EntityActor, gave_up_failure, workflow_for
+from actors.entity import EntityActor, gave_up_failure
 from actors.envelope import Routed
 from actors.workorder import WorkOrderActor
 from engine import codec
@@ -36,12 +36,12 @@ from engine.messages import (ActorInfo, ActorList, BootEngine, CancelWorkOrder, 
                              TerminateCase, Unsubscribe, WaitCase, WaitWorkOrder, WorkflowList,
                              WorkflowStored, WorkflowView, WorkOrderList, WorkOrderSubmitted,
                              WorkOrderView)
-from engine.records import CaseRecord, RunRecord, TokenRecord, new_id
+from engine.records import CaseRecord, TokenRecord, new_id
 from engine.states import CaseState, TaskState, WorkitemState, is_terminal
 from engine.validation import validate
 from engine.views import run_view
 from engine.workflow import Workflow, WorkflowState
-from engine.workorders import FINAL_RUN_STATES, RunState, WorkOrderState, run_state_of_case
+from engine.workorders import FINAL_RUN_STATES, WorkOrderState, run_state_of_case
 from storage.store import Fence
 from supervision.childspec import ChildSpec
 from supervision.processes import is_alive
@@ -121,19 +121,9 @@ class EngineActor(EntityActor):
 
     def _order_needs_actor(self, work_order_id: str) -> bool:
         """Restore at boot only what has work to do; a work order whose runs
-        all wait on clients is restored by the next message for it."""
+        all wait on people is restored by the next message for it."""
         unfinished = [r for r in self.storage.runs(work_order_id) if r.state not in FINAL_RUN_STATES]
-        return not unfinished or any(r.state is not RunState.STARTED or not self._restorable(r)
-                                     or self.storage.case_needs_actor(r.case_id) for r in unfinished)
-
-    def _restorable(self, run: RunRecord) -> bool:
-        """A run whose case or workflow is gone is to be marked lost by its work order now."""
-        try:
-            workflow_for(self.storage, run.workflow_id, run.workflow_version)
-            self.storage.get_case(run.case_id)
-        except PetriflowError:
-            return False
-        return True
+        return not unfinished or any(runs.needs_actor(self.storage, r) for r in unfinished)
 
     def _info(self) -> EngineInfo:
         live = [k for k in self.children.keys() if self.children.is_live(k)]

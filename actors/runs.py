@@ -137,3 +137,18 @@ def retry_many(storage: WorkOrderStorage, work_order_ids: list[str],
     storage.enqueue_runs([(n.run, n.case, n.tokens) for n in unique],
                          {n.run.work_order_id: update_state([], RunState.AVAILABLE) for n in unique})
     return unique, discarded + duplicates
+
+
+def needs_actor(storage: WorkOrderStorage, run: RunRecord) -> bool:
+    """Whether an unfinished run's case must be started now: it has work to
+    do, it has to report its end, or it cannot be restored and must be
+    marked lost. A run whose case only waits on people is started when a
+    message for it arrives."""
+    if run.state is not RunState.STARTED:
+        return True
+    try:
+        case = storage.get_case(run.case_id)
+        storage.get_workflow(case.workflow_id, case.workflow_version)
+    except PetriflowError:
+        return True
+    return storage.case_needs_actor(run.case_id)

@@ -12,6 +12,7 @@ import structlog
 from actors.case import CaseActor
 from actors.entity import EntityActor, gave_up_failure, workflow_for
 from actors.envelope import Routed
+from actors.runs import needs_actor
 from engine.errors import AlreadyCompleted, Invalid, PetriflowError, StorageFailure
 from engine.messages import (CancelWorkOrder, CaseActivated, CaseEnded, Event, InitCase,
                              InitWorkOrder, Ok, StartRun, TerminateCase)
@@ -40,7 +41,7 @@ class WorkOrderActor(EntityActor):
             self._settle()
             return
         for run in unfinished:
-            if run.state is not RunState.STARTED or self.storage.case_needs_actor(run.case_id):
+            if needs_actor(self.storage, run):
                 self._start(run)  # a parked run's case starts when a message for it comes
 
     def _settle(self) -> None:
