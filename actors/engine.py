@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any, Callable, TypeVar
@@ -49,6 +50,7 @@ from supervision.processes import is_alive
 log = structlog.get_logger("petriflow.engine")
 
 ENGINE_NAME = "petriflow-engine"
+RESTORE_BATCH = 32  # work orders or cases restored at once after a restart
 StateT = TypeVar("StateT", bound=StrEnum)
 UNFINISHED_ORDERS = (WorkOrderState.PENDING, WorkOrderState.RUNNING)
 
@@ -80,6 +82,7 @@ class EngineActor(EntityActor):
                 self.answer(sender, Error("unavailable", "the engine has not booted yet"))
             return
         if self.children.handle(message, sender):
+            self._restore_more()
             return
         if isinstance(message, (bytes, bytearray, memoryview)):
             self._client(message, sender)
@@ -107,17 +110,25 @@ class EngineActor(EntityActor):
             self.booted_at = time.time()
             self.booted = True
             orders = [o for o in self.storage.list_work_orders(UNFINISHED_ORDERS) if self._order_needs_actor(o.id)]
-            for order in orders:
-                self._ensure_order(order.id)
             cases = [c for c in self.storage.list_cases([CaseState.CREATED, CaseState.ACTIVE])
                      if c.work_order_id is None and self.storage.case_needs_actor(c.id)]
-            for case in cases:
-                self._ensure_case(case.id)
+            self.restoring = deque([(self._ensure_order, o.id) for o in orders] +
+                                   [(self._ensure_case, c.id) for c in cases])
+            self._restore_more()
             log.info("engine_booted", storage=self.storage.url, restored_work_orders=len(orders),
                      restored_cases=len(cases), pid=os.getpid())
             if message.settings.cron:
                 self._schedule_cron()
         self.answer(sender, self._info())
+
+    def _restore_more(self) -> None:
+        """Restore unfinished work orders (and cases without one) a batch at a
+        time: restoring a thousand at once starts thousands of processes that
+        thrash two cores; a finished one makes room for the next. A message
+        for one still queued restores it at once."""
+        while self.restoring and sum(map(self.children.is_running, self.children.keys())) < RESTORE_BATCH:
+            ensure, key = self.restoring.popleft()
+            ensure(key)
 
     def _order_needs_actor(self, work_order_id: str) -> bool:
         """Restore at boot only what has work to do; a work order whose runs
