@@ -302,16 +302,40 @@ def start_background(config: DaemonConfig, program: str, timeout_s: float = 30.0
     raise DaemonError(f"the daemon did not answer within {timeout_s}s; see {Path(config.home) / 'daemon.out'}")
 
 
+def actor_sid(config: DaemonConfig) -> int | None:
+    """The session id of the actor system the daemon of this home announced."""
+    try:
+        return json.loads(config.state_file.read_text()).get("actor_sid")
+    except (OSError, ValueError):
+        return None
+
+
+def kill_all(daemon_pid: int | None, sid: int | None) -> list[int]:
+    """SIGKILL the daemon's process and every process of its actor system's
+    session, by pid, until none is left (a parent may fork meanwhile): what
+    a crash test or a chaos run does to a whole daemon."""
+    killed: list[int] = []
+    while True:
+        victims = ([daemon_pid] if daemon_pid and processes.is_alive(daemon_pid) else []) + (
+            processes.session_pids(sid) if sid else [])
+        if not victims:
+            return killed
+        for victim in victims:
+            try:
+                os.kill(victim, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        killed += victims
+        processes.wait_until_gone(victims, 10.0)
+
+
 def end_orphans(config: DaemonConfig) -> list[int]:
     """After a daemon was killed, its pid file is stale and its actor system
     may live on without a keeper, holding the port and the home: end every
     process of that system's session by pid."""
     if running_pid(config):
         return []
-    try:
-        sid = json.loads(config.state_file.read_text()).get("actor_sid")
-    except (OSError, ValueError):
-        sid = None
+    sid = actor_sid(config)
     members = processes.session_pids(sid) if sid else []
     # a session id is a pid, and pids are reused: end it only if it is still ours
     killed = processes.kill_session(sid) if members and all(map(_is_daemon, members)) else []

@@ -40,10 +40,9 @@ from engine.messages import (ActorInfo, ActorList, BootEngine, CancelWorkOrder, 
 from engine.records import CaseRecord, TokenRecord, new_id
 from engine.states import CaseState, TaskState, WorkitemState, is_terminal
 from engine.validation import validate
-from engine.views import run_view
+from engine.views import is_settled, run_view
 from engine.workflow import Workflow, WorkflowState
 from engine.workorders import FINAL_RUN_STATES, WorkOrderState, run_state_of_case
-from storage.store import Fence
 from supervision.childspec import ChildSpec
 from supervision.processes import is_alive
 
@@ -107,6 +106,7 @@ class EngineActor(EntityActor):
             self.case_waiters: dict[str, list[Any]] = {}
             self.order_waiters: dict[str, list[Any]] = {}
             self.subscribers: list[Any] = []  # Thespian addresses compare but do not hash
+            self.handlers = self._handlers()
             self.booted_at = time.time()
             self.booted = True
             orders = [o for o in self.storage.list_work_orders(UNFINISHED_ORDERS) if self._order_needs_actor(o.id)]
@@ -168,11 +168,8 @@ class EngineActor(EntityActor):
         if self.kinds.get(spec.key) == "work_order":
             self._work_order_gave_up(spec.key, reason)
             return
-        case = self.storage.claim_case(spec.key)
-        if not is_terminal(case.state):
-            failure = gave_up_failure("case", reason)
-            self.storage.terminate_case(Fence("cases", case.id, case.incarnation), failure)
-            log.error("case_crashed", case_id=case.id, workflow_id=case.workflow_id, reason=reason)
+        case = self.storage.take_over_and_terminate(spec.key, gave_up_failure("case", reason))
+        log.error("case_crashed", case_id=case.id, workflow_id=case.workflow_id, reason=reason)
         self._case_ended(case.id)
 
     def _work_order_gave_up(self, work_order_id: str, reason: str) -> None:
@@ -181,9 +178,7 @@ class EngineActor(EntityActor):
         failure = gave_up_failure("work order", reason)
         for run in self.storage.runs(order.id):
             if run.state not in FINAL_RUN_STATES:
-                case = self.storage.claim_case(run.case_id)
-                if not is_terminal(case.state):
-                    self.storage.terminate_case(Fence("cases", case.id, case.incarnation), failure)
+                self.storage.take_over_and_terminate(run.case_id, failure)
                 self.storage.advance_run(run.id, run_state_of_case("terminated", failure.kind), failure)
         order = self.storage.set_work_order_state(order.id, WorkOrderState(run_state_of_case("terminated", failure.kind).value))
         log.error("work_order_crashed", work_order_id=order.id, reason=reason)
@@ -206,7 +201,7 @@ class EngineActor(EntityActor):
             waiters = self.order_waiters.pop(order.id, [])
             if waiters:
                 view = self._order_view(order.id)
-                if any(r.run.state not in FINAL_RUN_STATES for r in view.runs):
+                if not is_settled(view):
                     self.order_waiters[order.id] = waiters
                     return
                 for reply_to in waiters:
@@ -245,7 +240,7 @@ class EngineActor(EntityActor):
     def _client(self, data: Any, sender: Any) -> None:
         try:
             request = codec.decode(data)
-            handler = self._handlers().get(type(request))
+            handler = self.handlers.get(type(request))
             if handler is None:
                 raise Invalid(f"the engine does not accept {type(request).__name__} requests")
             result = handler(request, sender)
@@ -402,7 +397,7 @@ class EngineActor(EntityActor):
 
     def _wait_order(self, request: WaitWorkOrder, sender: Any) -> WorkOrderView | None:
         view = self._order_view(request.work_order_id)
-        if view.work_order.state not in UNFINISHED_ORDERS and all(r.run.state in FINAL_RUN_STATES for r in view.runs):
+        if is_settled(view):
             return view
         self.order_waiters.setdefault(request.work_order_id, []).append(sender)
         return None

@@ -17,9 +17,7 @@ from engine.errors import AlreadyCompleted, Invalid, PetriflowError, StorageFail
 from engine.messages import (CancelWorkOrder, CaseActivated, CaseEnded, Event, InitCase,
                              InitWorkOrder, Ok, StartRun, TerminateCase)
 from engine.records import Failure, RunRecord, WorkOrderRecord
-from engine.states import is_terminal
 from engine.workorders import FINAL_RUN_STATES, RunState, run_state_of_case, update_state
-from storage.store import Fence
 from supervision.childspec import ChildSpec
 
 log = structlog.get_logger("petriflow.work_order")
@@ -109,9 +107,7 @@ class WorkOrderActor(EntityActor):
         be written (a failing disk), the run still records it."""
         failure = gave_up_failure("case", reason)
         try:
-            case = self.storage.claim_case(spec.key)
-            if not is_terminal(case.state):
-                self.storage.terminate_case(Fence("cases", case.id, case.incarnation), failure)
+            self.storage.take_over_and_terminate(spec.key, failure)
         except StorageFailure as exc:
             log.error("case_not_terminated", case_id=spec.key, error=exc.message, **self.log_context())
         log.error("case_gave_up", case_id=spec.key, reason=reason, **self.log_context())

@@ -8,6 +8,9 @@ from typing import Any
 
 from engine.messages import RunView, StepView, WorkOrderView
 from engine.records import RunRecord, WorkitemRecord, WorkOrderRecord
+from engine.workorders import FINAL_RUN_STATES, WorkOrderState
+
+FINAL_WORK_ORDER_STATES = frozenset(WorkOrderState) - {WorkOrderState.PENDING, WorkOrderState.RUNNING}
 
 
 def step_view(workitem: WorkitemRecord, kept: bool = False) -> StepView:
@@ -22,6 +25,13 @@ def step_view(workitem: WorkitemRecord, kept: bool = False) -> StepView:
 def run_view(run: RunRecord, kept: list[WorkitemRecord], own: list[WorkitemRecord]) -> RunView:
     steps = [step_view(w, kept=True) for w in kept] + [step_view(w) for w in own]
     return RunView(run=run, steps=sorted(steps, key=lambda s: (s.started_at or float("inf"), s.step_id)))
+
+
+def is_settled(view: WorkOrderView) -> bool:
+    """A work order is settled when its state is final and no run of it is
+    unfinished (a retry adds an unfinished run to a final work order)."""
+    return view.work_order.state in FINAL_WORK_ORDER_STATES and all(
+        r.run.state in FINAL_RUN_STATES for r in view.runs)
 
 
 def _plain(value: Any) -> Any:

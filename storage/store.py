@@ -241,6 +241,16 @@ class Storage:
                 self._abandon_task(tx, _from_row(TaskRecord, row))  # waiting tasks that lost their tokens
             return self._advance(tx, case, CaseState.FINISHED)
 
+    def take_over_and_terminate(self, case_id: str, failure: Failure) -> CaseRecord:
+        """What a supervisor does with a case it gave up on: claim it (fencing
+        off any incarnation still alive) and terminate it with `failure`
+        unless it already ended, in one transaction."""
+        with self.backend.transaction() as tx:
+            case = self._claim(CaseRecord, case_id, None, tx)
+            if is_terminal(case.state):
+                return case
+            return self._terminate(tx, case, failure)
+
     def terminate_case(self, fence: Fence, failure: Failure | None = None) -> CaseRecord:
         """Terminate the case and abandon all its unfinished tasks and workitems,
         in one transaction: nothing of it comes back on restore."""
@@ -249,12 +259,15 @@ class Storage:
             case = self._get(tx, CaseRecord, fence.id)
             if case.state is CaseState.TERMINATED:
                 raise AlreadyCompleted(f"case {case.id} is already terminated")
-            case = self._advance(tx, case, CaseState.TERMINATED, failure=failure)
-            for row in tx.find("tasks", {"case_id": case.id}):
-                task = _from_row(TaskRecord, row)
-                if not is_terminal(task.state):
-                    self._abandon_task(tx, task)
-            return case
+            return self._terminate(tx, case, failure)
+
+    def _terminate(self, tx: Tx, case: CaseRecord, failure: Failure | None) -> CaseRecord:
+        case = self._advance(tx, case, CaseState.TERMINATED, failure=failure)
+        for row in tx.find("tasks", {"case_id": case.id}):
+            task = _from_row(TaskRecord, row)
+            if not is_terminal(task.state):
+                self._abandon_task(tx, task)
+        return case
 
     def case_needs_actor(self, case_id: str) -> bool:
         """Whether the case's actor has something to do now, rather than only

@@ -50,20 +50,7 @@ class RunningDaemon:
         return json.loads(self.cli("status", "--json").stdout)
 
     def kill_everything(self) -> list[int]:
-        """SIGKILL the daemon's process and every process of its actor
-        system's session, until none is left (a parent may fork meanwhile)."""
-        pid = self.pid()
-        sid = json.loads(self.config.state_file.read_text())["actor_sid"]
-        killed: list[int] = []
-        while True:
-            victims = ([pid] if pid and processes.is_alive(pid) else []) + processes.session_pids(sid)
-            if not victims:
-                return killed
-            for member in victims:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(member, signal.SIGKILL)
-            killed += victims
-            processes.wait_until_gone(victims, 10)
+        return daemon.kill_all(self.pid(), daemon.actor_sid(self.config))
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@ the Engine booted on the given storage, everything ended by pid afterwards."""
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import time
 from typing import Any, Callable, Iterator
 
@@ -62,3 +63,10 @@ def workflow(id: str, places: list[str], transitions: list[dict], arcs: list[str
         "transitions": transitions,
         "arcs": [dict(zip(("from", "to"), (s.strip() for s in arc.split("->")))) for arc in arcs],
     }
+
+
+def storage_dump(path: Any) -> list:
+    """Every row of every table of a SQLite file: what "nothing stored changed" compares."""
+    with sqlite3.connect(path) as db:
+        tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return [(t, sorted(map(repr, db.execute(f'SELECT * FROM "{t}"').fetchall()))) for t in sorted(tables)]

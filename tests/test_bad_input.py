@@ -4,7 +4,6 @@ with a stable code, the engine keeps serving, and nothing stored changes."""
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 import types
 import typing
 
@@ -12,7 +11,7 @@ import msgpack
 import pytest
 
 from engine import codec, messages
-from tests.engines import running_engine, wait_for, workflow
+from tests.engines import running_engine, storage_dump, wait_for, workflow
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -44,10 +43,6 @@ def _garbage_values(hint) -> list:
     return [v for v in wrong if not isinstance(v, dict)]
 
 
-def _storage_dump(path) -> list:
-    with sqlite3.connect(path) as db:
-        tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        return [(t, sorted(map(repr, db.execute(f'SELECT * FROM "{t}"').fetchall()))) for t in sorted(tables)]
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +65,7 @@ def _ask(client, data: bytes):
 @pytest.mark.parametrize("request_type", _requests(), ids=lambda t: t.__name__)
 def test_wrong_types_in_every_field_are_refused_and_nothing_changes(engine_and_db, request_type):
     client, db, _ = engine_and_db
-    before = _storage_dump(db)
+    before = storage_dump(db)
     hints = typing.get_type_hints(request_type)
     fields = {f.name: f for f in dataclasses.fields(request_type)}
     for name, field in fields.items():
@@ -79,7 +74,7 @@ def test_wrong_types_in_every_field_are_refused_and_nothing_changes(engine_and_d
             reply = _ask(client, msgpack.packb(plain, use_bin_type=True))
             assert isinstance(reply, messages.Error) and reply.code == "invalid", (name, bad, reply)
             assert request_type.__name__ in reply.message
-    assert _storage_dump(db) == before
+    assert storage_dump(db) == before
     assert client.ping().pid > 0
 
 
@@ -91,7 +86,7 @@ def _required(field: dataclasses.Field) -> bool:
     f.name.endswith("_id") and _required(f) for f in dataclasses.fields(t))], ids=lambda t: t.__name__)
 def test_unknown_ids_get_not_found_and_nothing_changes(engine_and_db, request_type):
     client, db, submitted = engine_and_db
-    before = _storage_dump(db)
+    before = storage_dump(db)
     hints = typing.get_type_hints(request_type)
     values = {}
     for field in dataclasses.fields(request_type):
@@ -104,7 +99,7 @@ def test_unknown_ids_get_not_found_and_nothing_changes(engine_and_db, request_ty
     reply = _ask(client, codec.encode(request_type(**values)) if request_type is not messages.UpdateWorkitem
                  else msgpack.packb({"~": "UpdateWorkitem", **values}))
     assert isinstance(reply, messages.Error) and reply.code in ("not_found", "invalid"), reply
-    assert _storage_dump(db) == before
+    assert storage_dump(db) == before
 
 
 @pytest.mark.parametrize("data", [b"", b"\x00", b"\xc1" * 100, codec.encode(messages.Ping())[:-1],
@@ -114,10 +109,10 @@ def test_unknown_ids_get_not_found_and_nothing_changes(engine_and_db, request_ty
                                                 strict_types=False)])
 def test_truncated_and_hostile_bytes_are_refused(engine_and_db, data):
     client, db, _ = engine_and_db
-    before = _storage_dump(db)
+    before = storage_dump(db)
     reply = _ask(client, data)
     assert isinstance(reply, messages.Error) and reply.code == "invalid"
-    assert _storage_dump(db) == before
+    assert storage_dump(db) == before
 
 
 @pytest.mark.parametrize("query", [messages.ListCases(["object"]), messages.ListWorkOrders(["sleeping"])],

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import http.client
-import sqlite3
 
 import msgpack
 import pytest
@@ -18,7 +17,7 @@ from engine import codec, messages
 from engine.document import workflow_from_document
 from engine.errors import Invalid, InvalidWorkflow, NotFound, PetriflowError
 from engine.validation import validate
-from tests.engines import awaiting_workitem, running_engine, workflow
+from tests.engines import awaiting_workitem, running_engine, storage_dump, workflow
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -133,10 +132,6 @@ def engine(tmp_path_factory):
         yield client, home / "petriflow.db", ids
 
 
-def _dump(path) -> list:
-    with sqlite3.connect(path) as db:
-        tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        return [(t, sorted(map(repr, db.execute(f'SELECT * FROM "{t}"').fetchall()))) for t in sorted(tables)]
 
 
 ID_REQUESTS = [messages.GetCase, messages.GetTask, messages.GetWorkitem, messages.GetWorkOrder,
@@ -150,7 +145,7 @@ def test_ids_of_other_entities_are_refused_and_change_nothing(engine, request_ty
     """Every id-taking request gets the id of another kind of entity (or a
     made-up one): a not_found or invalid answer, and storage is unchanged."""
     client, db, ids = engine
-    before = _dump(db)
+    before = storage_dump(db)
     entity_id = data.draw(st.sampled_from(ids) | st.text(min_size=1, max_size=40))
     (field,) = [f.name for f in dataclasses.fields(request_type) if f.name.endswith("_id")]
     own_kind = {"case_id": 2, "task_id": 4, "workitem_id": 3, "work_order_id": 0, "workflow_id": 5}[field]
@@ -162,7 +157,7 @@ def test_ids_of_other_entities_are_refused_and_change_nothing(engine, request_ty
         assert error.code in ("not_found", "invalid") and error.message
     else:
         pytest.fail(f"{request_type.__name__}({entity_id!r}) was accepted")
-    assert _dump(db) == before
+    assert storage_dump(db) == before
 
 
 @PROPERTY
