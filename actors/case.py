@@ -14,19 +14,19 @@ import os
 
 import structlog
 
-from actors.entity import EntityActor, gave_up_failure, workflow_for
-from actors.envelope import Routed
-from actors.task import TaskActor
-from engine import routing
-from engine.errors import AlreadyCompleted, Invalid, NotFound
-from engine.messages import (AbandonWorkitem, CaseActivated, CaseEnded, CompleteTask, CompleteWorkitem,
+from petriflow.actors.entity import EntityActor, gave_up_failure, workflow_for
+from petriflow.actors.envelope import Routed
+from petriflow.actors.task import TaskActor
+from petriflow.engine import routing
+from petriflow.engine.errors import AlreadyCompleted, Invalid, NotFound
+from petriflow.engine.messages import (AbandonWorkitem, CaseActivated, CaseEnded, CompleteTask, CompleteWorkitem,
                              DiscardTokens, Error, ForceAbandon, InitCase, InitTask, Ok, Preexecute,
                              ReceiveTokens, TaskAbandoned, TaskCompleted, TaskFailed,
                              TerminateCase, TokensLocked, UpdateWorkitem)
-from engine.records import CaseRecord, Failure, TokenRecord
-from engine.states import TaskState, TokenState, is_terminal
-from storage.store import Fence
-from supervision.childspec import ChildSpec
+from petriflow.engine.records import CaseRecord, Failure, TokenRecord
+from petriflow.engine.states import TaskState, TokenState, is_terminal
+from petriflow.storage.store import Fence
+from petriflow.supervision.childspec import ChildSpec
 
 log = structlog.get_logger("petriflow.case")
 

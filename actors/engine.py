@@ -18,16 +18,16 @@ from typing import Any, Callable, TypeVar
 import structlog
 from thespian.actors import PoisonMessage, WakeupMessage
 
-from actors import runs
-from actors.case import TASK_REQUESTS, WORKITEM_REQUESTS, CaseActor
-from actors.entity import EntityActor, gave_up_failure
-from actors.envelope import Routed
-from actors.workorder import WorkOrderActor
-from engine import codec
-from engine.cron import CronSchedule, due_ticks
-from engine.document import workflow_from_document, workflow_to_document
-from engine.errors import AlreadyCompleted, Invalid, NotFound, PetriflowError, WorkflowDiscarded
-from engine.messages import (ActorInfo, ActorList, BootEngine, CancelWorkOrder, CaseActivated,
+from petriflow.workorders import runs
+from petriflow.actors.case import TASK_REQUESTS, WORKITEM_REQUESTS, CaseActor
+from petriflow.actors.entity import EntityActor, gave_up_failure
+from petriflow.actors.envelope import Routed
+from petriflow.actors.workorder import WorkOrderActor
+from petriflow.engine import codec
+from petriflow.engine.cron import CronSchedule, due_ticks
+from petriflow.engine.document import workflow_from_document, workflow_to_document
+from petriflow.engine.errors import AlreadyCompleted, Invalid, NotFound, PetriflowError, WorkflowDiscarded
+from petriflow.engine.messages import (ActorInfo, ActorList, BootEngine, CancelWorkOrder, CaseActivated,
                              CaseEnded, CaseList, CaseStarted, CaseView, CronFired, CronTick,
                              DiscardWorkflow, EngineInfo, Error, Event, GetCase, GetTask,
                              GetWorkflow, GetWorkitem, GetWorkOrder, InitCase, InitWorkOrder,
@@ -37,14 +37,14 @@ from engine.messages import (ActorInfo, ActorList, BootEngine, CancelWorkOrder, 
                              TerminateCase, Unsubscribe, WaitCase, WaitWorkOrder, WorkflowList,
                              WorkflowStored, WorkflowView, WorkOrderList, WorkOrderSubmitted,
                              WorkOrderView)
-from engine.records import CaseRecord, TokenRecord, new_id
-from engine.states import CaseState, TaskState, WorkitemState, is_terminal
-from engine.validation import validate
-from engine.views import is_settled, run_view
-from engine.workflow import Workflow, WorkflowState
-from engine.workorders import FINAL_RUN_STATES, WorkOrderState, run_state_of_case
-from supervision.childspec import ChildSpec
-from supervision.processes import is_alive
+from petriflow.engine.records import CaseRecord, TokenRecord, new_id
+from petriflow.engine.states import CaseState, TaskState, WorkitemState, is_terminal
+from petriflow.engine.validation import validate
+from petriflow.engine.views import is_settled, run_view
+from petriflow.engine.workflow import Workflow, WorkflowState
+from petriflow.engine.workorders import FINAL_RUN_STATES, WorkOrderState, run_state_of_case
+from petriflow.supervision.childspec import ChildSpec
+from petriflow.supervision.processes import is_alive
 
 log = structlog.get_logger("petriflow.engine")
 

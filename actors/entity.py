@@ -10,17 +10,17 @@ from typing import Any, Callable
 
 import structlog
 
-from actors import logs
-from actors.envelope import Routed
-from engine import codec
-from engine.errors import PetriflowError, StorageFailure
-from engine.messages import Error, Settings
-from engine.records import Failure
-from engine.workflow import Workflow
-from storage.store import Storage, open_storage
-from supervision.childspec import Intensity, Strategy
-from supervision.member import SupervisedActor
-from supervision.supervisor import Supervisor
+from petriflow import logs
+from petriflow.actors.envelope import Routed
+from petriflow.engine import codec
+from petriflow.engine.errors import PetriflowError, StorageFailure
+from petriflow.engine.messages import Error, Settings
+from petriflow.engine.records import Failure
+from petriflow.engine.workflow import Workflow
+from petriflow.storage.store import Storage, open_storage
+from petriflow.supervision.childspec import Intensity, Strategy
+from petriflow.supervision.member import SupervisedActor
+from petriflow.supervision.supervisor import Supervisor
 
 log = structlog.get_logger("petriflow")
 

@@ -16,21 +16,21 @@ import os
 
 import structlog
 
-from actors.entity import EntityActor, gave_up_failure, workflow_for
-from actors.envelope import Routed
-from actors.workitem import WorkitemActor
-from engine import routing
-from engine.errors import (IllegalTransition, Invalid, TaskNotEnabled,
+from petriflow.actors.entity import EntityActor, gave_up_failure, workflow_for
+from petriflow.actors.envelope import Routed
+from petriflow.actors.workitem import WorkitemActor
+from petriflow.engine import routing
+from petriflow.engine.errors import (IllegalTransition, Invalid, TaskNotEnabled,
                            TokensNotAvailable)
-from engine.executors import merge_payloads, resolve_executor
-from engine.messages import (AbandonWorkitem, CompleteTask, CompleteWorkitem, DiscardTokens,
+from petriflow.engine.executors import merge_payloads, resolve_executor
+from petriflow.engine.messages import (AbandonWorkitem, CompleteTask, CompleteWorkitem, DiscardTokens,
                              ForceAbandon, InitTask, InitWorkitem, LockedTokens, Ok, Preexecute,
                              ReceiveTokens, TaskAbandoned, TaskCompleted, TaskFailed,
                              TokensLocked, UpdateWorkitem)
-from engine.records import Failure, TaskRecord, TokenRecord, WorkitemRecord
-from engine.states import TaskState, TokenState, WorkitemState, is_terminal
-from storage.store import Fence
-from supervision.childspec import ChildSpec
+from petriflow.engine.records import Failure, TaskRecord, TokenRecord, WorkitemRecord
+from petriflow.engine.states import TaskState, TokenState, WorkitemState, is_terminal
+from petriflow.storage.store import Fence
+from petriflow.supervision.childspec import ChildSpec
 
 log = structlog.get_logger("petriflow.task")
 

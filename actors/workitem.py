@@ -16,16 +16,16 @@ import os
 
 import structlog
 
-from actors.entity import EntityActor, workflow_for
-from actors.envelope import Routed
-from engine.errors import AlreadyCompleted, ExecutorNotFound, IllegalTransition, Invalid
-from engine.executors import (Completed, ExecutionContext, Executor, Failed, Outcome, Started,
+from petriflow.actors.entity import EntityActor, workflow_for
+from petriflow.actors.envelope import Routed
+from petriflow.engine.errors import AlreadyCompleted, ExecutorNotFound, IllegalTransition, Invalid
+from petriflow.engine.executors import (Completed, ExecutionContext, Executor, Failed, Outcome, Started,
                               resolve_executor)
-from engine.messages import AbandonWorkitem, CompleteWorkitem, InitWorkitem, Ok, UpdateWorkitem
-from engine.records import Failure, WorkitemRecord
-from engine.states import WorkitemState, is_terminal
-from engine.workflow import Transition
-from storage.store import Fence
+from petriflow.engine.messages import AbandonWorkitem, CompleteWorkitem, InitWorkitem, Ok, UpdateWorkitem
+from petriflow.engine.records import Failure, WorkitemRecord
+from petriflow.engine.states import WorkitemState, is_terminal
+from petriflow.engine.workflow import Transition
+from petriflow.storage.store import Fence
 from thespian.actors import WakeupMessage
 
 log = structlog.get_logger("petriflow.workitem")

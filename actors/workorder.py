@@ -9,16 +9,16 @@ from typing import Any
 
 import structlog
 
-from actors.case import CaseActor
-from actors.entity import EntityActor, gave_up_failure, workflow_for
-from actors.envelope import Routed
-from actors.runs import needs_actor
-from engine.errors import AlreadyCompleted, Invalid, PetriflowError, StorageFailure
-from engine.messages import (CancelWorkOrder, CaseActivated, CaseEnded, Event, InitCase,
+from petriflow.actors.case import CaseActor
+from petriflow.actors.entity import EntityActor, gave_up_failure, workflow_for
+from petriflow.actors.envelope import Routed
+from petriflow.workorders.runs import needs_actor
+from petriflow.engine.errors import AlreadyCompleted, Invalid, PetriflowError, StorageFailure
+from petriflow.engine.messages import (CancelWorkOrder, CaseActivated, CaseEnded, Event, InitCase,
                              InitWorkOrder, Ok, StartRun, TerminateCase)
-from engine.records import Failure, RunRecord, WorkOrderRecord
-from engine.workorders import FINAL_RUN_STATES, RunState, run_state_of_case, update_state
-from supervision.childspec import ChildSpec
+from petriflow.engine.records import Failure, RunRecord, WorkOrderRecord
+from petriflow.engine.workorders import FINAL_RUN_STATES, RunState, run_state_of_case, update_state
+from petriflow.supervision.childspec import ChildSpec
 
 log = structlog.get_logger("petriflow.work_order")
 

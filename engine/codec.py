@@ -16,8 +16,8 @@ from typing import Any, Union
 
 import msgpack
 
-from engine import messages, records
-from engine.errors import Invalid
+from petriflow.engine import messages, records
+from petriflow.engine.errors import Invalid
 
 TYPE_KEY = "~"
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024

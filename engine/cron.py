@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import MAXYEAR, date, datetime, time, timedelta
 from typing import Iterator
 
-from engine.errors import Invalid
+from petriflow.engine.errors import Invalid
 
 MACROS: dict[str, str] = {
     "@hourly": "0 * * * *",

@@ -21,8 +21,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from engine.errors import InvalidWorkflow
-from engine.workflow import (Arc, ArcDirection, JoinType, Place, PlaceType, RetryPolicy, SplitType,
+from petriflow.engine.errors import InvalidWorkflow
+from petriflow.engine.workflow import (Arc, ArcDirection, JoinType, Place, PlaceType, RetryPolicy, SplitType,
                              Transition, Trigger, Workflow, WorkflowState)
 
 _MISSING = object()

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, runtime_checkable
 
-from engine.errors import ExecutorNotFound
+from petriflow.engine.errors import ExecutorNotFound
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.records import (CaseRecord, Failure, RunRecord, TaskRecord, TokenRecord, WorkitemRecord,
+from petriflow.engine.records import (CaseRecord, Failure, RunRecord, TaskRecord, TokenRecord, WorkitemRecord,
                             WorkOrderRecord)
-from engine.states import WorkitemState
+from petriflow.engine.states import WorkitemState
 
 # -- replies ----------------------------------------------------------------
 

@@ -13,8 +13,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.states import CaseState, TaskState, TokenState, WorkitemState
-from engine.workorders import RunState, WorkOrderState
+from petriflow.engine.states import CaseState, TaskState, TokenState, WorkitemState
+from petriflow.engine.workorders import RunState, WorkOrderState
 
 GENESIS = "genesis"
 """`produced_by_task_id` of the token a case starts with."""

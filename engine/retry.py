@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from engine.errors import NotFound
-from engine.records import GENESIS, TaskRecord, TokenRecord
-from engine.states import TaskState, TokenState
+from petriflow.engine.errors import NotFound
+from petriflow.engine.records import GENESIS, TaskRecord, TokenRecord
+from petriflow.engine.states import TaskState, TokenState
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from engine.records import TokenRecord, new_id
-from engine.states import TokenState
-from engine.workflow import JoinType, SplitType, Workflow
+from petriflow.engine.records import TokenRecord, new_id
+from petriflow.engine.states import TokenState
+from petriflow.engine.workflow import JoinType, SplitType, Workflow
 
 
 def _oldest(tokens: Iterable[TokenRecord]) -> TokenRecord:

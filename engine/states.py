@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from engine.errors import IllegalTransition
+from petriflow.engine.errors import IllegalTransition
 
 
 class CaseState(StrEnum):

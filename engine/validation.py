@@ -11,9 +11,9 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from enum import StrEnum
 
-from engine.document import arc_ends, arc_label, choice_problem, element_label, is_integer, is_number
-from engine.errors import InvalidWorkflow, PetriflowError
-from engine.workflow import (ArcDirection, JoinType, PlaceType, RetryPolicy, SplitType, Transition,
+from petriflow.engine.document import arc_ends, arc_label, choice_problem, element_label, is_integer, is_number
+from petriflow.engine.errors import InvalidWorkflow, PetriflowError
+from petriflow.engine.workflow import (ArcDirection, JoinType, PlaceType, RetryPolicy, SplitType, Transition,
                              Workflow)
 
 Node = tuple[str, str]  # ("place" | "transition", id): a place and a transition may share an id
@@ -24,7 +24,7 @@ def validate(wf: Workflow, resolve_executor: Callable[[str], object] | None = No
     listing all problems. `resolve_executor` (default: the engine's, which
     imports `module:attribute` executors) raises for a name it cannot resolve."""
     if resolve_executor is None:
-        from engine.executors import resolve_executor
+        from petriflow.engine.executors import resolve_executor
     problems = [*_identity_problems(wf), *_place_problems(wf), *_arc_problems(wf),
                 *_transition_problems(wf, resolve_executor), *_path_problems(wf)]
     if problems:

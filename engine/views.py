@@ -6,9 +6,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from engine.messages import RunView, StepView, WorkOrderView
-from engine.records import RunRecord, WorkitemRecord, WorkOrderRecord
-from engine.workorders import FINAL_RUN_STATES, WorkOrderState
+from petriflow.engine.messages import RunView, StepView, WorkOrderView
+from petriflow.engine.records import RunRecord, WorkitemRecord, WorkOrderRecord
+from petriflow.engine.workorders import FINAL_RUN_STATES, WorkOrderState
 
 FINAL_WORK_ORDER_STATES = frozenset(WorkOrderState) - {WorkOrderState.PENDING, WorkOrderState.RUNNING}
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from engine.errors import IllegalTransition, Invalid
-from engine.states import CaseState
+from petriflow.engine.errors import IllegalTransition, Invalid
+from petriflow.engine.states import CaseState
 
 
 class RunState(StrEnum):

@@ -1,10 +1,13 @@
 """Storage: the backend seam, its adapters, and `open_backend` to pick one by URL."""
 from __future__ import annotations
 
-from engine.errors import Invalid
-from storage.backend import Backend
-from storage.memory import MemoryBackend
-from storage.sqlite import SqliteBackend
+if __name__ != "petriflow.storage":  # a checkout on sys.path would load a second copy
+    raise ImportError(f"import petriflow.storage, not {__name__}: petriflow installs one package (pip install -e .)")
+
+from petriflow.engine.errors import Invalid
+from petriflow.storage.backend import Backend
+from petriflow.storage.memory import MemoryBackend
+from petriflow.storage.sqlite import SqliteBackend
 
 
 def open_backend(url: str) -> Backend:
@@ -14,7 +17,7 @@ def open_backend(url: str) -> Backend:
     Each process (each actor) opens its own backend from the URL, which is
     why a URL, not a backend, is what gets passed around."""
     if url.startswith("faulty+") and "#" in url:
-        from storage.faults import FaultyBackend
+        from petriflow.storage.faults import FaultyBackend
         inner, _, flag = url[len("faulty+"):].rpartition("#")
         return FaultyBackend(open_backend(inner), flag)
     scheme, sep, rest = url.partition("://")

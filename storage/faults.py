@@ -13,8 +13,8 @@ import contextlib
 import os
 from typing import Any, Iterator, Mapping
 
-from engine.errors import StorageFailure
-from storage.backend import Backend, Row, Tx
+from petriflow.engine.errors import StorageFailure
+from petriflow.storage.backend import Backend, Row, Tx
 
 _CASE_OWNED = {"cases": "id", "tokens": "case_id", "tasks": "case_id", "workitems": "case_id"}
 

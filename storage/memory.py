@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from storage.backend import DuplicateKey
-from storage.schema import TABLES, Condition, Table, TxBase
+from petriflow.storage.backend import DuplicateKey
+from petriflow.storage.schema import TABLES, Condition, Table, TxBase
 
 Stored = dict[str, Any]
 

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Literal, Mapping, Protocol
 
 import msgpack
 
-from storage.backend import Row, membership
+from petriflow.storage.backend import Row, membership
 
 Kind = Literal["text", "int", "real", "blob", "bool"]
 

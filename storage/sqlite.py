@@ -17,9 +17,9 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from engine.errors import PetriflowError, StorageFailure
-from storage.backend import DuplicateKey
-from storage.schema import MIGRATIONS, SCHEMA_VERSION, Condition, Table, TxBase, quote
+from petriflow.engine.errors import PetriflowError, StorageFailure
+from petriflow.storage.backend import DuplicateKey
+from petriflow.storage.schema import MIGRATIONS, SCHEMA_VERSION, Condition, Table, TxBase, quote
 
 _HEADER = b"SQLite format 3\x00"
 _CORRUPT_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}

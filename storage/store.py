@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Iterable, TypeVar
 
-from engine.errors import (AlreadyCompleted, IllegalTransition, NotFound, StaleIncarnation,
+from petriflow.engine.errors import (AlreadyCompleted, IllegalTransition, NotFound, StaleIncarnation,
                            TaskNotAvailable, TokensNotAvailable)
-from engine.records import (FINISHER, CaseRecord, Failure, RunRecord, TaskRecord, TokenRecord,
+from petriflow.engine.records import (FINISHER, CaseRecord, Failure, RunRecord, TaskRecord, TokenRecord,
                             WorkitemRecord, WorkOrderRecord, new_id, now)
-from engine.states import (CaseState, TaskState, TokenState, WorkitemState, can_advance,
+from petriflow.engine.states import (CaseState, TaskState, TokenState, WorkitemState, can_advance,
                            is_terminal)
-from engine.workflow import Workflow, WorkflowState
-from engine.workorders import FINAL_RUN_STATES, RunState, WorkOrderState, advance_run
-from storage.backend import Backend, Row, Tx
+from petriflow.engine.workflow import Workflow, WorkflowState
+from petriflow.engine.workorders import FINAL_RUN_STATES, RunState, WorkOrderState, advance_run
+from petriflow.storage.backend import Backend, Row, Tx
 
 R = TypeVar("R")
 
@@ -145,14 +145,14 @@ class Storage:
     def put_workflow(self, workflow: Workflow) -> Workflow:
         """Store a validated workflow. Storing the same version again is a
         no-op; a different document under a stored version is refused."""
-        from engine.document import workflow_to_document
+        from petriflow.engine.document import workflow_to_document
         document = workflow_to_document(workflow)
         key = f"{workflow.id}@{workflow.version}"
         with self.backend.transaction() as tx:
             existing = tx.get("workflows", key)
             if existing is not None:
                 if _definition(existing["document"]) != _definition(document):
-                    from engine.errors import Invalid
+                    from petriflow.engine.errors import Invalid
                     raise Invalid(f"workflow {workflow.id!r} version {workflow.version} is already stored "
                                   f"with a different definition: store it as a new version")
                 return workflow
@@ -161,7 +161,7 @@ class Storage:
         return workflow
 
     def get_workflow(self, workflow_id: str, version: int | None = None) -> Workflow:
-        from engine.document import workflow_from_document
+        from petriflow.engine.document import workflow_from_document
         with self.backend.transaction(write=False) as tx:
             rows = tx.find("workflows", {"workflow_id": workflow_id}, order_by="version")
         if version is not None:
@@ -563,5 +563,5 @@ class WorkOrderStorage(Storage):
 
 
 def open_storage(url: str) -> WorkOrderStorage:
-    from storage import open_backend
+    from petriflow.storage import open_backend
     return WorkOrderStorage(open_backend(url))

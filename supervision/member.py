@@ -16,8 +16,8 @@ from typing import Any
 import structlog
 from thespian.actors import Actor, ActorExitRequest, WakeupMessage
 
-from supervision import lifeline
-from supervision.messages import ChildCrashed, ChildStopping, IdleNotice, Returned, Supervised
+from petriflow.supervision import lifeline
+from petriflow.supervision.messages import ChildCrashed, ChildStopping, IdleNotice, Returned, Supervised
 
 log = structlog.get_logger("petriflow.supervision")
 

@@ -24,8 +24,8 @@ from typing import Any, Callable
 import structlog
 from thespian.actors import Actor, ActorExitRequest, ChildActorExited
 
-from supervision.childspec import ChildSpec, Intensity, RestartType, Strategy
-from supervision.messages import ChildCrashed, ChildStopping, IdleNotice, Returned, Supervised
+from petriflow.supervision.childspec import ChildSpec, Intensity, RestartType, Strategy
+from petriflow.supervision.messages import ChildCrashed, ChildStopping, IdleNotice, Returned, Supervised
 
 log = structlog.get_logger("petriflow.supervision")
 

@@ -8,7 +8,7 @@ from typing import Iterator
 import pytest
 from thespian.actors import ActorSystem
 
-from actors.system import close_actor_system, free_port, open_actor_system
+from petriflow.system import close_actor_system, free_port, open_actor_system
 
 
 @pytest.fixture

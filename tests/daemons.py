@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from actors import daemon
-from actors.client import Client
-from actors.system import free_port
-from supervision import processes
+from petriflow import daemon
+from petriflow.client import Client
+from petriflow.system import free_port
+from petriflow.supervision import processes
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "bin" / "petriflow"

@@ -7,10 +7,10 @@ import sqlite3
 import time
 from typing import Any, Callable, Iterator
 
-from actors.client import Client, boot_engine
-from actors.system import close_actor_system, free_port, open_actor_system
-from engine.messages import CaseView, Settings
-from engine.states import WorkitemState
+from petriflow.client import Client, boot_engine
+from petriflow.system import close_actor_system, free_port, open_actor_system
+from petriflow.engine.messages import CaseView, Settings
+from petriflow.engine.states import WorkitemState
 
 BASES = ["simpleSystemBase", "multiprocTCPBase"]
 

@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-from engine.executors import BaseExecutor, Completed, ExecutionContext, Failed, Outcome
+from petriflow.engine.executors import BaseExecutor, Completed, ExecutionContext, Failed, Outcome
 
 
 def double(ctx: ExecutionContext) -> dict:

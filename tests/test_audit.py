@@ -5,16 +5,16 @@ from collections import Counter
 
 import pytest
 
-from actors import runs
-from engine import routing
-from engine.document import workflow_from_document
-from engine.records import FINISHER, Failure, TokenRecord, new_id
-from engine.states import CaseState, TaskState, TokenState, WorkitemState
-from engine.validation import validate
-from engine.workorders import RunState, WorkOrderState
-from storage import open_backend
-from storage.audit import Violation, audit, firing_bounds
-from storage.store import Fence, WorkOrderStorage
+from petriflow.workorders import runs
+from petriflow.engine import routing
+from petriflow.engine.document import workflow_from_document
+from petriflow.engine.records import FINISHER, Failure, TokenRecord, new_id
+from petriflow.engine.states import CaseState, TaskState, TokenState, WorkitemState
+from petriflow.engine.validation import validate
+from petriflow.engine.workorders import RunState, WorkOrderState
+from petriflow.storage import open_backend
+from petriflow.workorders.audit import Violation, audit, firing_bounds
+from petriflow.storage.store import Fence, WorkOrderStorage
 from tests.engines import workflow
 
 SEQUENCE = workflow("seq", ["start", "mid", "end"], [{"id": "a"}, {"id": "b"}],

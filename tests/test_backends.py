@@ -10,13 +10,13 @@ import threading
 
 import pytest
 
-from engine.errors import Invalid
-from engine.records import new_id
-from engine.states import TokenState
-from storage import open_backend, schema
-from storage.backend import Backend, DuplicateKey
-from storage.memory import MemoryBackend
-from storage.sqlite import SchemaTooNew, SqliteBackend, StorageCorrupt
+from petriflow.engine.errors import Invalid
+from petriflow.engine.records import new_id
+from petriflow.engine.states import TokenState
+from petriflow.storage import open_backend, schema
+from petriflow.storage.backend import Backend, DuplicateKey
+from petriflow.storage.memory import MemoryBackend
+from petriflow.storage.sqlite import SchemaTooNew, SqliteBackend, StorageCorrupt
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -307,8 +307,8 @@ def test_sqlite_reopen_keeps_the_data(db_path):
 
 def test_sqlite_migrates_a_version_1_file_at_open(db_path, monkeypatch):
     with monkeypatch.context() as old_petriflow:
-        old_petriflow.setattr("storage.sqlite.MIGRATIONS", schema.MIGRATIONS[:1])
-        old_petriflow.setattr("storage.sqlite.SCHEMA_VERSION", 1)
+        old_petriflow.setattr("petriflow.storage.sqlite.MIGRATIONS", schema.MIGRATIONS[:1])
+        old_petriflow.setattr("petriflow.storage.sqlite.SCHEMA_VERSION", 1)
         first = SqliteBackend(db_path)
         conn = _raw(db_path)
         conn.execute("INSERT INTO cases (id, state) VALUES ('old-case', 'active')")

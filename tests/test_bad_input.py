@@ -10,7 +10,7 @@ import typing
 import msgpack
 import pytest
 
-from engine import codec, messages
+from petriflow.engine import codec, messages
 from tests.engines import running_engine, storage_dump, wait_for, workflow
 
 pytestmark = pytest.mark.timeout(120)

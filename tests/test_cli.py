@@ -17,9 +17,9 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import pytest
 
-from actors import daemon
-from actors.system import free_port
-from supervision import processes
+from petriflow import daemon
+from petriflow.system import free_port
+from petriflow.supervision import processes
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "bin" / "petriflow"

@@ -13,11 +13,11 @@ from collections import Counter
 
 import pytest
 
-from actors.client import Client, boot_engine
-from actors.system import close_actor_system, free_port, open_actor_system, system_session
-from engine.messages import Settings
-from engine.states import CaseState, TaskState, TokenState, WorkitemState
-from supervision import processes
+from petriflow.client import Client, boot_engine
+from petriflow.system import close_actor_system, free_port, open_actor_system, system_session
+from petriflow.engine.messages import Settings
+from petriflow.engine.states import CaseState, TaskState, TokenState, WorkitemState
+from petriflow.supervision import processes
 from tests.engines import running_engine, wait_for, workflow
 
 pytestmark = pytest.mark.timeout(120)
@@ -131,7 +131,7 @@ def test_killing_the_whole_system_mid_run_then_restarting_finishes_every_case_on
 
 
 def open_storage_state(url: str, case_id: str) -> CaseState:
-    from storage.store import open_storage
+    from petriflow.storage.store import open_storage
     store = open_storage(url)
     try:
         return store.get_case(case_id).state

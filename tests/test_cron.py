@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from engine.cron import CronSchedule, due_ticks
-from engine.errors import Invalid
+from petriflow.engine.cron import CronSchedule, due_ticks
+from petriflow.engine.errors import Invalid
 
 
 def at(text: str) -> datetime:

@@ -11,10 +11,10 @@ from collections import Counter
 
 import pytest
 
-from actors import daemon
-from engine.workorders import WorkOrderState
-from storage import open_backend
-from supervision import processes
+from petriflow import daemon
+from petriflow.engine.workorders import WorkOrderState
+from petriflow.storage import open_backend
+from petriflow.supervision import processes
 from tests.daemons import daemon_in
 from tests.engines import wait_for, workflow
 
@@ -149,7 +149,7 @@ def test_webhook_then_sigkill_of_the_whole_daemon_mid_run_then_all_finish_once(t
 
 
 def _stored_state(d, work_order_id: str) -> str:
-    from storage.store import open_storage
+    from petriflow.storage.store import open_storage
     store = open_storage(d.config.storage_url)
     try:
         return store.get_work_order(work_order_id).state.value

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from actors import daemon
-from actors.system import free_port
+from petriflow import daemon
+from petriflow.system import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

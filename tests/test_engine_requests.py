@@ -7,11 +7,11 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from engine import codec
-from engine.errors import (AlreadyCompleted, Invalid, InvalidWorkflow, NotFound, PetriflowError,
+from petriflow.engine import codec
+from petriflow.engine.errors import (AlreadyCompleted, Invalid, InvalidWorkflow, NotFound, PetriflowError,
                            WorkflowDiscarded)
-from engine.messages import StartCase
-from engine.states import CaseState, WorkitemState
+from petriflow.engine.messages import StartCase
+from petriflow.engine.states import CaseState, WorkitemState
 from tests.engines import BASES, awaiting_workitem, running_engine, workflow
 
 pytestmark = pytest.mark.timeout(60)

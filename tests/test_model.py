@@ -7,14 +7,14 @@ import typing
 import msgpack
 import pytest
 
-from engine import codec, messages, routing
-from engine.errors import ExecutorNotFound, IllegalTransition, Invalid
-from engine.executors import (Completed, ExecutionContext, Failed, Started, merge_payloads,
+from petriflow.engine import codec, messages, routing
+from petriflow.engine.errors import ExecutorNotFound, IllegalTransition, Invalid
+from petriflow.engine.executors import (Completed, ExecutionContext, Failed, Started, merge_payloads,
                               resolve_executor)
-from engine.records import TokenRecord
-from engine.states import (CaseState, TaskState, TokenState, WorkitemState, advance, is_terminal,
+from petriflow.engine.records import TokenRecord
+from petriflow.engine.states import (CaseState, TaskState, TokenState, WorkitemState, advance, is_terminal,
                            predecessors)
-from engine.workflow import Arc, ArcDirection, JoinType, Place, PlaceType, SplitType, Transition, Workflow
+from petriflow.engine.workflow import Arc, ArcDirection, JoinType, Place, PlaceType, SplitType, Transition, Workflow
 
 # -- state machines -------------------------------------------------------------
 

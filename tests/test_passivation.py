@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from actors.system import system_session
-from engine.states import CaseState
-from supervision import processes
+from petriflow.system import system_session
+from petriflow.engine.states import CaseState
+from petriflow.supervision import processes
 from tests.engines import BASES, awaiting_workitem, running_engine, wait_for, workflow
 
 pytestmark = pytest.mark.timeout(90)

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from engine.errors import AlreadyCompleted, Invalid
-from engine.states import CaseState, TaskState, TokenState, WorkitemState
+from petriflow.engine.errors import AlreadyCompleted, Invalid
+from petriflow.engine.states import CaseState, TaskState, TokenState, WorkitemState
 from tests.engines import BASES, awaiting_workitem, running_engine, workflow
 
 pytestmark = pytest.mark.timeout(90)

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors.webhook import WebhookServer
-from engine import codec, messages
-from engine.document import workflow_from_document
-from engine.errors import Invalid, InvalidWorkflow, NotFound, PetriflowError
-from engine.validation import validate
+from petriflow.ingress.webhook import WebhookServer
+from petriflow.engine import codec, messages
+from petriflow.engine.document import workflow_from_document
+from petriflow.engine.errors import Invalid, InvalidWorkflow, NotFound, PetriflowError
+from petriflow.engine.validation import validate
 from tests.engines import awaiting_workitem, running_engine, storage_dump, workflow
 
 pytestmark = pytest.mark.timeout(300)

@@ -11,11 +11,11 @@ from collections import Counter
 
 import pytest
 
-from engine.document import workflow_from_document
-from engine.records import CaseRecord, TokenRecord, new_id
-from engine.states import CaseState, TaskState, WorkitemState
-from engine.validation import validate
-from storage.store import Fence, Storage, open_storage
+from petriflow.engine.document import workflow_from_document
+from petriflow.engine.records import CaseRecord, TokenRecord, new_id
+from petriflow.engine.states import CaseState, TaskState, WorkitemState
+from petriflow.engine.validation import validate
+from petriflow.storage.store import Fence, Storage, open_storage
 from tests.engines import running_engine, wait_for, workflow
 
 pytestmark = pytest.mark.timeout(60)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import NotFound
-from engine.records import FINISHER, GENESIS, TaskRecord, TokenRecord
-from engine.retry import RetryPlan, plan_retry
-from engine.states import TaskState, TokenState
+from petriflow.engine.errors import NotFound
+from petriflow.engine.records import FINISHER, GENESIS, TaskRecord, TokenRecord
+from petriflow.engine.retry import RetryPlan, plan_retry
+from petriflow.engine.states import TaskState, TokenState
 
 DONE, ABANDONED, STARTED = TaskState.COMPLETED, TaskState.ABANDONED, TaskState.STARTED
 

@@ -10,12 +10,12 @@ import threading
 
 import pytest
 
-from engine.errors import (AlreadyCompleted, IllegalTransition, NotFound, StaleIncarnation,
+from petriflow.engine.errors import (AlreadyCompleted, IllegalTransition, NotFound, StaleIncarnation,
                            TaskNotAvailable, TokensNotAvailable)
-from engine.records import CaseRecord, Failure, TokenRecord, new_id
-from engine.states import CaseState, TaskState, TokenState, WorkitemState
-from storage import open_backend
-from storage.store import Fence, Storage
+from petriflow.engine.records import CaseRecord, Failure, TokenRecord, new_id
+from petriflow.engine.states import CaseState, TaskState, TokenState, WorkitemState
+from petriflow.storage import open_backend
+from petriflow.storage.store import Fence, Storage
 
 BACKENDS = ["memory", "sqlite"]
 
@@ -271,9 +271,9 @@ def test_two_tasks_racing_for_one_token_never_both_win(storage_url, store):
 
 
 def test_enqueue_runs_is_one_transaction_all_or_nothing(storage_url):
-    from engine.records import RunRecord, WorkOrderRecord
-    from engine.workorders import WorkOrderState
-    from storage.store import WorkOrderStorage
+    from petriflow.engine.records import RunRecord, WorkOrderRecord
+    from petriflow.engine.workorders import WorkOrderState
+    from petriflow.storage.store import WorkOrderStorage
 
     store = WorkOrderStorage(open_backend(storage_url))
     order = WorkOrderRecord(id=new_id(), workflow_id="wf", input={"a": 1})

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from engine.errors import StorageFailure
-from engine.workorders import RunState, WorkOrderState
-from storage import open_backend
-from storage.store import WorkOrderStorage
+from petriflow.engine.errors import StorageFailure
+from petriflow.engine.workorders import RunState, WorkOrderState
+from petriflow.storage import open_backend
+from petriflow.storage.store import WorkOrderStorage
 from tests.engines import awaiting_workitem, running_engine, workflow
 
 pytestmark = pytest.mark.timeout(90)

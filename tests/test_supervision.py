@@ -17,11 +17,11 @@ import pytest
 import structlog
 from thespian.actors import ActorExitRequest, ActorSystem, ChildActorExited, PoisonMessage
 
-from actors.system import system_session
-from supervision import processes
-from supervision.childspec import ChildSpec, Intensity, RestartType, Strategy
-from supervision.messages import ChildStopping, IdleNotice, Supervised
-from supervision.supervisor import Supervisor
+from petriflow.system import system_session
+from petriflow.supervision import processes
+from petriflow.supervision.childspec import ChildSpec, Intensity, RestartType, Strategy
+from petriflow.supervision.messages import ChildStopping, IdleNotice, Supervised
+from petriflow.supervision.supervisor import Supervisor
 from tests.toy_actors import Boom, Boss, BossConfig, BossStatus, Forward, Ping, Pong, Status, Stop, Worker
 
 ASK_S = 5.0

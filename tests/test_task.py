@@ -7,9 +7,9 @@ from collections import Counter
 
 import pytest
 
-from engine.errors import Invalid, TaskNotEnabled
-from engine.messages import DiscardTokens, ForceAbandon, ReceiveTokens, UpdateWorkitem
-from engine.states import CaseState, TaskState, TokenState, WorkitemState
+from petriflow.engine.errors import Invalid, TaskNotEnabled
+from petriflow.engine.messages import DiscardTokens, ForceAbandon, ReceiveTokens, UpdateWorkitem
+from petriflow.engine.states import CaseState, TaskState, TokenState, WorkitemState
 from tests.engines import awaiting_workitem, running_engine, wait_for, workflow
 
 pytestmark = pytest.mark.timeout(60)

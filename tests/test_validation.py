@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.document import load_workflow, workflow_from_document
-from engine.errors import ExecutorNotFound, InvalidWorkflow
-from engine.validation import validate
-from engine.workflow import Arc, ArcDirection, Place, PlaceType, RetryPolicy, Transition, Workflow
+from petriflow.engine.document import load_workflow, workflow_from_document
+from petriflow.engine.errors import ExecutorNotFound, InvalidWorkflow
+from petriflow.engine.validation import validate
+from petriflow.engine.workflow import Arc, ArcDirection, Place, PlaceType, RetryPolicy, Transition, Workflow
 
 WORKFLOWS = Path(__file__).parent / "workflows"
 BUILTINS = {"noop", "echo", "sleep", "manual", "fail"}
@@ -96,7 +96,6 @@ def test_executors_are_resolved_by_module_and_attribute() -> None:
 
 
 def test_default_resolver_is_the_engines() -> None:
-    pytest.importorskip("engine.executors")
     good = net("start end", "t", "start>t t>end", t={"executor": "sleep"})
     bad = net("start end", "t", "start>t t>end", t={"executor": "no_such_module_xyz:run"})
 

@@ -10,8 +10,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from actors.webhook import WebhookServer
-from engine.errors import InvalidWorkflow, NotFound, WorkflowDiscarded
+from petriflow.ingress.webhook import WebhookServer
+from petriflow.engine.errors import InvalidWorkflow, NotFound, WorkflowDiscarded
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -9,10 +9,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from engine import codec
-from engine.errors import AlreadyCompleted, Invalid, NotFound, WorkflowDiscarded
-from engine.messages import SubmitWorkOrder
-from engine.workorders import RunState, WorkOrderState
+from petriflow.engine import codec
+from petriflow.engine.errors import AlreadyCompleted, Invalid, NotFound, WorkflowDiscarded
+from petriflow.engine.messages import SubmitWorkOrder
+from petriflow.engine.workorders import RunState, WorkOrderState
 from tests.engines import BASES, running_engine, wait_for, workflow
 
 pytestmark = pytest.mark.timeout(90)

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from engine.document import load_workflow, parse_workflow_json, workflow_from_document, workflow_to_document
-from engine.errors import InvalidWorkflow
-from engine.workflow import (Arc, ArcDirection, JoinType, Place, PlaceType, RetryPolicy, SplitType, Transition,
+from petriflow.engine.document import load_workflow, parse_workflow_json, workflow_from_document, workflow_to_document
+from petriflow.engine.errors import InvalidWorkflow
+from petriflow.engine.workflow import (Arc, ArcDirection, JoinType, Place, PlaceType, RetryPolicy, SplitType, Transition,
                              Trigger, Workflow, WorkflowState)
 
 # The example of DESIGN.md section 9.

@@ -6,8 +6,8 @@ from itertools import permutations
 
 import pytest
 
-from engine.errors import IllegalTransition, Invalid
-from engine.workorders import (FINAL_RUN_STATES, RunState, WorkOrderState, advance_run, run_state_of_case,
+from petriflow.engine.errors import IllegalTransition, Invalid
+from petriflow.engine.workorders import (FINAL_RUN_STATES, RunState, WorkOrderState, advance_run, run_state_of_case,
                                update_state)
 
 R = RunState

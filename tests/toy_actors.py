@@ -14,9 +14,9 @@ import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from supervision.childspec import ChildSpec, Intensity, Strategy
-from supervision.member import SupervisedActor
-from supervision.supervisor import Supervisor
+from petriflow.supervision.childspec import ChildSpec, Intensity, Strategy
+from petriflow.supervision.member import SupervisedActor
+from petriflow.supervision.supervisor import Supervisor
 
 
 @dataclass(frozen=True)

@@ -31,15 +31,15 @@ from typing import Any, Callable, Mapping
 
 import structlog
 
-from actors import logs
-from actors.client import Client, boot_engine
-from actors.system import close_actor_system, open_actor_system, system_session
-from actors.webhook import WebhookServer
-from engine.errors import PetriflowError
-from engine.messages import EngineInfo, Settings
-from engine.views import work_order_json
-from storage.store import open_storage
-from supervision import processes
+from petriflow import logs
+from petriflow.client import Client, boot_engine
+from petriflow.system import close_actor_system, open_actor_system, system_session
+from petriflow.ingress.webhook import WebhookServer
+from petriflow.engine.errors import PetriflowError
+from petriflow.engine.messages import EngineInfo, Settings
+from petriflow.engine.views import work_order_json
+from petriflow.storage.store import open_storage
+from petriflow.supervision import processes
 
 log = structlog.get_logger("petriflow.daemon")
 
@@ -274,8 +274,8 @@ class Daemon:
 # -- controlling a daemon from the command line ---------------------------------------------
 
 
-def start_background(config: DaemonConfig, program: str, timeout_s: float = 30.0) -> int:
-    """Launch `program start --foreground` detached and wait until it answers."""
+def start_background(config: DaemonConfig, timeout_s: float = 30.0) -> int:
+    """Launch `petriflow start --foreground` detached and wait until it answers."""
     pid = running_pid(config)
     if pid:
         raise DaemonError(f"a petriflow daemon already runs for home {config.home} (pid {pid})")
@@ -283,7 +283,7 @@ def start_background(config: DaemonConfig, program: str, timeout_s: float = 30.0
     end_orphans(config)
     out = open(Path(config.home) / "daemon.out", "ab")
     child = subprocess.Popen(
-        [sys.executable, program, "start", "--foreground", "--home", config.home, "--port", str(config.port),
+        [sys.executable, "-m", "petriflow", "start", "--foreground", "--home", config.home, "--port", str(config.port),
          "--http-port", str(config.http_port), "--storage", config.storage_url],
         stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
     deadline = time.monotonic() + timeout_s

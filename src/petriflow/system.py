@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from thespian.actors import ActorSystem
 from thespian.system.transport.IPBase import IPActorAddress
 
-from supervision import processes
+from petriflow.supervision import processes
 
 LOOPBACK = "127.0.0.1"
 MULTIPROC = "multiprocTCPBase"

@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from engine.errors import Invalid, NotFound, PetriflowError, WorkflowDiscarded
-from engine.records import CaseRecord, RunRecord, TokenRecord, WorkOrderRecord, new_id
-from engine.retry import plan_retry
-from engine.states import WorkitemState
-from engine.workflow import Workflow, WorkflowState
-from engine.workorders import FINAL_RUN_STATES, RunState, update_state
-from storage.store import WorkOrderStorage
+from petriflow.engine.errors import Invalid, NotFound, PetriflowError, WorkflowDiscarded
+from petriflow.engine.records import CaseRecord, RunRecord, TokenRecord, WorkOrderRecord, new_id
+from petriflow.engine.retry import plan_retry
+from petriflow.engine.states import WorkitemState
+from petriflow.engine.workflow import Workflow, WorkflowState
+from petriflow.engine.workorders import FINAL_RUN_STATES, RunState, update_state
+from petriflow.storage.store import WorkOrderStorage
 
 
 @dataclass(frozen=True)

@@ -11,20 +11,20 @@ from typing import Any, Iterator
 
 from thespian.actors import ActorSystem
 
-from actors.engine import ENGINE_NAME, EngineActor
-from actors.system import connect_actor_system
-from engine import codec
-from engine.document import workflow_to_document
-from engine.errors import error_for
-from engine.messages import (AbandonWorkitem, ActorInfo, BootEngine, CancelWorkOrder, CaseList,
+from petriflow.actors.engine import ENGINE_NAME, EngineActor
+from petriflow.system import connect_actor_system
+from petriflow.engine import codec
+from petriflow.engine.document import workflow_to_document
+from petriflow.engine.errors import error_for
+from petriflow.engine.messages import (AbandonWorkitem, ActorInfo, BootEngine, CancelWorkOrder, CaseList,
                              CaseView, CompleteWorkitem, CronTick, DiscardWorkflow, EngineInfo,
                              Error, Event, GetCase, GetTask, GetWorkflow, GetWorkitem, GetWorkOrder,
                              ListActors, ListCases, ListWorkflows, ListWorkOrders, Ping, Preexecute,
                              PutWorkflow, RetryMany, RetryRun, RunStep, Settings, StartCase,
                              SubmitWebhook, SubmitWorkOrder, Subscribe, TerminateCase, Unsubscribe,
                              WaitCase, WaitWorkOrder, WorkOrderSubmitted, WorkOrderView)
-from engine.records import TaskRecord, TokenRecord, WorkitemRecord, WorkOrderRecord
-from engine.workflow import Workflow
+from petriflow.engine.records import TaskRecord, TokenRecord, WorkitemRecord, WorkOrderRecord
+from petriflow.engine.workflow import Workflow
 
 
 class EngineTimeout(TimeoutError):

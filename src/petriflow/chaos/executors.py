@@ -22,7 +22,7 @@ import signal
 import time
 from typing import Any
 
-from engine.executors import BaseExecutor, Completed, ExecutionContext, Failed, Outcome
+from petriflow.engine.executors import BaseExecutor, Completed, ExecutionContext, Failed, Outcome
 
 
 def journal_path(ctx: ExecutionContext) -> str | None:

@@ -21,7 +21,7 @@ from urllib.parse import quote, unquote
 
 import structlog
 
-from engine.errors import Invalid, PetriflowError
+from petriflow.engine.errors import Invalid, PetriflowError
 
 log = structlog.get_logger("petriflow.webhook")
 

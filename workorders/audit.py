@@ -38,12 +38,12 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Iterable
 
-from engine.errors import NotFound
-from engine.records import FINISHER, CaseRecord, RunRecord, TaskRecord, TokenRecord, WorkitemRecord
-from engine.states import CaseState, TaskState, TokenState, WorkitemState, is_terminal
-from engine.workflow import ArcDirection, JoinType, SplitType, Workflow
-from engine.workorders import FINAL_RUN_STATES, RunState, WorkOrderState, run_state_of_case
-from storage.store import WorkOrderStorage
+from petriflow.engine.errors import NotFound
+from petriflow.engine.records import FINISHER, CaseRecord, RunRecord, TaskRecord, TokenRecord, WorkitemRecord
+from petriflow.engine.states import CaseState, TaskState, TokenState, WorkitemState, is_terminal
+from petriflow.engine.workflow import ArcDirection, JoinType, SplitType, Workflow
+from petriflow.engine.workorders import FINAL_RUN_STATES, RunState, WorkOrderState, run_state_of_case
+from petriflow.storage.store import WorkOrderStorage
 
 _UNFINISHED_ORDERS = (WorkOrderState.PENDING, WorkOrderState.RUNNING)
 

@@ -1,0 +1,6 @@
+"""`python -m petriflow.bench`."""
+import sys
+
+from petriflow.bench import main
+
+sys.exit(main())
