@@ -6,11 +6,11 @@ task locked, consumes and issues tokens when a task completes, and finishes
 when a token lies in the end place and nowhere else. Everything it decides
 is read back from storage, so a restored case simply offers again.
 """
+
 from __future__ import annotations
 
-from typing import Any
-
 import os
+from typing import Any
 
 import structlog
 
@@ -19,10 +19,27 @@ from petriflow.actors.envelope import Routed
 from petriflow.actors.task import TaskActor
 from petriflow.engine import routing
 from petriflow.engine.errors import AlreadyCompleted, Invalid, NotFound
-from petriflow.engine.messages import (AbandonWorkitem, CaseActivated, CaseEnded, CompleteTask, CompleteWorkitem,
-                             DiscardTokens, Error, ForceAbandon, InitCase, InitTask, Ok, Preexecute,
-                             ReceiveTokens, TaskAbandoned, TaskCompleted, TaskFailed,
-                             TerminateCase, TokensLocked, UpdateWorkitem)
+from petriflow.engine.messages import (
+    AbandonWorkitem,
+    CaseActivated,
+    CaseEnded,
+    CompleteTask,
+    CompleteWorkitem,
+    DiscardTokens,
+    Error,
+    ForceAbandon,
+    InitCase,
+    InitTask,
+    Ok,
+    Preexecute,
+    ReceiveTokens,
+    TaskAbandoned,
+    TaskCompleted,
+    TaskFailed,
+    TerminateCase,
+    TokensLocked,
+    UpdateWorkitem,
+)
 from petriflow.engine.records import CaseRecord, Failure, TokenRecord
 from petriflow.engine.states import TaskState, TokenState, is_terminal
 from petriflow.storage.store import Fence
@@ -96,9 +113,13 @@ class CaseActor(EntityActor):
 
     def _ensure_task(self, task_id: str) -> None:
         if task_id not in self.children.keys():
-            self.children.start(ChildSpec(key=task_id, actor_class=TaskActor,
-                                          init=InitTask(task_id=task_id, case_id=self.case.id,
-                                                        settings=self.settings)))
+            self.children.start(
+                ChildSpec(
+                    key=task_id,
+                    actor_class=TaskActor,
+                    init=InitTask(task_id=task_id, case_id=self.case.id, settings=self.settings),
+                )
+            )
 
     def _withdraw(self, message: TokensLocked) -> None:
         """The first task to lock a token wins; the others lose it."""
@@ -108,20 +129,40 @@ class CaseActor(EntityActor):
             lost = offered & won
             if lost:
                 offered -= lost
-                self.children.send(task_id, DiscardTokens(task_id=task_id, tokens=[
-                    TokenRecord(id=t, case_id=self.case.id, workflow_id=self.case.workflow_id, place_id="",
-                                state=TokenState.LOCKED, locked_by_task_id=message.task_id) for t in lost]))
+                self.children.send(
+                    task_id,
+                    DiscardTokens(
+                        task_id=task_id,
+                        tokens=[
+                            TokenRecord(
+                                id=t,
+                                case_id=self.case.id,
+                                workflow_id=self.case.workflow_id,
+                                place_id="",
+                                state=TokenState.LOCKED,
+                                locked_by_task_id=message.task_id,
+                            )
+                            for t in lost
+                        ],
+                    ),
+                )
         self._offer()
 
     def _complete_task(self, message: CompleteTask) -> None:
         task = self.storage.get_task(message.task_id)
-        tokens = routing.issue_tokens(self.workflow, task.transition_id, case_id=self.case.id,
-                                      task_id=task.id, payload=message.token_payload)
+        tokens = routing.issue_tokens(
+            self.workflow, task.transition_id, case_id=self.case.id, task_id=task.id, payload=message.token_payload
+        )
         enabled = {t for token in tokens for t in self.workflow.transitions_fed_by(token.place_id)}
         try:
             self.storage.complete_task(self.fence, task.id, message.token_payload, tokens, sorted(enabled))
-            log.info("task_completed", task_id=task.id, transition_id=task.transition_id,
-                     issued=[t.place_id for t in tokens], **self.log_context())
+            log.info(
+                "task_completed",
+                task_id=task.id,
+                transition_id=task.transition_id,
+                issued=[t.place_id for t in tokens],
+                **self.log_context(),
+            )
         except AlreadyCompleted:
             pass
         self.offered.pop(task.id, None)
@@ -141,8 +182,14 @@ class CaseActor(EntityActor):
         except AlreadyCompleted:
             self.case = self.storage.get_case(self.case.id)
         if failure is not None:
-            log.error("case_failed", kind=failure.kind, reason=failure.reason, failed_task_id=failure.task_id,
-                      failed_workitem_id=failure.workitem_id, **self.log_context())
+            log.error(
+                "case_failed",
+                kind=failure.kind,
+                reason=failure.reason,
+                failed_task_id=failure.task_id,
+                failed_workitem_id=failure.workitem_id,
+                **self.log_context(),
+            )
         else:
             log.info("case_terminated", **self.log_context())
         self._wind_down()
@@ -207,4 +254,3 @@ class CaseActor(EntityActor):
         self._ensure_task(task_id)
         self.children.send(task_id, routed)
         return None
-

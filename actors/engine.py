@@ -6,19 +6,20 @@ WorkOrder actor per unfinished work order (and the cases started without a
 work order), restores all of them at boot, fires cron triggers, and fans
 work-order events out to subscribers.
 """
+
 from __future__ import annotations
 
 import os
 import time
 from collections import deque
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import structlog
 from thespian.actors import PoisonMessage, WakeupMessage
 
-from petriflow.workorders import runs
 from petriflow.actors.case import TASK_REQUESTS, WORKITEM_REQUESTS, CaseActor
 from petriflow.actors.entity import EntityActor, gave_up_failure
 from petriflow.actors.envelope import Routed
@@ -27,16 +28,56 @@ from petriflow.engine import codec
 from petriflow.engine.cron import CronSchedule, due_ticks
 from petriflow.engine.document import workflow_from_document, workflow_to_document
 from petriflow.engine.errors import AlreadyCompleted, Invalid, NotFound, PetriflowError, WorkflowDiscarded
-from petriflow.engine.messages import (ActorInfo, ActorList, BootEngine, CancelWorkOrder, CaseActivated,
-                             CaseEnded, CaseList, CaseStarted, CaseView, CronFired, CronTick,
-                             DiscardWorkflow, EngineInfo, Error, Event, GetCase, GetTask,
-                             GetWorkflow, GetWorkitem, GetWorkOrder, InitCase, InitWorkOrder,
-                             ListActors, ListCases, ListWorkflows, ListWorkOrders, Ok, Ping,
-                             PutWorkflow, RetryMany, RetryManyResult, RetryRun, RunEnqueued,
-                             StartCase, StartRun, SubmitWebhook, SubmitWorkOrder, Subscribe,
-                             TerminateCase, Unsubscribe, WaitCase, WaitWorkOrder, WorkflowList,
-                             WorkflowStored, WorkflowView, WorkOrderList, WorkOrderSubmitted,
-                             WorkOrderView)
+from petriflow.engine.messages import (
+    ActorInfo,
+    ActorList,
+    BootEngine,
+    CancelWorkOrder,
+    CaseActivated,
+    CaseEnded,
+    CaseList,
+    CaseStarted,
+    CaseView,
+    CronFired,
+    CronTick,
+    DiscardWorkflow,
+    EngineInfo,
+    Error,
+    Event,
+    GetCase,
+    GetTask,
+    GetWorkflow,
+    GetWorkitem,
+    GetWorkOrder,
+    InitCase,
+    InitWorkOrder,
+    ListActors,
+    ListCases,
+    ListWorkflows,
+    ListWorkOrders,
+    Ok,
+    Ping,
+    PutWorkflow,
+    RetryMany,
+    RetryManyResult,
+    RetryRun,
+    RunEnqueued,
+    StartCase,
+    StartRun,
+    SubmitWebhook,
+    SubmitWorkOrder,
+    Subscribe,
+    TerminateCase,
+    Unsubscribe,
+    WaitCase,
+    WaitWorkOrder,
+    WorkflowList,
+    WorkflowStored,
+    WorkflowView,
+    WorkOrderList,
+    WorkOrderSubmitted,
+    WorkOrderView,
+)
 from petriflow.engine.records import CaseRecord, TokenRecord, new_id
 from petriflow.engine.states import CaseState, TaskState, WorkitemState, is_terminal
 from petriflow.engine.validation import validate
@@ -45,6 +86,7 @@ from petriflow.engine.workflow import Workflow, WorkflowState
 from petriflow.engine.workorders import FINAL_RUN_STATES, WorkOrderState, run_state_of_case
 from petriflow.supervision.childspec import ChildSpec
 from petriflow.supervision.processes import is_alive
+from petriflow.workorders import runs
 
 log = structlog.get_logger("petriflow.engine")
 
@@ -110,13 +152,22 @@ class EngineActor(EntityActor):
             self.booted_at = time.time()
             self.booted = True
             orders = [o for o in self.storage.list_work_orders(UNFINISHED_ORDERS) if self._order_needs_actor(o.id)]
-            cases = [c for c in self.storage.list_cases([CaseState.CREATED, CaseState.ACTIVE])
-                     if c.work_order_id is None and self.storage.case_needs_actor(c.id)]
-            self.restoring = deque([(self._ensure_order, o.id) for o in orders] +
-                                   [(self._ensure_case, c.id) for c in cases])
+            cases = [
+                c
+                for c in self.storage.list_cases([CaseState.CREATED, CaseState.ACTIVE])
+                if c.work_order_id is None and self.storage.case_needs_actor(c.id)
+            ]
+            self.restoring = deque(
+                [(self._ensure_order, o.id) for o in orders] + [(self._ensure_case, c.id) for c in cases]
+            )
             self._restore_more()
-            log.info("engine_booted", storage=self.storage.url, restored_work_orders=len(orders),
-                     restored_cases=len(cases), pid=os.getpid())
+            log.info(
+                "engine_booted",
+                storage=self.storage.url,
+                restored_work_orders=len(orders),
+                restored_cases=len(cases),
+                pid=os.getpid(),
+            )
             if message.settings.cron:
                 self._schedule_cron()
         self.answer(sender, self._info())
@@ -141,10 +192,15 @@ class EngineActor(EntityActor):
         counts: dict[str, int] = {}
         for order in self.storage.list_work_orders():
             counts[order.state.value] = counts.get(order.state.value, 0) + 1
-        return EngineInfo(pid=os.getpid(), sid=os.getsid(0), storage=self.storage.url,
-                          live_cases=sum(1 for k in live if self.kinds.get(k) == "case"),
-                          live_work_orders=sum(1 for k in live if self.kinds.get(k) == "work_order"),
-                          booted_at=self.booted_at, work_orders=counts)
+        return EngineInfo(
+            pid=os.getpid(),
+            sid=os.getsid(0),
+            storage=self.storage.url,
+            live_cases=sum(1 for k in live if self.kinds.get(k) == "case"),
+            live_work_orders=sum(1 for k in live if self.kinds.get(k) == "work_order"),
+            booted_at=self.booted_at,
+            work_orders=counts,
+        )
 
     @property
     def kinds(self) -> dict[str, str]:
@@ -155,14 +211,20 @@ class EngineActor(EntityActor):
     def _ensure_order(self, work_order_id: str) -> None:
         if work_order_id not in self.children.keys():
             self.kinds[work_order_id] = "work_order"
-            self.children.start(ChildSpec(key=work_order_id, actor_class=WorkOrderActor,
-                                          init=InitWorkOrder(work_order_id=work_order_id, settings=self.settings)))
+            self.children.start(
+                ChildSpec(
+                    key=work_order_id,
+                    actor_class=WorkOrderActor,
+                    init=InitWorkOrder(work_order_id=work_order_id, settings=self.settings),
+                )
+            )
 
     def _ensure_case(self, case_id: str) -> None:
         if case_id not in self.children.keys():
             self.kinds[case_id] = "case"
-            self.children.start(ChildSpec(key=case_id, actor_class=CaseActor,
-                                          init=InitCase(case_id=case_id, settings=self.settings)))
+            self.children.start(
+                ChildSpec(key=case_id, actor_class=CaseActor, init=InitCase(case_id=case_id, settings=self.settings))
+            )
 
     def _gave_up(self, spec: ChildSpec, reason: str) -> None:
         if self.kinds.get(spec.key) == "work_order":
@@ -180,7 +242,9 @@ class EngineActor(EntityActor):
             if run.state not in FINAL_RUN_STATES:
                 self.storage.take_over_and_terminate(run.case_id, failure)
                 self.storage.advance_run(run.id, run_state_of_case("terminated", failure.kind), failure)
-        order = self.storage.set_work_order_state(order.id, WorkOrderState(run_state_of_case("terminated", failure.kind).value))
+        order = self.storage.set_work_order_state(
+            order.id, WorkOrderState(run_state_of_case("terminated", failure.kind).value)
+        )
         log.error("work_order_crashed", work_order_id=order.id, reason=reason)
         self._publish(Event(kind="work_order_updated", work_order=order))
 
@@ -215,7 +279,7 @@ class EngineActor(EntityActor):
         """Submit one work order per due tick of every cron trigger; after
         downtime, missed ticks run at most once."""
         fired = []
-        moment = datetime.fromtimestamp(now, timezone.utc)
+        moment = datetime.fromtimestamp(now, UTC)
         for workflow in self.storage.list_workflows():
             if workflow.state is WorkflowState.DISCARDED:
                 continue
@@ -227,8 +291,7 @@ class EngineActor(EntityActor):
                 if last is None:
                     self.storage.set_last_tick(key, now)
                     continue
-                ticks = due_ticks(CronSchedule.parse(trigger.cron),
-                                  datetime.fromtimestamp(last, timezone.utc), moment)
+                ticks = due_ticks(CronSchedule.parse(trigger.cron), datetime.fromtimestamp(last, UTC), moment)
                 for tick in ticks:
                     fired.append(self._submit(workflow, {"tick": tick.isoformat()}, "cron", trigger.id).work_order_id)
                 if ticks:
@@ -257,8 +320,9 @@ class EngineActor(EntityActor):
         handlers: dict[type, Callable[[Any, Any], Any]] = {
             Ping: lambda r, s: self._info(),
             PutWorkflow: self._put_workflow,
-            GetWorkflow: lambda r, s: WorkflowView(workflow_to_document(
-                self.storage.get_workflow(r.workflow_id, r.version))),
+            GetWorkflow: lambda r, s: WorkflowView(
+                workflow_to_document(self.storage.get_workflow(r.workflow_id, r.version))
+            ),
             ListWorkflows: lambda r, s: WorkflowList([workflow_to_document(w) for w in self.storage.list_workflows()]),
             DiscardWorkflow: self._discard_workflow,
             StartCase: self._start_case,
@@ -269,13 +333,15 @@ class EngineActor(EntityActor):
             ListCases: lambda r, s: CaseList(self.storage.list_cases(_states(CaseState, r.states))),
             TerminateCase: lambda r, s: self._route(self._live_case(r.case_id), r, s),
             SubmitWorkOrder: lambda r, s: self._submit(
-                self.storage.get_workflow(r.workflow_id, r.version), r.input, "manual", None),
+                self.storage.get_workflow(r.workflow_id, r.version), r.input, "manual", None
+            ),
             SubmitWebhook: self._submit_webhook,
             CronTick: lambda r, s: CronFired(self._fire_cron(r.now)),
             GetWorkOrder: lambda r, s: self._order_view(r.work_order_id),
             WaitWorkOrder: self._wait_order,
-            ListWorkOrders: lambda r, s: WorkOrderList(self.storage.list_work_orders(
-                _states(WorkOrderState, r.states), r.workflow_id, r.since)),
+            ListWorkOrders: lambda r, s: WorkOrderList(
+                self.storage.list_work_orders(_states(WorkOrderState, r.states), r.workflow_id, r.since)
+            ),
             RetryRun: self._retry,
             RetryMany: self._retry_many,
             CancelWorkOrder: self._cancel,
@@ -319,10 +385,16 @@ class EngineActor(EntityActor):
         workflow = self.storage.get_workflow(request.workflow_id, request.version)
         if workflow.state is WorkflowState.DISCARDED:
             raise WorkflowDiscarded(f"workflow {workflow.id!r} is discarded: no new case can start on it")
-        case = CaseRecord(id=new_id(), workflow_id=workflow.id, workflow_version=workflow.version,
-                          input=dict(request.input))
-        genesis = TokenRecord(id=new_id(), case_id=case.id, workflow_id=workflow.id,
-                              place_id=workflow.start_place.id, payload=dict(request.input))
+        case = CaseRecord(
+            id=new_id(), workflow_id=workflow.id, workflow_version=workflow.version, input=dict(request.input)
+        )
+        genesis = TokenRecord(
+            id=new_id(),
+            case_id=case.id,
+            workflow_id=workflow.id,
+            place_id=workflow.start_place.id,
+            payload=dict(request.input),
+        )
         self.storage.create_case(case, [genesis])
         log.info("case_created", case_id=case.id, workflow_id=workflow.id, version=workflow.version)
         self._ensure_case(case.id)
@@ -330,8 +402,12 @@ class EngineActor(EntityActor):
 
     def _case_view(self, case_id: str) -> CaseView:
         case = self.storage.get_case(case_id)
-        return CaseView(case=case, tokens=self.storage.tokens(case_id), tasks=self.storage.tasks(case_id),
-                        workitems=self.storage.workitems(case_id=case_id))
+        return CaseView(
+            case=case,
+            tokens=self.storage.tokens(case_id),
+            tasks=self.storage.tasks(case_id),
+            workitems=self.storage.workitems(case_id=case_id),
+        )
 
     def _wait_case(self, request: WaitCase, sender: Any) -> CaseView | None:
         case = self.storage.get_case(request.case_id)
@@ -369,12 +445,17 @@ class EngineActor(EntityActor):
 
     # -- work orders ------------------------------------------------------------------------
 
-    def _submit(self, workflow: Workflow, input: dict, trigger_type: str,
-                trigger_id: str | None) -> WorkOrderSubmitted:
+    def _submit(self, workflow: Workflow, input: dict, trigger_type: str, trigger_id: str | None) -> WorkOrderSubmitted:
         first = runs.submit(self.storage, workflow, input, trigger_type=trigger_type, trigger_id=trigger_id)
         order = self.storage.get_work_order(first.run.work_order_id)
-        log.info("work_order_created", work_order_id=order.id, run_id=first.run.id, workflow_id=workflow.id,
-                 trigger_type=trigger_type, trigger_id=trigger_id)
+        log.info(
+            "work_order_created",
+            work_order_id=order.id,
+            run_id=first.run.id,
+            workflow_id=workflow.id,
+            trigger_type=trigger_type,
+            trigger_id=trigger_id,
+        )
         self._publish(Event(kind="work_order_created", work_order=order))
         self._publish(Event(kind="run_created", work_order=order, run=first.run))
         self._ensure_order(order.id)
@@ -382,8 +463,7 @@ class EngineActor(EntityActor):
 
     def _submit_webhook(self, request: SubmitWebhook, sender: Any) -> WorkOrderSubmitted:
         workflow = self._trigger_owner(request.trigger_id)
-        if workflow is None or not any(t.id == request.trigger_id and t.type == "webhook"
-                                       for t in workflow.triggers):
+        if workflow is None or not any(t.id == request.trigger_id and t.type == "webhook" for t in workflow.triggers):
             raise NotFound(f"no active workflow has a webhook trigger {request.trigger_id!r}")
         return self._submit(workflow, request.body, "webhook", request.trigger_id)
 
@@ -405,8 +485,13 @@ class EngineActor(EntityActor):
     def _enqueued(self, new_runs: list[runs.NewRun]) -> None:
         for new in new_runs:
             order = self.storage.get_work_order(new.run.work_order_id)
-            log.info("run_enqueued", work_order_id=order.id, run_id=new.run.id,
-                     retried_from_run_id=new.run.retried_from_run_id, kept_steps=len(new.run.kept_step_ids))
+            log.info(
+                "run_enqueued",
+                work_order_id=order.id,
+                run_id=new.run.id,
+                retried_from_run_id=new.run.retried_from_run_id,
+                kept_steps=len(new.run.kept_step_ids),
+            )
             self._publish(Event(kind="run_created", work_order=order, run=new.run))
             self._publish(Event(kind="work_order_updated", work_order=order, run=new.run))
             self._ensure_order(order.id)
@@ -418,8 +503,9 @@ class EngineActor(EntityActor):
         return RunEnqueued(run_id=retried.run.id, work_order_id=retried.run.work_order_id)
 
     def _retry_many(self, request: RetryMany, sender: Any) -> RetryManyResult:
-        enqueued, discarded = runs.retry_many(self.storage, list(request.work_order_ids),
-                                              [(s.run_id, s.step_id) for s in request.steps])
+        enqueued, discarded = runs.retry_many(
+            self.storage, list(request.work_order_ids), [(s.run_id, s.step_id) for s in request.steps]
+        )
         self._enqueued(enqueued)
         return RetryManyResult(enqueued=len(enqueued), discarded=discarded)
 
@@ -450,8 +536,8 @@ class EngineActor(EntityActor):
             found.append(ActorInfo("case", case.id, case.state.value, case.pid))
             for task in self.storage.tasks(case.id, [TaskState.STARTED, TaskState.ALLOCATED, TaskState.EXECUTING]):
                 found.append(ActorInfo("task", task.id, task.state.value, task.pid))
-            for workitem in self.storage.workitems(case_id=case.id,
-                                                   states=[WorkitemState.CREATED, WorkitemState.STARTED]):
+            for workitem in self.storage.workitems(
+                case_id=case.id, states=[WorkitemState.CREATED, WorkitemState.STARTED]
+            ):
                 found.append(ActorInfo("workitem", workitem.id, workitem.state.value, workitem.pid))
         return ActorList([a for a in found if a.pid is not None and is_alive(a.pid)])
-

@@ -3,10 +3,12 @@
 Storage connections and workflow definitions are cached per process and
 opened after the actor's process starts, never inherited across fork.
 """
+
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import structlog
 
@@ -60,10 +62,14 @@ class EntityActor(SupervisedActor):
         self.storage = storage_for(settings.storage_url)
 
     def supervise(self, on_give_up: Callable[[Any, str], None]) -> Supervisor:
-        return Supervisor(self, strategy=Strategy.ONE_FOR_ONE, intensity=Intensity(),
-                          idle_timeout_s=self.settings.idle_timeout_s,
-                          die_with_parent=self.settings.die_with_parent,
-                          on_give_up=on_give_up)
+        return Supervisor(
+            self,
+            strategy=Strategy.ONE_FOR_ONE,
+            intensity=Intensity(),
+            idle_timeout_s=self.settings.idle_timeout_s,
+            die_with_parent=self.settings.die_with_parent,
+            on_give_up=on_give_up,
+        )
 
     def handles_while_stopping(self, message: Any) -> bool:
         """A client's request is answered from what this incarnation knows;

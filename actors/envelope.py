@@ -1,4 +1,5 @@
 """A client request on its way down the tree, with the address to answer."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

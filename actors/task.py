@@ -7,12 +7,12 @@ done asks its case to consume the locked tokens and issue new ones. On
 restore it rebuilds both tables from storage and restarts its unfinished
 workitems.
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
-
 import os
+from typing import Any
 
 import structlog
 
@@ -20,13 +20,26 @@ from petriflow.actors.entity import EntityActor, gave_up_failure, workflow_for
 from petriflow.actors.envelope import Routed
 from petriflow.actors.workitem import WorkitemActor
 from petriflow.engine import routing
-from petriflow.engine.errors import (IllegalTransition, Invalid, TaskNotEnabled,
-                           TokensNotAvailable)
+from petriflow.engine.errors import IllegalTransition, Invalid, TaskNotEnabled, TokensNotAvailable
 from petriflow.engine.executors import merge_payloads, resolve_executor
-from petriflow.engine.messages import (AbandonWorkitem, CompleteTask, CompleteWorkitem, DiscardTokens,
-                             ForceAbandon, InitTask, InitWorkitem, LockedTokens, Ok, Preexecute,
-                             ReceiveTokens, TaskAbandoned, TaskCompleted, TaskFailed,
-                             TokensLocked, UpdateWorkitem)
+from petriflow.engine.messages import (
+    AbandonWorkitem,
+    CompleteTask,
+    CompleteWorkitem,
+    DiscardTokens,
+    ForceAbandon,
+    InitTask,
+    InitWorkitem,
+    LockedTokens,
+    Ok,
+    Preexecute,
+    ReceiveTokens,
+    TaskAbandoned,
+    TaskCompleted,
+    TaskFailed,
+    TokensLocked,
+    UpdateWorkitem,
+)
 from petriflow.engine.records import Failure, TaskRecord, TokenRecord, WorkitemRecord
 from petriflow.engine.states import TaskState, TokenState, WorkitemState, is_terminal
 from petriflow.storage.store import Fence
@@ -78,8 +91,11 @@ class TaskActor(EntityActor):
                 self._check_workitems()
 
     def may_passivate(self) -> bool:
-        return not self.completing and not self.ending and not any(
-            self.children.is_live(key) for key in self.children.keys())
+        return (
+            not self.completing
+            and not self.ending
+            and not any(self.children.is_live(key) for key in self.children.keys())
+        )
 
     # -- the token table ------------------------------------------------------
 
@@ -94,8 +110,7 @@ class TaskActor(EntityActor):
                 self.tokens[token.id] = token
 
     def _locked(self) -> list[TokenRecord]:
-        return [t for t in self.tokens.values()
-                if t.state is TokenState.LOCKED and t.locked_by_task_id == self.task.id]
+        return [t for t in self.tokens.values() if t.state is TokenState.LOCKED and t.locked_by_task_id == self.task.id]
 
     def preexecute(self) -> list[TokenRecord]:
         """Lock the tokens that enable this task; idempotent once they are held."""
@@ -105,12 +120,15 @@ class TaskActor(EntityActor):
             raise TaskNotEnabled(f"task {self.task.id} is {self.task.state.value}")
         chosen = routing.tokens_to_lock(self.workflow, self.task.transition_id, self.tokens.values())
         if chosen is None:
-            raise TaskNotEnabled(f"task {self.task.id} ({self.task.transition_id}) is not enabled: "
-                                 f"it holds no tokens that satisfy its '{self.transition.join.value}' join")
+            raise TaskNotEnabled(
+                f"task {self.task.id} ({self.task.transition_id}) is not enabled: "
+                f"it holds no tokens that satisfy its '{self.transition.join.value}' join"
+            )
         chosen = self._in_order(chosen)
         try:
-            workitem = self.storage.allocate(self.fence, [t.id for t in chosen],
-                                             merge_payloads([t.payload for t in chosen]))
+            workitem = self.storage.allocate(
+                self.fence, [t.id for t in chosen], merge_payloads([t.payload for t in chosen])
+            )
         except TokensNotAvailable:
             self._drop_unavailable([t.id for t in chosen])
             raise
@@ -156,7 +174,9 @@ class TaskActor(EntityActor):
 
     def _allocate(self) -> None:
         """Restored from `allocated`: create the workitem it did not get to."""
-        workitem = self.storage.create_workitem(self.fence, merge_payloads([t.payload for t in self._in_order(self._locked())]))
+        workitem = self.storage.create_workitem(
+            self.fence, merge_payloads([t.payload for t in self._in_order(self._locked())])
+        )
         self.task = dataclasses.replace(self.task, state=TaskState.EXECUTING)
         self._execute(workitem)
 
@@ -166,9 +186,13 @@ class TaskActor(EntityActor):
 
     def _ensure_workitem(self, workitem_id: str) -> None:
         if workitem_id not in self.children.keys():
-            self.children.start(ChildSpec(key=workitem_id, actor_class=WorkitemActor,
-                                          init=InitWorkitem(workitem_id=workitem_id, task_id=self.task.id,
-                                                            settings=self.settings)))
+            self.children.start(
+                ChildSpec(
+                    key=workitem_id,
+                    actor_class=WorkitemActor,
+                    init=InitWorkitem(workitem_id=workitem_id, task_id=self.task.id, settings=self.settings),
+                )
+            )
 
     def _workitem_gave_up(self, spec: ChildSpec, reason: str) -> None:
         """Past the restart intensity the workitem has failed: it crashed."""
@@ -176,19 +200,25 @@ class TaskActor(EntityActor):
         if is_terminal(workitem.state):
             self._update(UpdateWorkitem(self.task.id, workitem.id, workitem.state, workitem.output, workitem.failure))
             return
-        failure = gave_up_failure("workitem", reason, transition_id=self.task.transition_id,
-                                  task_id=self.task.id, workitem_id=workitem.id)
-        workitem = self.storage.finish_workitem(Fence("workitems", workitem.id, workitem.incarnation),
-                                                WorkitemState.FAILED, failure=failure)
+        failure = gave_up_failure(
+            "workitem", reason, transition_id=self.task.transition_id, task_id=self.task.id, workitem_id=workitem.id
+        )
+        workitem = self.storage.finish_workitem(
+            Fence("workitems", workitem.id, workitem.incarnation), WorkitemState.FAILED, failure=failure
+        )
         log.error("workitem_crashed", reason=reason, workitem_id=workitem.id, **self.log_context())
         self._update(UpdateWorkitem(self.task.id, workitem.id, workitem.state, None, failure))
 
     def _update(self, message: UpdateWorkitem) -> None:
         self.workitems[message.workitem_id] = message.state
         if message.state is WorkitemState.FAILED or message.state is WorkitemState.ABANDONED:
-            failure = message.failure or Failure(kind=message.state.value, reason=f"workitem {message.state.value}",
-                                                 transition_id=self.task.transition_id,
-                                                 task_id=self.task.id, workitem_id=message.workitem_id)
+            failure = message.failure or Failure(
+                kind=message.state.value,
+                reason=f"workitem {message.state.value}",
+                transition_id=self.task.transition_id,
+                task_id=self.task.id,
+                workitem_id=message.workitem_id,
+            )
             self.send(self.parent, TaskFailed(task_id=self.task.id, failure=failure))
             return
         self._check_workitems()
@@ -212,9 +242,18 @@ class TaskActor(EntityActor):
                 payload = self.executor.build_token_payload(outputs, dict(self.transition.params))
             except Exception as exc:
                 log.error("token_payload_failed", error=repr(exc), **self.log_context())
-                self.send(self.parent, TaskFailed(task_id=self.task.id, failure=Failure(
-                    kind="exception", reason=f"engine error: build_token_payload raised {exc!r}",
-                    transition_id=self.task.transition_id, task_id=self.task.id)))
+                self.send(
+                    self.parent,
+                    TaskFailed(
+                        task_id=self.task.id,
+                        failure=Failure(
+                            kind="exception",
+                            reason=f"engine error: build_token_payload raised {exc!r}",
+                            transition_id=self.task.transition_id,
+                            task_id=self.task.id,
+                        ),
+                    ),
+                )
                 return
             self.completing = True
             self.send(self.parent, CompleteTask(task_id=self.task.id, token_payload=payload))
@@ -271,8 +310,10 @@ class TaskActor(EntityActor):
         in_places = set(self.workflow.in_places(self.task.transition_id))
         for token in tokens:
             if token.case_id != self.task.case_id or token.place_id not in in_places:
-                raise Invalid(f"token {token.id} in place {token.place_id!r} cannot be offered "
-                              f"to task {self.task.id} ({self.task.transition_id})")
+                raise Invalid(
+                    f"token {token.id} in place {token.place_id!r} cannot be offered "
+                    f"to task {self.task.id} ({self.task.transition_id})"
+                )
             if token.state is TokenState.FREE and token.id not in self.tokens:
                 self.tokens[token.id] = token
         if self.task.state is TaskState.STARTED:
@@ -299,4 +340,3 @@ class TaskActor(EntityActor):
             self.children.send(key, AbandonWorkitem(workitem_id=key))
         if not any(self.children.is_live(k) for k in self.children.keys()):
             self.stop_normally("abandoned")
-

@@ -6,27 +6,26 @@ the mailbox stays responsive (abandon, timeouts). A workitem restored from
 executor had already handed the work off (`awaiting`), in which case it
 waits for `CompleteWorkitem` as before.
 """
+
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
 
-import os
-
 import structlog
+from thespian.actors import WakeupMessage
 
 from petriflow.actors.entity import EntityActor, workflow_for
 from petriflow.actors.envelope import Routed
 from petriflow.engine.errors import AlreadyCompleted, ExecutorNotFound, IllegalTransition, Invalid
-from petriflow.engine.executors import (Completed, ExecutionContext, Executor, Failed, Outcome, Started,
-                              resolve_executor)
+from petriflow.engine.executors import Completed, ExecutionContext, Executor, Failed, Outcome, Started, resolve_executor
 from petriflow.engine.messages import AbandonWorkitem, CompleteWorkitem, InitWorkitem, Ok, UpdateWorkitem
 from petriflow.engine.records import Failure, WorkitemRecord
 from petriflow.engine.states import WorkitemState, is_terminal
 from petriflow.engine.workflow import Transition
 from petriflow.storage.store import Fence
-from thespian.actors import WakeupMessage
 
 log = structlog.get_logger("petriflow.workitem")
 
@@ -51,8 +50,7 @@ class WorkitemActor(EntityActor):
         wi = getattr(self, "workitem", None)
         if wi is None:
             return {}
-        return {"case_id": wi.case_id, "task_id": wi.task_id, "workitem_id": wi.id,
-                "transition_id": wi.transition_id}
+        return {"case_id": wi.case_id, "task_id": wi.task_id, "workitem_id": wi.id, "transition_id": wi.transition_id}
 
     def on_start(self, init: InitWorkitem) -> None:
         self.open(init.settings)
@@ -69,8 +67,12 @@ class WorkitemActor(EntityActor):
         try:
             self.executor = resolve_executor(self.transition.executor)
         except ExecutorNotFound as exc:
-            self._finish(WorkitemState.FAILED, failure=self._failure(
-                "exception", f"engine error: the executor cannot be resolved any more: {exc.message}"))
+            self._finish(
+                WorkitemState.FAILED,
+                failure=self._failure(
+                    "exception", f"engine error: the executor cannot be resolved any more: {exc.message}"
+                ),
+            )
             return
         if self.workitem.awaiting:
             log.info("workitem_awaiting", **self.log_context())
@@ -85,18 +87,25 @@ class WorkitemActor(EntityActor):
 
     def _context(self) -> ExecutionContext:
         wi = self.workitem
-        return ExecutionContext(workitem_id=wi.id, case_id=wi.case_id, task_id=wi.task_id,
-                                workflow_id=wi.workflow_id, transition_id=wi.transition_id,
-                                attempt=wi.attempt, input=dict(wi.input),
-                                params=dict(self.transition.params))
+        return ExecutionContext(
+            workitem_id=wi.id,
+            case_id=wi.case_id,
+            task_id=wi.task_id,
+            workflow_id=wi.workflow_id,
+            transition_id=wi.transition_id,
+            attempt=wi.attempt,
+            input=dict(wi.input),
+            params=dict(self.transition.params),
+        )
 
     def _run(self, begun: bool = False) -> None:
         """Run the next attempt; `begun` when claiming already recorded it."""
         if not begun:
             self.workitem = self.storage.begin_attempt(self.fence)
         self._report()
-        log.info("workitem_started", attempt=self.workitem.attempt, executor=self.transition.executor,
-                 **self.log_context())
+        log.info(
+            "workitem_started", attempt=self.workitem.attempt, executor=self.transition.executor, **self.log_context()
+        )
         ctx = self._context()
         timeout = self.transition.timeout_s
         self.deadline = time.monotonic() + timeout if timeout else None
@@ -104,8 +113,11 @@ class WorkitemActor(EntityActor):
             self._settle(_execute(self.executor, ctx))
             return
         self.outcome = []
-        self.thread = threading.Thread(target=lambda: self.outcome.append(_execute(self.executor, ctx)),
-                                       name=f"executor-{self.workitem.id}", daemon=True)
+        self.thread = threading.Thread(
+            target=lambda: self.outcome.append(_execute(self.executor, ctx)),
+            name=f"executor-{self.workitem.id}",
+            daemon=True,
+        )
         self.thread.start()
         self.poll_s = POLL_S
         self.wakeupAfter(self.poll_s, payload=_Poll)
@@ -118,8 +130,10 @@ class WorkitemActor(EntityActor):
         if self.deadline is not None and time.monotonic() >= self.deadline:
             self.thread = None
             self.executor.abandon(self._context())
-            self._finish(WorkitemState.FAILED, failure=self._failure(
-                "timeout", f"step outlived its timeout of {self.transition.timeout_s}s"))
+            self._finish(
+                WorkitemState.FAILED,
+                failure=self._failure("timeout", f"step outlived its timeout of {self.transition.timeout_s}s"),
+            )
             return
         self.poll_s = min(self.poll_s * 2, POLL_MAX_S)
         self.wakeupAfter(self.poll_s, payload=_Poll)
@@ -131,32 +145,42 @@ class WorkitemActor(EntityActor):
             self.workitem = self.storage.mark_awaiting(self.fence)
             log.info("workitem_awaiting", **self.log_context())
         elif self.workitem.attempt < self.transition.retry.max_attempts:
-            log.info("workitem_retrying", reason=outcome.reason, attempt=self.workitem.attempt,
-                     **self.log_context())
+            log.info("workitem_retrying", reason=outcome.reason, attempt=self.workitem.attempt, **self.log_context())
             self.wakeupAfter(self.transition.retry.backoff_s, payload=_Retry)
         else:
             self._finish(WorkitemState.FAILED, failure=self._failure("failed", outcome.reason))
 
     def _failure(self, kind: str, reason: str) -> Failure:
-        return Failure(kind=kind, reason=reason, transition_id=self.workitem.transition_id,
-                       task_id=self.workitem.task_id, workitem_id=self.workitem.id)
+        return Failure(
+            kind=kind,
+            reason=reason,
+            transition_id=self.workitem.transition_id,
+            task_id=self.workitem.task_id,
+            workitem_id=self.workitem.id,
+        )
 
-    def _finish(self, state: WorkitemState, *, output: dict[str, Any] | None = None,
-                failure: Failure | None = None) -> None:
+    def _finish(
+        self, state: WorkitemState, *, output: dict[str, Any] | None = None, failure: Failure | None = None
+    ) -> None:
         try:
             self.workitem = self.storage.finish_workitem(self.fence, state, output=output, failure=failure)
         except (AlreadyCompleted, IllegalTransition):
             self.workitem = self.storage.get_workitem(self.workitem.id)
-        log.info("workitem_" + self.workitem.state.value, reason=failure.reason if failure else None,
-                 **self.log_context())
+        log.info(
+            "workitem_" + self.workitem.state.value, reason=failure.reason if failure else None, **self.log_context()
+        )
         self._report()
         self.stop_normally(self.workitem.state.value)
 
     def _report(self) -> None:
         wi = self.workitem
         if self.parent is not None:
-            self.send(self.parent, UpdateWorkitem(task_id=wi.task_id, workitem_id=wi.id, state=wi.state,
-                                                  output=wi.output, failure=wi.failure))
+            self.send(
+                self.parent,
+                UpdateWorkitem(
+                    task_id=wi.task_id, workitem_id=wi.id, state=wi.state, output=wi.output, failure=wi.failure
+                ),
+            )
 
     def on_message(self, message: Any, sender: Any) -> None:
         if isinstance(message, WakeupMessage):
@@ -174,9 +198,11 @@ class WorkitemActor(EntityActor):
             if is_terminal(self.workitem.state):
                 raise AlreadyCompleted(f"workitem {self.workitem.id} is already {self.workitem.state.value}")
             if not self.workitem.awaiting:
-                raise Invalid(f"workitem {self.workitem.id} is running its executor "
-                              f"{self.transition.executor!r}; only a workitem waiting for completion "
-                              f"(such as a manual step) can be completed")
+                raise Invalid(
+                    f"workitem {self.workitem.id} is running its executor "
+                    f"{self.transition.executor!r}; only a workitem waiting for completion "
+                    f"(such as a manual step) can be completed"
+                )
             self._finish(WorkitemState.COMPLETED, output=dict(body.output))
             return Ok()
         if isinstance(body, AbandonWorkitem):
@@ -192,8 +218,7 @@ class WorkitemActor(EntityActor):
             return
         self.thread = None
         self.executor.abandon(self._context())
-        self._finish(WorkitemState.ABANDONED,
-                     failure=self._failure("abandoned", "the workitem was abandoned"))
+        self._finish(WorkitemState.ABANDONED, failure=self._failure("abandoned", "the workitem was abandoned"))
 
 
 def _execute(executor: Executor, ctx: ExecutionContext) -> Outcome:

@@ -2,6 +2,7 @@
 of each of its runs and aggregating their states into its own (Lightning's
 `update_state`). It reports every change to the Engine as an `Event`, and
 exits once no run of it is unfinished; a retry brings it back."""
+
 from __future__ import annotations
 
 import os
@@ -12,13 +13,22 @@ import structlog
 from petriflow.actors.case import CaseActor
 from petriflow.actors.entity import EntityActor, gave_up_failure, workflow_for
 from petriflow.actors.envelope import Routed
-from petriflow.workorders.runs import needs_actor
 from petriflow.engine.errors import AlreadyCompleted, Invalid, PetriflowError, StorageFailure
-from petriflow.engine.messages import (CancelWorkOrder, CaseActivated, CaseEnded, Event, InitCase,
-                             InitWorkOrder, Ok, StartRun, TerminateCase)
+from petriflow.engine.messages import (
+    CancelWorkOrder,
+    CaseActivated,
+    CaseEnded,
+    Event,
+    InitCase,
+    InitWorkOrder,
+    Ok,
+    StartRun,
+    TerminateCase,
+)
 from petriflow.engine.records import Failure, RunRecord, WorkOrderRecord
 from petriflow.engine.workorders import FINAL_RUN_STATES, RunState, run_state_of_case, update_state
 from petriflow.supervision.childspec import ChildSpec
+from petriflow.workorders.runs import needs_actor
 
 log = structlog.get_logger("petriflow.work_order")
 
@@ -73,14 +83,18 @@ class WorkOrderActor(EntityActor):
         if run.state is RunState.AVAILABLE:
             self._advance(run, RunState.CLAIMED)
         if run.case_id not in self.children.keys():
-            self.children.start(ChildSpec(key=run.case_id, actor_class=CaseActor,
-                                          init=InitCase(case_id=run.case_id, settings=self.settings)))
+            self.children.start(
+                ChildSpec(
+                    key=run.case_id, actor_class=CaseActor, init=InitCase(case_id=run.case_id, settings=self.settings)
+                )
+            )
 
     def _advance(self, run: RunRecord, target: RunState, failure: Failure | None = None) -> None:
         """Move the run, and the work order to the state its runs now give it
         (Lightning's update_state), in one transaction; tell the Engine."""
-        others = [r.state for r in self.storage.runs(self.order.id)
-                  if r.id != run.id and r.state not in FINAL_RUN_STATES]
+        others = [
+            r.state for r in self.storage.runs(self.order.id) if r.id != run.id and r.state not in FINAL_RUN_STATES
+        ]
         state = update_state(others, target)
         run = self.storage.advance_run(run.id, target, failure, order_state=state)
         changed = state is not self.order.state
@@ -98,8 +112,14 @@ class WorkOrderActor(EntityActor):
             self.send(self.parent, Event(kind=kind, work_order=self.order, run=run))
 
     def _ended(self, run: RunRecord, state: RunState, failure: Failure | None) -> None:
-        log.info("run_ended", run_id=run.id, case_id=run.case_id, state=state.value,
-                 reason=failure.reason if failure else None, **self.log_context())
+        log.info(
+            "run_ended",
+            run_id=run.id,
+            case_id=run.case_id,
+            state=state.value,
+            reason=failure.reason if failure else None,
+            **self.log_context(),
+        )
         self._advance(run, state, failure)
 
     def _case_gave_up(self, spec: ChildSpec, reason: str) -> None:

@@ -6,6 +6,7 @@ field's type against the dataclass's annotations, so a malformed, truncated
 or hostile message is refused with `Invalid` naming what is wrong instead of
 reaching an actor as a half-built object.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -79,7 +80,7 @@ def _to_plain(value: Any) -> Any:
             if not isinstance(key, str):
                 raise Invalid(f"cannot encode a map with a {type(key).__name__} key {key!r}: keys must be strings")
         return {k: _to_plain(v) for k, v in value.items()}
-    if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**64:
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
         raise Invalid(f"cannot encode the integer {value}: msgpack holds 64 bits at most")
     if value is None or isinstance(value, (str, int, float, bool, bytes)):
         return value

@@ -15,13 +15,14 @@ Mondays with an odd day of the month.
 Ticks are computed on the wall clock of the moment's tzinfo, without any
 daylight-saving adjustment: the daemon works in UTC, where none is needed.
 """
+
 from __future__ import annotations
 
 from bisect import bisect_left
 from calendar import monthrange
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import MAXYEAR, date, datetime, time, timedelta
-from typing import Iterator
 
 from petriflow.engine.errors import Invalid
 
@@ -95,8 +96,12 @@ _FIELDS = (
     _Field("minute", 0, 59, {}),
     _Field("hour", 0, 23, {}),
     _Field("day-of-month", 1, 31, {}),
-    _Field("month", 1, 12, _names("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
-                                   "nov", "dec", first=1)),
+    _Field(
+        "month",
+        1,
+        12,
+        _names("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec", first=1),
+    ),
     _Field("day-of-week", 0, 7, _names("sun", "mon", "tue", "wed", "thu", "fri", "sat", first=0)),
 )
 
@@ -133,9 +138,16 @@ class CronSchedule:
             minutes, hours, doms, months, dows = (spec.parse(f) for spec, f in zip(_FIELDS, fields))
         except ValueError as problem:
             raise Invalid(f"cron {expression!r}: {problem}") from None
-        return cls(expression=expression, minutes=minutes, hours=hours, days_of_month=doms, months=months,
-                   days_of_week=tuple(sorted({d % 7 for d in dows})),
-                   dom_star=fields[2].startswith("*"), dow_star=fields[4].startswith("*"))
+        return cls(
+            expression=expression,
+            minutes=minutes,
+            hours=hours,
+            days_of_month=doms,
+            months=months,
+            days_of_week=tuple(sorted({d % 7 for d in dows})),
+            dom_star=fields[2].startswith("*"),
+            dow_star=fields[4].startswith("*"),
+        )
 
     def next_after(self, moment: datetime) -> datetime:
         """The first tick strictly after `moment`, with `moment`'s tzinfo.
@@ -161,7 +173,7 @@ class CronSchedule:
         last = monthrange(year, month)[1]
         if self.dom_star or self.dow_star:
             # Both fields must match: only the listed days of the month can.
-            candidates = [d for d in self.days_of_month[bisect_left(self.days_of_month, from_day):] if d <= last]
+            candidates = [d for d in self.days_of_month[bisect_left(self.days_of_month, from_day) :] if d <= last]
         else:
             candidates = range(from_day, last + 1)
         days = (date(year, month, d) for d in candidates)
@@ -174,7 +186,7 @@ class CronSchedule:
 
     def _first_time(self, earliest: time) -> time | None:
         """The first matching time of day at or after `earliest`, if any."""
-        for hour in self.hours[bisect_left(self.hours, earliest.hour):]:
+        for hour in self.hours[bisect_left(self.hours, earliest.hour) :]:
             floor = earliest.minute if hour == earliest.hour else 0
             index = bisect_left(self.minutes, floor)
             if index < len(self.minutes):

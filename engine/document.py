@@ -12,6 +12,7 @@ from 0, as in the JSON arrays.
 defaults filled in, so two equal workflows always give equal documents (the
 store compares them to refuse a changed definition under an old version).
 """
+
 from __future__ import annotations
 
 import copy
@@ -22,14 +23,29 @@ from pathlib import Path
 from typing import Any
 
 from petriflow.engine.errors import InvalidWorkflow
-from petriflow.engine.workflow import (Arc, ArcDirection, JoinType, Place, PlaceType, RetryPolicy, SplitType,
-                             Transition, Trigger, Workflow, WorkflowState)
+from petriflow.engine.workflow import (
+    Arc,
+    ArcDirection,
+    JoinType,
+    Place,
+    PlaceType,
+    RetryPolicy,
+    SplitType,
+    Transition,
+    Trigger,
+    Workflow,
+    WorkflowState,
+)
 
 _MISSING = object()
 
 _JSON_TYPES: tuple[tuple[type | tuple[type, ...], str], ...] = (
-    (bool, "boolean"), ((int, float), "number"), (str, "string"),
-    (list, "array"), (dict, "object"), (type(None), "null"),
+    (bool, "boolean"),
+    ((int, float), "number"),
+    (str, "string"),
+    (list, "array"),
+    (dict, "object"),
+    (type(None), "null"),
 )
 
 
@@ -47,7 +63,7 @@ def is_number(value: object) -> bool:
 
 
 def element_label(kind: str, index: int | None, element_id: object) -> str:
-    """"place 'fetched'" when the element has a usable id, else its position:
+    """ "place 'fetched'" when the element has a usable id, else its position:
     "place 3" (or just "workflow", which has none)."""
     if isinstance(element_id, str) and element_id:
         return f"{kind} {element_id!r}"
@@ -55,7 +71,7 @@ def element_label(kind: str, index: int | None, element_id: object) -> str:
 
 
 def arc_label(index: int, source: object, target: object) -> str:
-    """"arc 2 (fetched -> post)", the way the document writes the arc."""
+    """ "arc 2 (fetched -> post)", the way the document writes the arc."""
     if isinstance(source, str) and isinstance(target, str):
         return f"arc {index} ({source} -> {target})"
     return f"arc {index}"
@@ -93,8 +109,9 @@ class _Reader:
     def __init__(self) -> None:
         self.problems: list[str] = []
 
-    def field(self, obj: dict[str, Any], key: str, owner: str, expected: str,
-              default: Any = _MISSING, nullable: bool = False) -> Any:
+    def field(
+        self, obj: dict[str, Any], key: str, owner: str, expected: str, default: Any = _MISSING, nullable: bool = False
+    ) -> Any:
         value = obj.get(key, default)
         if value is _MISSING:
             self.problems.append(f"{owner}: {key} is missing")
@@ -112,8 +129,9 @@ class _Reader:
         self.problems.append(choice_problem(owner, key, enum, value))
         return None
 
-    def objects(self, obj: dict[str, Any], key: str, owner: str, kind: str,
-                default: Any = _MISSING) -> list[tuple[int, dict[str, Any]]] | None:
+    def objects(
+        self, obj: dict[str, Any], key: str, owner: str, kind: str, default: Any = _MISSING
+    ) -> list[tuple[int, dict[str, Any]]] | None:
         """(position, element) of an array of objects; None if it is no array."""
         items = self.field(obj, key, owner, "an array", default)
         if items is None:
@@ -126,8 +144,10 @@ class _Reader:
 
 def _place(reader: _Reader, index: int, doc: dict[str, Any]) -> Place:
     owner = element_label("place", index, doc.get("id"))
-    return Place(id=reader.field(doc, "id", owner, "a string"),
-                 type=reader.choice(doc, "type", owner, PlaceType, PlaceType.NORMAL))
+    return Place(
+        id=reader.field(doc, "id", owner, "a string"),
+        type=reader.choice(doc, "type", owner, PlaceType, PlaceType.NORMAL),
+    )
 
 
 def _retry(reader: _Reader, owner: str, doc: dict[str, Any]) -> RetryPolicy:
@@ -137,7 +157,8 @@ def _retry(reader: _Reader, owner: str, doc: dict[str, Any]) -> RetryPolicy:
         return defaults
     return RetryPolicy(
         max_attempts=reader.field(retry, "max_attempts", f"{owner}: retry", "an integer", defaults.max_attempts),
-        backoff_s=reader.field(retry, "backoff_s", f"{owner}: retry", "a number", defaults.backoff_s))
+        backoff_s=reader.field(retry, "backoff_s", f"{owner}: retry", "a number", defaults.backoff_s),
+    )
 
 
 def _transition(reader: _Reader, index: int, doc: dict[str, Any]) -> Transition:
@@ -149,18 +170,20 @@ def _transition(reader: _Reader, index: int, doc: dict[str, Any]) -> Transition:
         join=reader.choice(doc, "join", owner, JoinType, JoinType.NONE),
         split=reader.choice(doc, "split", owner, SplitType, SplitType.NONE),
         timeout_s=reader.field(doc, "timeout_s", owner, "a number", None, nullable=True),
-        retry=_retry(reader, owner, doc))
+        retry=_retry(reader, owner, doc),
+    )
 
 
 def _trigger(reader: _Reader, index: int, doc: dict[str, Any]) -> Trigger:
     owner = element_label("trigger", index, doc.get("id"))
-    return Trigger(id=reader.field(doc, "id", owner, "a string"),
-                   type=reader.field(doc, "type", owner, "a string"),
-                   cron=reader.field(doc, "cron", owner, "a string", None, nullable=True))
+    return Trigger(
+        id=reader.field(doc, "id", owner, "a string"),
+        type=reader.field(doc, "type", owner, "a string"),
+        cron=reader.field(doc, "cron", owner, "a string", None, nullable=True),
+    )
 
 
-def _arc(reader: _Reader, index: int, doc: dict[str, Any],
-         places: set[str], transitions: set[str]) -> Arc | None:
+def _arc(reader: _Reader, index: int, doc: dict[str, Any], places: set[str], transitions: set[str]) -> Arc | None:
     """The arc's direction follows from which ends are places and which transitions."""
     owner = arc_label(index, doc.get("from"), doc.get("to"))
     source = reader.field(doc, "from", owner, "a string")
@@ -205,9 +228,16 @@ def workflow_from_document(doc: dict[str, Any]) -> Workflow:
         arcs = [_arc(reader, i, d, place_ids, transition_ids) for i, d in arc_docs or []]
     if reader.problems:
         raise InvalidWorkflow(reader.problems)
-    return Workflow(id=workflow_id, version=version, places=tuple(places), transitions=tuple(transitions),
-                    arcs=tuple(arc for arc in arcs if arc is not None), triggers=tuple(triggers),
-                    state=state, metadata=metadata)
+    return Workflow(
+        id=workflow_id,
+        version=version,
+        places=tuple(places),
+        transitions=tuple(transitions),
+        arcs=tuple(arc for arc in arcs if arc is not None),
+        triggers=tuple(triggers),
+        state=state,
+        metadata=metadata,
+    )
 
 
 def workflow_to_document(wf: Workflow) -> dict[str, Any]:
@@ -218,10 +248,17 @@ def workflow_to_document(wf: Workflow) -> dict[str, Any]:
         "state": wf.state.value,
         "places": [{"id": p.id, "type": p.type.value} for p in wf.places],
         "transitions": [
-            {"id": t.id, "executor": t.executor, "params": copy.deepcopy(t.params),
-             "join": t.join.value, "split": t.split.value, "timeout_s": t.timeout_s,
-             "retry": {"max_attempts": t.retry.max_attempts, "backoff_s": t.retry.backoff_s}}
-            for t in wf.transitions],
+            {
+                "id": t.id,
+                "executor": t.executor,
+                "params": copy.deepcopy(t.params),
+                "join": t.join.value,
+                "split": t.split.value,
+                "timeout_s": t.timeout_s,
+                "retry": {"max_attempts": t.retry.max_attempts, "backoff_s": t.retry.backoff_s},
+            }
+            for t in wf.transitions
+        ],
         "arcs": [dict(zip(("from", "to"), arc_ends(arc))) for arc in wf.arcs],
         "triggers": [{"id": t.id, "type": t.type, "cron": t.cron} for t in wf.triggers],
         "metadata": copy.deepcopy(wf.metadata),

@@ -4,6 +4,7 @@ Every request that crosses an actor boundary is answered with a result or an
 `Error(code, message)`; these exceptions carry the same codes so code that
 raises and code that replies speak one vocabulary.
 """
+
 from __future__ import annotations
 
 

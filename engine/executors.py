@@ -8,13 +8,15 @@ off its message loop. Side effects are at-least-once: a workitem restored
 from `started` runs again with a higher `attempt` and the same
 `idempotency_key` (its id), so user code can deduplicate.
 """
+
 from __future__ import annotations
 
 import importlib
 import inspect
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from petriflow.engine.errors import ExecutorNotFound
 
@@ -153,7 +155,11 @@ class CallableExecutor(BaseExecutor):
 
 
 BUILTIN: dict[str, type[BaseExecutor]] = {
-    "noop": Noop, "echo": Echo, "sleep": Sleep, "manual": Manual, "fail": Fail,
+    "noop": Noop,
+    "echo": Echo,
+    "sleep": Sleep,
+    "manual": Manual,
+    "fail": Fail,
 }
 
 _resolved: dict[str, Executor] = {}
@@ -176,8 +182,7 @@ def _resolve(name: str) -> Executor:
         return BUILTIN[name]()
     module_name, sep, attribute = name.partition(":")
     if not sep or not module_name or not attribute:
-        raise ExecutorNotFound(
-            f"unknown executor {name!r}: use one of {sorted(BUILTIN)} or 'module:attribute'")
+        raise ExecutorNotFound(f"unknown executor {name!r}: use one of {sorted(BUILTIN)} or 'module:attribute'")
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as exc:
@@ -186,7 +191,9 @@ def _resolve(name: str) -> Executor:
         try:
             target = getattr(target, part)
         except AttributeError:
-            raise ExecutorNotFound(f"executor {name!r}: module {module_name!r} has no attribute {attribute!r}") from None
+            raise ExecutorNotFound(
+                f"executor {name!r}: module {module_name!r} has no attribute {attribute!r}"
+            ) from None
     if inspect.isclass(target):
         target = target()
     if isinstance(target, Executor):

@@ -5,13 +5,21 @@ Requests carry the id of the entity they are for, so any actor on the path
 client gets a reply: the result, or `Error(code, message)`. All of these
 round-trip through `engine.codec`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from petriflow.engine.records import (CaseRecord, Failure, RunRecord, TaskRecord, TokenRecord, WorkitemRecord,
-                            WorkOrderRecord)
+from petriflow.engine.records import (
+    CaseRecord,
+    Failure,
+    RunRecord,
+    TaskRecord,
+    TokenRecord,
+    WorkitemRecord,
+    WorkOrderRecord,
+)
 from petriflow.engine.states import WorkitemState
 
 # -- replies ----------------------------------------------------------------

@@ -6,6 +6,7 @@ each time an actor takes the entity on; storage refuses writes from older
 incarnations (DESIGN.md section 5, links (b)). `pid` is the OS process of the
 incarnation that claimed it last: what a person needs to kill it on purpose.
 """
+
 from __future__ import annotations
 
 import time

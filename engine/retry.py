@@ -9,10 +9,11 @@ consumed or locked a token produced by the chosen task or by another task
 downstream of it. Task ids are of one case, so a loop in the net is no
 cycle here: each pass through it is a task of its own.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from petriflow.engine.errors import NotFound
 from petriflow.engine.records import GENESIS, TaskRecord, TokenRecord
@@ -71,7 +72,9 @@ def plan_retry(tasks: Iterable[TaskRecord], tokens: Iterable[TokenRecord], chose
             rerun.add(task_id)
             pending.extend(takers_of.get(task_id, ()))
     kept = frozenset(task.id for task in tasks if task.state == TaskState.COMPLETED and task.id not in rerun)
-    seeds = tuple(token for token in tokens
-                  if (token.produced_by_task_id in kept or token.produced_by_task_id == GENESIS)
-                  and _taker(token) not in kept)
+    seeds = tuple(
+        token
+        for token in tokens
+        if (token.produced_by_task_id in kept or token.produced_by_task_id == GENESIS) and _taker(token) not in kept
+    )
     return RetryPlan(rerun_task_ids=frozenset(rerun), kept_task_ids=kept, seed_tokens=seeds)

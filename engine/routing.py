@@ -3,9 +3,11 @@
 Pure functions over a workflow and token records, shared by the Case and
 Task actors so both apply the same rules.
 """
+
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from petriflow.engine.records import TokenRecord, new_id
 from petriflow.engine.states import TokenState
@@ -16,8 +18,7 @@ def _oldest(tokens: Iterable[TokenRecord]) -> TokenRecord:
     return min(tokens, key=lambda t: (t.created_at, t.id))
 
 
-def tokens_to_lock(workflow: Workflow, transition_id: str,
-                   offered: Iterable[TokenRecord]) -> list[TokenRecord] | None:
+def tokens_to_lock(workflow: Workflow, transition_id: str, offered: Iterable[TokenRecord]) -> list[TokenRecord] | None:
     """The tokens that enable the transition, or None when it is not enabled.
 
     `none` join: any one offered token (the oldest). `and` join: the oldest
@@ -36,17 +37,26 @@ def tokens_to_lock(workflow: Workflow, transition_id: str,
     return [_oldest(candidates)] if candidates else None
 
 
-def issue_tokens(workflow: Workflow, transition_id: str, *, case_id: str, task_id: str,
-                 payload: dict[str, Any]) -> list[TokenRecord]:
+def issue_tokens(
+    workflow: Workflow, transition_id: str, *, case_id: str, task_id: str, payload: dict[str, Any]
+) -> list[TokenRecord]:
     """New free tokens for a completed task: one per out-place for an `and`
     split, one in the single out-place for `none`."""
     transition = workflow.transition(transition_id)
     out_places = workflow.out_places(transition_id)
     if transition.split is SplitType.NONE:
         out_places = out_places[:1]
-    return [TokenRecord(id=new_id(), case_id=case_id, workflow_id=workflow.id, place_id=place,
-                        payload=dict(payload), produced_by_task_id=task_id)
-            for place in out_places]
+    return [
+        TokenRecord(
+            id=new_id(),
+            case_id=case_id,
+            workflow_id=workflow.id,
+            place_id=place,
+            payload=dict(payload),
+            produced_by_task_id=task_id,
+        )
+        for place in out_places
+    ]
 
 
 def is_finished(workflow: Workflow, live_tokens: Iterable[TokenRecord]) -> bool:

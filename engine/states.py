@@ -5,6 +5,7 @@ else with `IllegalTransition`. Storage applies the same tables as
 compare-and-set conditions, so a state can never move backwards, even when
 two incarnations of an actor race.
 """
+
 from __future__ import annotations
 
 from enum import StrEnum

@@ -5,6 +5,7 @@ element, so a user fixes a definition in one pass instead of one error per
 try. It checks objects, not documents: workflows built in Python get the same
 checks as those parsed by `engine.document`.
 """
+
 from __future__ import annotations
 
 from collections import Counter, deque
@@ -13,8 +14,7 @@ from enum import StrEnum
 
 from petriflow.engine.document import arc_ends, arc_label, choice_problem, element_label, is_integer, is_number
 from petriflow.engine.errors import InvalidWorkflow, PetriflowError
-from petriflow.engine.workflow import (ArcDirection, JoinType, PlaceType, RetryPolicy, SplitType, Transition,
-                             Workflow)
+from petriflow.engine.workflow import ArcDirection, JoinType, PlaceType, RetryPolicy, SplitType, Transition, Workflow
 
 Node = tuple[str, str]  # ("place" | "transition", id): a place and a transition may share an id
 
@@ -25,8 +25,13 @@ def validate(wf: Workflow, resolve_executor: Callable[[str], object] | None = No
     imports `module:attribute` executors) raises for a name it cannot resolve."""
     if resolve_executor is None:
         from petriflow.engine.executors import resolve_executor
-    problems = [*_identity_problems(wf), *_place_problems(wf), *_arc_problems(wf),
-                *_transition_problems(wf, resolve_executor), *_path_problems(wf)]
+    problems = [
+        *_identity_problems(wf),
+        *_place_problems(wf),
+        *_arc_problems(wf),
+        *_transition_problems(wf, resolve_executor),
+        *_path_problems(wf),
+    ]
     if problems:
         raise InvalidWorkflow(problems)
     return wf
@@ -75,11 +80,15 @@ def _place_problems(wf: Workflow) -> Iterator[str]:
             if arc.place_id != place.id:
                 continue
             if place.type is PlaceType.START and arc.direction is ArcDirection.OUT:
-                yield (f"start place {place.id!r}: has an incoming arc from transition {arc.transition_id!r}; "
-                       f"tokens only leave the start place")
+                yield (
+                    f"start place {place.id!r}: has an incoming arc from transition {arc.transition_id!r}; "
+                    f"tokens only leave the start place"
+                )
             if place.type is PlaceType.END and arc.direction is ArcDirection.IN:
-                yield (f"end place {place.id!r}: has an outgoing arc to transition {arc.transition_id!r}; "
-                       f"a token in the end place finishes the case")
+                yield (
+                    f"end place {place.id!r}: has an outgoing arc to transition {arc.transition_id!r}; "
+                    f"a token in the end place finishes the case"
+                )
 
 
 def _arc_problems(wf: Workflow) -> Iterator[str]:
@@ -113,8 +122,10 @@ def _transition_problems(wf: Workflow, resolve_executor: Callable[[str], object]
         yield from _enum_problem(owner, "join", JoinType, transition.join)
         yield from _enum_problem(owner, "split", SplitType, transition.split)
         if transition.split is SplitType.NONE and len(out_places) > 1:
-            yield (f"{owner}: split 'none' issues its token to a single out-place, but it has "
-                   f"{len(out_places)} ({_quoted(out_places)}); use split 'and' to feed them all")
+            yield (
+                f"{owner}: split 'none' issues its token to a single out-place, but it has "
+                f"{len(out_places)} ({_quoted(out_places)}); use split 'and' to feed them all"
+            )
         timeout = transition.timeout_s
         if timeout is not None and not (is_number(timeout) and timeout > 0):
             yield f"{owner}: timeout_s must be a positive number of seconds or null, got {timeout!r}"
@@ -133,8 +144,7 @@ def _retry_problems(owner: str, retry: RetryPolicy) -> Iterator[str]:
         yield f"{owner}: retry.backoff_s must be a number >= 0, got {retry.backoff_s!r}"
 
 
-def _executor_problems(owner: str, transition: Transition,
-                       resolve_executor: Callable[[str], object]) -> Iterator[str]:
+def _executor_problems(owner: str, transition: Transition, resolve_executor: Callable[[str], object]) -> Iterator[str]:
     """A user's executor module may fail to import in any way; each failure is
     this transition's problem, not a crash of the validator."""
     try:

@@ -1,6 +1,7 @@
 """What clients see of work orders: views assembled from records, and their
 JSON shape (DESIGN.md section 9), which `--json` output and the webhook
 endpoint print."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,10 +17,19 @@ FINAL_WORK_ORDER_STATES = frozenset(WorkOrderState) - {WorkOrderState.PENDING, W
 def step_view(workitem: WorkitemRecord, kept: bool = False) -> StepView:
     """A step is a workitem: its id is the step id, so a step a retry takes
     over keeps its id and a step executed again gets a new one."""
-    return StepView(step_id=workitem.id, workitem_id=workitem.id, transition_id=workitem.transition_id,
-                    state=workitem.state.value, attempt=workitem.attempt, input=workitem.input,
-                    output=workitem.output, started_at=workitem.started_at, finished_at=workitem.finished_at,
-                    kept=kept, failure=workitem.failure)
+    return StepView(
+        step_id=workitem.id,
+        workitem_id=workitem.id,
+        transition_id=workitem.transition_id,
+        state=workitem.state.value,
+        attempt=workitem.attempt,
+        input=workitem.input,
+        output=workitem.output,
+        started_at=workitem.started_at,
+        finished_at=workitem.finished_at,
+        kept=kept,
+        failure=workitem.failure,
+    )
 
 
 def run_view(run: RunRecord, kept: list[WorkitemRecord], own: list[WorkitemRecord]) -> RunView:
@@ -30,8 +40,7 @@ def run_view(run: RunRecord, kept: list[WorkitemRecord], own: list[WorkitemRecor
 def is_settled(view: WorkOrderView) -> bool:
     """A work order is settled when its state is final and no run of it is
     unfinished (a retry adds an unfinished run to a final work order)."""
-    return view.work_order.state in FINAL_WORK_ORDER_STATES and all(
-        r.run.state in FINAL_RUN_STATES for r in view.runs)
+    return view.work_order.state in FINAL_WORK_ORDER_STATES and all(r.run.state in FINAL_RUN_STATES for r in view.runs)
 
 
 def _plain(value: Any) -> Any:
@@ -41,26 +50,43 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
-    if hasattr(value, "value") and isinstance(getattr(value, "value"), str):
+    if hasattr(value, "value") and isinstance(value.value, str):
         return value.value
     return value
 
 
 def work_order_summary(order: WorkOrderRecord) -> dict[str, Any]:
-    return {"work_order_id": order.id, "workflow_id": order.workflow_id, "state": order.state.value,
-            "trigger_type": order.trigger_type, "trigger_id": order.trigger_id,
-            "created_at": order.created_at, "updated_at": order.updated_at}
+    return {
+        "work_order_id": order.id,
+        "workflow_id": order.workflow_id,
+        "state": order.state.value,
+        "trigger_type": order.trigger_type,
+        "trigger_id": order.trigger_id,
+        "created_at": order.created_at,
+        "updated_at": order.updated_at,
+    }
 
 
 def run_json(view: RunView) -> dict[str, Any]:
     run = view.run
-    return {"run_id": run.id, "case_id": run.case_id, "state": run.state.value,
-            "workflow_version": run.workflow_version, "retried_from_run_id": run.retried_from_run_id,
-            "retried_from_step_id": run.retried_from_step_id, "failure": _plain(run.failure),
-            "created_at": run.created_at, "started_at": run.started_at, "finished_at": run.finished_at,
-            "steps": [_plain(step) for step in view.steps]}
+    return {
+        "run_id": run.id,
+        "case_id": run.case_id,
+        "state": run.state.value,
+        "workflow_version": run.workflow_version,
+        "retried_from_run_id": run.retried_from_run_id,
+        "retried_from_step_id": run.retried_from_step_id,
+        "failure": _plain(run.failure),
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "steps": [_plain(step) for step in view.steps],
+    }
 
 
 def work_order_json(view: WorkOrderView) -> dict[str, Any]:
-    return {**work_order_summary(view.work_order), "input": view.work_order.input,
-            "runs": [run_json(run) for run in view.runs]}
+    return {
+        **work_order_summary(view.work_order),
+        "input": view.work_order.input,
+        "runs": [run_json(run) for run in view.runs],
+    }

@@ -3,6 +3,7 @@
 A workflow is immutable once stored; a change is a new version, and a
 running case keeps the version it started with (after WorkflowMetal).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ class SplitType(StrEnum):
 
 
 class ArcDirection(StrEnum):
-    IN = "in"    # place -> transition
+    IN = "in"  # place -> transition
     OUT = "out"  # transition -> place
 
 
@@ -110,14 +111,11 @@ class Workflow:
 
     def in_places(self, transition_id: str) -> list[str]:
         """Places feeding the transition, in arc order."""
-        return [a.place_id for a in self.arcs
-                if a.transition_id == transition_id and a.direction is ArcDirection.IN]
+        return [a.place_id for a in self.arcs if a.transition_id == transition_id and a.direction is ArcDirection.IN]
 
     def out_places(self, transition_id: str) -> list[str]:
-        return [a.place_id for a in self.arcs
-                if a.transition_id == transition_id and a.direction is ArcDirection.OUT]
+        return [a.place_id for a in self.arcs if a.transition_id == transition_id and a.direction is ArcDirection.OUT]
 
     def transitions_fed_by(self, place_id: str) -> list[str]:
         """Transitions a token in `place_id` is offered to (several: a choice)."""
-        return [a.transition_id for a in self.arcs
-                if a.place_id == place_id and a.direction is ArcDirection.IN]
+        return [a.transition_id for a in self.arcs if a.place_id == place_id and a.direction is ArcDirection.IN]

@@ -6,6 +6,7 @@ run to the same work order. The work order's state follows its runs.
 
 This module must not import `engine.records`: the records import it.
 """
+
 from __future__ import annotations
 
 from enum import StrEnum
@@ -43,7 +44,8 @@ class WorkOrderState(StrEnum):
 _R = RunState
 
 FINAL_RUN_STATES: frozenset[RunState] = frozenset(
-    {_R.SUCCESS, _R.FAILED, _R.CRASHED, _R.CANCELLED, _R.KILLED, _R.EXCEPTION, _R.LOST})
+    {_R.SUCCESS, _R.FAILED, _R.CRASHED, _R.CANCELLED, _R.KILLED, _R.EXCEPTION, _R.LOST}
+)
 
 _ENDINGS_BEFORE_START = frozenset({_R.CANCELLED, _R.LOST, _R.EXCEPTION})
 """A run that never started can be cancelled, lost or fail in the engine;
@@ -65,8 +67,11 @@ def advance_run(current: RunState, target: RunState) -> RunState:
 
 
 _UNFINISHED_PRECEDENCE = (_R.STARTED, _R.AVAILABLE, _R.CLAIMED)
-_STATE_OF_UNFINISHED = {_R.STARTED: WorkOrderState.RUNNING, _R.AVAILABLE: WorkOrderState.PENDING,
-                        _R.CLAIMED: WorkOrderState.PENDING}
+_STATE_OF_UNFINISHED = {
+    _R.STARTED: WorkOrderState.RUNNING,
+    _R.AVAILABLE: WorkOrderState.PENDING,
+    _R.CLAIMED: WorkOrderState.PENDING,
+}
 
 
 def update_state(other_runs: list[RunState], given: RunState) -> WorkOrderState:
@@ -78,8 +83,11 @@ def update_state(other_runs: list[RunState], given: RunState) -> WorkOrderState:
     given run did, and only when none is left does the given run's final
     state become the work order's. `rejected` is never the outcome: it is
     set when a work order is refused before any run exists."""
-    decider = min((state for state in other_runs if state in _STATE_OF_UNFINISHED),
-                  key=_UNFINISHED_PRECEDENCE.index, default=given)
+    decider = min(
+        (state for state in other_runs if state in _STATE_OF_UNFINISHED),
+        key=_UNFINISHED_PRECEDENCE.index,
+        default=given,
+    )
     return _STATE_OF_UNFINISHED.get(decider) or WorkOrderState(decider)
 
 

@@ -1,4 +1,5 @@
 """Storage: the backend seam, its adapters, and `open_backend` to pick one by URL."""
+
 from __future__ import annotations
 
 if __name__ != "petriflow.storage":  # a checkout on sys.path would load a second copy
@@ -18,7 +19,8 @@ def open_backend(url: str) -> Backend:
     why a URL, not a backend, is what gets passed around."""
     if url.startswith("faulty+") and "#" in url:
         from petriflow.storage.faults import FaultyBackend
-        inner, _, flag = url[len("faulty+"):].rpartition("#")
+
+        inner, _, flag = url[len("faulty+") :].rpartition("#")
         return FaultyBackend(open_backend(inner), flag)
     scheme, sep, rest = url.partition("://")
     if sep and rest and scheme == "memory":

@@ -5,10 +5,12 @@ top of this small seam, so each adapter (memory, SQLite, later PostgreSQL)
 only has to provide atomic transactions over the tables of `storage.schema`,
 and every adapter obeys the same locking and fencing rules by construction.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
-from typing import Any, Iterable, Mapping, Protocol
+from typing import Any, Protocol
 
 Row = dict[str, Any]
 
@@ -26,8 +28,7 @@ class Tx(Protocol):
 
     def get(self, table: str, id: str) -> Row | None: ...
 
-    def find(self, table: str, where: Mapping[str, Any] | None = None,
-             order_by: str | None = None) -> list[Row]: ...
+    def find(self, table: str, where: Mapping[str, Any] | None = None, order_by: str | None = None) -> list[Row]: ...
 
     def insert(self, table: str, row: Row) -> None: ...
 

@@ -7,11 +7,13 @@ back, as a full or broken disk would make SQLite do. Every process opens
 it from its URL, `faulty+<inner url>#<flag file>`, so a test turns the
 failure on and off for a whole daemon by writing or removing one file.
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from petriflow.engine.errors import StorageFailure
 from petriflow.storage.backend import Backend, Row, Tx
@@ -66,8 +68,10 @@ class FaultyBackend:
             yield watched
             failing = self._failing_cases()
             if watched.cases and ("*" in failing or watched.cases & failing):
-                raise StorageFailure(f"simulated disk write failure (flag {os.path.basename(self.flag_path)}) "
-                                     f"writing case {sorted(watched.cases)[0]}")
+                raise StorageFailure(
+                    f"simulated disk write failure (flag {os.path.basename(self.flag_path)}) "
+                    f"writing case {sorted(watched.cases)[0]}"
+                )
 
     def close(self) -> None:
         self.inner.close()

@@ -9,12 +9,14 @@ leaves it. Rows are stored encoded by `storage.schema` (blobs as msgpack
 bytes), so nothing handed in or out aliases a stored row, and values
 round-trip exactly as they do through SQLite.
 """
+
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from petriflow.storage.backend import DuplicateKey
 from petriflow.storage.schema import TABLES, Condition, Table, TxBase
@@ -43,8 +45,7 @@ class _MemoryTx(TxBase):
         return self.db.tables[t.name].get(id)
 
     def _find(self, t: Table, conditions: list[Condition], order_by: str | None) -> list[Stored]:
-        rows = [row for row in self.db.tables[t.name].values()
-                if all(row[c.column] in c.values for c in conditions)]
+        rows = [row for row in self.db.tables[t.name].values() if all(row[c.column] in c.values for c in conditions)]
         if order_by is not None:  # stable: None first and ties in insertion order, as in SQLite
             rows.sort(key=lambda row: (row[order_by] is not None, row[order_by]))
         return rows

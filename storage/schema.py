@@ -13,10 +13,12 @@ the declared schema changes) and `ddl()` (the SQL doing the same to a file);
 `CreateTable` makes a table with its indexes; `AddColumn` appends a column
 (`ALTER TABLE t ADD COLUMN c <type>`), which existing rows read as None.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal, Mapping, Protocol
+from typing import Any, Literal, Protocol
 
 import msgpack
 
@@ -136,11 +138,14 @@ class CreateTable:
 
     def ddl(self) -> list[str]:
         t = self.table
-        columns = ", ".join(f"{quote(c.name)} {SQL_TYPE[c.kind]}" + (" PRIMARY KEY NOT NULL" if c.name == "id" else "")
-                            for c in t.columns)
+        columns = ", ".join(
+            f"{quote(c.name)} {SQL_TYPE[c.kind]}" + (" PRIMARY KEY NOT NULL" if c.name == "id" else "")
+            for c in t.columns
+        )
         return [f"CREATE TABLE {quote(t.name)} ({columns})"] + [
             f"CREATE INDEX {quote(t.name + '_' + '_'.join(ix))} ON {quote(t.name)} ({', '.join(map(quote, ix))})"
-            for ix in t.indexes]
+            for ix in t.indexes
+        ]
 
 
 @dataclass(frozen=True)
@@ -153,8 +158,7 @@ class AddColumn:
         tables[self.table] = Table(old.name, old.columns + (self.column,), old.indexes)
 
     def ddl(self) -> list[str]:
-        return [f"ALTER TABLE {quote(self.table)} ADD COLUMN {quote(self.column.name)} "
-                f"{SQL_TYPE[self.column.kind]}"]
+        return [f"ALTER TABLE {quote(self.table)} ADD COLUMN {quote(self.column.name)} {SQL_TYPE[self.column.kind]}"]
 
 
 def quote(name: str) -> str:
@@ -174,46 +178,146 @@ def _table(name: str, columns: dict[str, Kind], indexes: Iterable[tuple[str, ...
 
 
 MIGRATIONS: list[Migration] = [
-    Migration(1, "create the workflow, case, token, task and workitem tables", tuple(CreateTable(t) for t in (
-        _table("workflows", {
-            "id": "text", "workflow_id": "text", "version": "int", "state": "text", "document": "blob",
-            "created_at": "real"},
-            [("workflow_id",)]),
-        _table("cases", {
-            "id": "text", "workflow_id": "text", "workflow_version": "int", "state": "text", "input": "blob",
-            "failure": "blob", "incarnation": "int", "pid": "int", "created_at": "real", "updated_at": "real"},
-            [("state",)]),
-        _table("tokens", {
-            "id": "text", "case_id": "text", "workflow_id": "text", "place_id": "text", "payload": "blob",
-            "state": "text", "produced_by_task_id": "text", "locked_by_task_id": "text",
-            "consumed_by_task_id": "text", "created_at": "real"},
-            [("case_id", "state")]),
-        _table("tasks", {
-            "id": "text", "case_id": "text", "workflow_id": "text", "transition_id": "text", "state": "text",
-            "token_payload": "blob", "incarnation": "int", "pid": "int", "created_at": "real", "updated_at": "real"},
-            [("case_id", "state")]),
-        _table("workitems", {
-            "id": "text", "task_id": "text", "case_id": "text", "workflow_id": "text", "transition_id": "text",
-            "state": "text", "input": "blob", "output": "blob", "failure": "blob", "attempt": "int",
-            "awaiting": "bool", "incarnation": "int", "pid": "int", "created_at": "real", "started_at": "real",
-            "finished_at": "real"},
-            [("task_id",), ("case_id",)]),
-    ))),
-    Migration(2, "work orders and their runs; cron trigger ticks; cases know their run", (
-        CreateTable(_table("work_orders", {
-            "id": "text", "workflow_id": "text", "trigger_id": "text", "trigger_type": "text", "state": "text",
-            "input": "blob", "incarnation": "int", "pid": "int", "created_at": "real", "updated_at": "real"},
-            [("state",), ("workflow_id",), ("created_at",)])),
-        CreateTable(_table("runs", {
-            "id": "text", "work_order_id": "text", "workflow_id": "text", "workflow_version": "int",
-            "case_id": "text", "state": "text", "retried_from_run_id": "text", "retried_from_step_id": "text",
-            "kept_step_ids": "blob", "failure": "blob", "created_at": "real", "claimed_at": "real",
-            "started_at": "real", "finished_at": "real"},
-            [("work_order_id",), ("case_id",), ("state",)])),
-        CreateTable(_table("trigger_ticks", {"id": "text", "last_tick": "real"})),
-        AddColumn("cases", Column("work_order_id", "text")),
-        AddColumn("cases", Column("run_id", "text")),
-    )),
+    Migration(
+        1,
+        "create the workflow, case, token, task and workitem tables",
+        tuple(
+            CreateTable(t)
+            for t in (
+                _table(
+                    "workflows",
+                    {
+                        "id": "text",
+                        "workflow_id": "text",
+                        "version": "int",
+                        "state": "text",
+                        "document": "blob",
+                        "created_at": "real",
+                    },
+                    [("workflow_id",)],
+                ),
+                _table(
+                    "cases",
+                    {
+                        "id": "text",
+                        "workflow_id": "text",
+                        "workflow_version": "int",
+                        "state": "text",
+                        "input": "blob",
+                        "failure": "blob",
+                        "incarnation": "int",
+                        "pid": "int",
+                        "created_at": "real",
+                        "updated_at": "real",
+                    },
+                    [("state",)],
+                ),
+                _table(
+                    "tokens",
+                    {
+                        "id": "text",
+                        "case_id": "text",
+                        "workflow_id": "text",
+                        "place_id": "text",
+                        "payload": "blob",
+                        "state": "text",
+                        "produced_by_task_id": "text",
+                        "locked_by_task_id": "text",
+                        "consumed_by_task_id": "text",
+                        "created_at": "real",
+                    },
+                    [("case_id", "state")],
+                ),
+                _table(
+                    "tasks",
+                    {
+                        "id": "text",
+                        "case_id": "text",
+                        "workflow_id": "text",
+                        "transition_id": "text",
+                        "state": "text",
+                        "token_payload": "blob",
+                        "incarnation": "int",
+                        "pid": "int",
+                        "created_at": "real",
+                        "updated_at": "real",
+                    },
+                    [("case_id", "state")],
+                ),
+                _table(
+                    "workitems",
+                    {
+                        "id": "text",
+                        "task_id": "text",
+                        "case_id": "text",
+                        "workflow_id": "text",
+                        "transition_id": "text",
+                        "state": "text",
+                        "input": "blob",
+                        "output": "blob",
+                        "failure": "blob",
+                        "attempt": "int",
+                        "awaiting": "bool",
+                        "incarnation": "int",
+                        "pid": "int",
+                        "created_at": "real",
+                        "started_at": "real",
+                        "finished_at": "real",
+                    },
+                    [("task_id",), ("case_id",)],
+                ),
+            )
+        ),
+    ),
+    Migration(
+        2,
+        "work orders and their runs; cron trigger ticks; cases know their run",
+        (
+            CreateTable(
+                _table(
+                    "work_orders",
+                    {
+                        "id": "text",
+                        "workflow_id": "text",
+                        "trigger_id": "text",
+                        "trigger_type": "text",
+                        "state": "text",
+                        "input": "blob",
+                        "incarnation": "int",
+                        "pid": "int",
+                        "created_at": "real",
+                        "updated_at": "real",
+                    },
+                    [("state",), ("workflow_id",), ("created_at",)],
+                )
+            ),
+            CreateTable(
+                _table(
+                    "runs",
+                    {
+                        "id": "text",
+                        "work_order_id": "text",
+                        "workflow_id": "text",
+                        "workflow_version": "int",
+                        "case_id": "text",
+                        "state": "text",
+                        "retried_from_run_id": "text",
+                        "retried_from_step_id": "text",
+                        "kept_step_ids": "blob",
+                        "failure": "blob",
+                        "created_at": "real",
+                        "claimed_at": "real",
+                        "started_at": "real",
+                        "finished_at": "real",
+                    },
+                    [("work_order_id",), ("case_id",), ("state",)],
+                )
+            ),
+            CreateTable(_table("trigger_ticks", {"id": "text", "last_tick": "real"})),
+            AddColumn("cases", Column("work_order_id", "text")),
+            AddColumn("cases", Column("run_id", "text")),
+        ),
+    ),
 ]
 
 SCHEMA_VERSION: int = MIGRATIONS[-1].version
@@ -255,8 +359,7 @@ class TxBase:
         stored = self._get(t, id)
         return None if stored is None else t.decode(stored)
 
-    def find(self, table_name: str, where: Mapping[str, Any] | None = None,
-             order_by: str | None = None) -> list[Row]:
+    def find(self, table_name: str, where: Mapping[str, Any] | None = None, order_by: str | None = None) -> list[Row]:
         """Rows matching `where`, by `order_by` (None first) then insertion order."""
         t = self._use(table_name, writing=False)
         conditions = t.conditions(where or {})

@@ -8,14 +8,16 @@ fresh one. The schema is versioned; opening a file migrates it up to
 `SCHEMA_VERSION` in one transaction, and a file this code cannot read is
 refused without writing a byte to it.
 """
+
 from __future__ import annotations
 
 import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from petriflow.engine.errors import PetriflowError, StorageFailure
 from petriflow.storage.backend import DuplicateKey
@@ -71,8 +73,10 @@ class _SqliteTx(TxBase):
     def _insert(self, t: Table, stored: dict[str, Any]) -> None:
         names = list(stored)
         try:
-            self.conn.execute(f"INSERT INTO {quote(t.name)} ({', '.join(map(quote, names))}) "
-                              f"VALUES ({', '.join('?' * len(names))})", [stored[n] for n in names])
+            self.conn.execute(
+                f"INSERT INTO {quote(t.name)} ({', '.join(map(quote, names))}) VALUES ({', '.join('?' * len(names))})",
+                [stored[n] for n in names],
+            )
         except sqlite3.IntegrityError:  # the only constraint is the primary key
             raise DuplicateKey(f"{t.name} already has a row {stored['id']!r}") from None
 
@@ -105,13 +109,17 @@ def _schema_version(conn: sqlite3.Connection, path: str) -> int:
     tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if "schema_version" not in tables:
         if tables:
-            raise StorageCorrupt(f"{path} is a SQLite database but not petriflow's (it has no schema_version "
-                                 f"table); it was left untouched")
+            raise StorageCorrupt(
+                f"{path} is a SQLite database but not petriflow's (it has no schema_version "
+                f"table); it was left untouched"
+            )
         return 0
     (version,) = conn.execute("SELECT max(version) FROM schema_version").fetchone()
     if version > SCHEMA_VERSION:
-        raise SchemaTooNew(f"{path} has schema version {version} but this petriflow knows versions up to "
-                           f"{SCHEMA_VERSION}: upgrade petriflow to open it; the file was left untouched")
+        raise SchemaTooNew(
+            f"{path} has schema version {version} but this petriflow knows versions up to "
+            f"{SCHEMA_VERSION}: upgrade petriflow to open it; the file was left untouched"
+        )
     return version
 
 
@@ -125,15 +133,16 @@ def _migrate(conn: sqlite3.Connection, path: str) -> None:
     with _transaction(conn, "BEGIN IMMEDIATE"):
         version = _schema_version(conn, path)  # another process may have migrated meanwhile
         if version == 0:
-            conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, description TEXT, "
-                         "applied_at REAL)")
+            conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, description TEXT, applied_at REAL)")
         for migration in MIGRATIONS:
             if migration.version > version:
                 for step in migration.steps:
                     for statement in step.ddl():
                         conn.execute(statement)
-                conn.execute("INSERT INTO schema_version VALUES (?, ?, ?)",
-                             (migration.version, migration.description, time.time()))
+                conn.execute(
+                    "INSERT INTO schema_version VALUES (?, ?, ?)",
+                    (migration.version, migration.description, time.time()),
+                )
 
 
 def _connect(path: str, busy_timeout_s: float) -> sqlite3.Connection:

@@ -7,19 +7,36 @@ changes are compare-and-set against the state machines of `engine.states`,
 so a state never moves backwards and two competing tasks can never both
 lock a token.
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Iterable, TypeVar
+from typing import Any, TypeVar
 
-from petriflow.engine.errors import (AlreadyCompleted, IllegalTransition, NotFound, StaleIncarnation,
-                           TaskNotAvailable, TokensNotAvailable)
-from petriflow.engine.records import (FINISHER, CaseRecord, Failure, RunRecord, TaskRecord, TokenRecord,
-                            WorkitemRecord, WorkOrderRecord, new_id, now)
-from petriflow.engine.states import (CaseState, TaskState, TokenState, WorkitemState, can_advance,
-                           is_terminal)
+from petriflow.engine.errors import (
+    AlreadyCompleted,
+    IllegalTransition,
+    NotFound,
+    StaleIncarnation,
+    TaskNotAvailable,
+    TokensNotAvailable,
+)
+from petriflow.engine.records import (
+    FINISHER,
+    CaseRecord,
+    Failure,
+    RunRecord,
+    TaskRecord,
+    TokenRecord,
+    WorkitemRecord,
+    WorkOrderRecord,
+    new_id,
+    now,
+)
+from petriflow.engine.states import CaseState, TaskState, TokenState, WorkitemState, can_advance, is_terminal
 from petriflow.engine.workflow import Workflow, WorkflowState
 from petriflow.engine.workorders import FINAL_RUN_STATES, RunState, WorkOrderState, advance_run
 from petriflow.storage.backend import Backend, Row, Tx
@@ -27,12 +44,20 @@ from petriflow.storage.backend import Backend, Row, Tx
 R = TypeVar("R")
 
 _TABLE_OF: dict[type, str] = {
-    CaseRecord: "cases", TaskRecord: "tasks", WorkitemRecord: "workitems", TokenRecord: "tokens",
-    WorkOrderRecord: "work_orders", RunRecord: "runs",
+    CaseRecord: "cases",
+    TaskRecord: "tasks",
+    WorkitemRecord: "workitems",
+    TokenRecord: "tokens",
+    WorkOrderRecord: "work_orders",
+    RunRecord: "runs",
 }
 _STATE_OF: dict[type, type[Enum]] = {
-    CaseRecord: CaseState, TaskRecord: TaskState, WorkitemRecord: WorkitemState, TokenRecord: TokenState,
-    WorkOrderRecord: WorkOrderState, RunRecord: RunState,
+    CaseRecord: CaseState,
+    TaskRecord: TaskState,
+    WorkitemRecord: WorkitemState,
+    TokenRecord: TokenState,
+    WorkOrderRecord: WorkOrderState,
+    RunRecord: RunState,
 }
 
 
@@ -94,7 +119,8 @@ class Storage:
             raise NotFound(f"{fence.table[:-1]} {fence.id} not found")
         if row["incarnation"] != fence.incarnation:
             raise StaleIncarnation(
-                f"{fence.table[:-1]} {fence.id}: incarnation {fence.incarnation} was replaced by {row['incarnation']}")
+                f"{fence.table[:-1]} {fence.id}: incarnation {fence.incarnation} was replaced by {row['incarnation']}"
+            )
 
     @staticmethod
     def _get(tx: Tx, cls: type[R], id: str) -> R:
@@ -108,8 +134,8 @@ class Storage:
         """Compare-and-set the record's state; returns the updated record."""
         if not can_advance(record.state, target):
             raise IllegalTransition(
-                f"{_TABLE_OF[type(record)][:-1]} {record.id}: illegal transition "
-                f"{record.state.value} -> {target.value}")
+                f"{_TABLE_OF[type(record)][:-1]} {record.id}: illegal transition {record.state.value} -> {target.value}"
+            )
         changes = {"state": target, **changes}
         if "updated_at" in {f.name for f in dataclasses.fields(record)}:
             changes["updated_at"] = now()
@@ -146,6 +172,7 @@ class Storage:
         """Store a validated workflow. Storing the same version again is a
         no-op; a different document under a stored version is refused."""
         from petriflow.engine.document import workflow_to_document
+
         document = workflow_to_document(workflow)
         key = f"{workflow.id}@{workflow.version}"
         with self.backend.transaction() as tx:
@@ -153,15 +180,28 @@ class Storage:
             if existing is not None:
                 if _definition(existing["document"]) != _definition(document):
                     from petriflow.engine.errors import Invalid
-                    raise Invalid(f"workflow {workflow.id!r} version {workflow.version} is already stored "
-                                  f"with a different definition: store it as a new version")
+
+                    raise Invalid(
+                        f"workflow {workflow.id!r} version {workflow.version} is already stored "
+                        f"with a different definition: store it as a new version"
+                    )
                 return workflow
-            tx.insert("workflows", {"id": key, "workflow_id": workflow.id, "version": workflow.version,
-                                    "state": workflow.state.value, "document": document, "created_at": now()})
+            tx.insert(
+                "workflows",
+                {
+                    "id": key,
+                    "workflow_id": workflow.id,
+                    "version": workflow.version,
+                    "state": workflow.state.value,
+                    "document": document,
+                    "created_at": now(),
+                },
+            )
         return workflow
 
     def get_workflow(self, workflow_id: str, version: int | None = None) -> Workflow:
         from petriflow.engine.document import workflow_from_document
+
         with self.backend.transaction(write=False) as tx:
             rows = tx.find("workflows", {"workflow_id": workflow_id}, order_by="version")
         if version is not None:
@@ -233,10 +273,10 @@ class Storage:
             case = self._get(tx, CaseRecord, fence.id)
             if case.state is CaseState.FINISHED:
                 raise AlreadyCompleted(f"case {case.id} is already finished")
-            for row in tx.find("tokens", {"case_id": case.id, "place_id": end_place_id,
-                                          "state": TokenState.FREE.value}):
-                tx.update("tokens", row["id"], {"state": TokenState.CONSUMED.value,
-                                                 "consumed_by_task_id": FINISHER})
+            for row in tx.find(
+                "tokens", {"case_id": case.id, "place_id": end_place_id, "state": TokenState.FREE.value}
+            ):
+                tx.update("tokens", row["id"], {"state": TokenState.CONSUMED.value, "consumed_by_task_id": FINISHER})
             for row in tx.find("tasks", {"case_id": case.id, "state": TaskState.STARTED.value}):
                 self._abandon_task(tx, _from_row(TaskRecord, row))  # waiting tasks that lost their tokens
             return self._advance(tx, case, CaseState.FINISHED)
@@ -280,8 +320,13 @@ class Storage:
                 return True
             if tx.find("tokens", {"case_id": case_id, "state": TokenState.FREE.value}):
                 return True
-            live_tasks = tx.find("tasks", {"case_id": case_id, "state": [
-                TaskState.STARTED.value, TaskState.ALLOCATED.value, TaskState.EXECUTING.value]})
+            live_tasks = tx.find(
+                "tasks",
+                {
+                    "case_id": case_id,
+                    "state": [TaskState.STARTED.value, TaskState.ALLOCATED.value, TaskState.EXECUTING.value],
+                },
+            )
             if any(row["state"] != TaskState.EXECUTING.value for row in live_tasks):
                 return True
             for task in live_tasks:
@@ -311,8 +356,7 @@ class Storage:
         task = self._get(tx, TaskRecord, fence.id)
         tokens = [self._get(tx, TokenRecord, tid) for tid in token_ids]
         if task.state is not TaskState.STARTED:
-            held = {row["id"] for row in tx.find("tokens", {"case_id": task.case_id,
-                                                             "locked_by_task_id": task.id})}
+            held = {row["id"] for row in tx.find("tokens", {"case_id": task.case_id, "locked_by_task_id": task.id})}
             if held and held == set(token_ids):
                 return tokens
             raise TaskNotAvailable(f"task {task.id} is {task.state.value}, not started")
@@ -320,8 +364,10 @@ class Storage:
             if token.case_id != task.case_id:
                 raise TokensNotAvailable(f"token {token.id} belongs to another case")
             if token.state is not TokenState.FREE:
-                raise TokensNotAvailable(f"token {token.id} is {token.state.value}"
-                                         + (f" by task {token.locked_by_task_id}" if token.locked_by_task_id else ""))
+                raise TokensNotAvailable(
+                    f"token {token.id} is {token.state.value}"
+                    + (f" by task {token.locked_by_task_id}" if token.locked_by_task_id else "")
+                )
         locked = [self._advance(tx, token, TokenState.LOCKED, locked_by_task_id=task.id) for token in tokens]
         self._advance(tx, task, TaskState.ALLOCATED)
         return locked
@@ -345,8 +391,9 @@ class Storage:
 
     @staticmethod
     def _waiting_task(tx: Tx, case: CaseRecord, transition_id: str) -> TaskRecord:
-        waiting = tx.find("tasks", {"case_id": case.id, "transition_id": transition_id,
-                                    "state": TaskState.STARTED.value})
+        waiting = tx.find(
+            "tasks", {"case_id": case.id, "transition_id": transition_id, "state": TaskState.STARTED.value}
+        )
         if waiting:
             return _from_row(TaskRecord, waiting[0])
         task = TaskRecord(id=new_id(), case_id=case.id, workflow_id=case.workflow_id, transition_id=transition_id)
@@ -376,14 +423,25 @@ class Storage:
             if existing:
                 return _from_row(WorkitemRecord, existing[0])
         self._advance(tx, task, TaskState.EXECUTING)
-        workitem = WorkitemRecord(id=new_id(), task_id=task.id, case_id=task.case_id,
-                                  workflow_id=task.workflow_id, transition_id=task.transition_id,
-                                  input=input)
+        workitem = WorkitemRecord(
+            id=new_id(),
+            task_id=task.id,
+            case_id=task.case_id,
+            workflow_id=task.workflow_id,
+            transition_id=task.transition_id,
+            input=input,
+        )
         tx.insert("workitems", _to_row(workitem))
         return workitem
 
-    def complete_task(self, fence: Fence, task_id: str, token_payload: dict[str, Any],
-                      new_tokens: list[TokenRecord], offer_to: Iterable[str] = ()) -> list[TokenRecord]:
+    def complete_task(
+        self,
+        fence: Fence,
+        task_id: str,
+        token_payload: dict[str, Any],
+        new_tokens: list[TokenRecord],
+        offer_to: Iterable[str] = (),
+    ) -> list[TokenRecord]:
         """Consume the task's locked tokens, issue the new ones and record the
         task completed, atomically; a second call changes nothing. The
         transitions in `offer_to` (those the new tokens enable) get their
@@ -398,8 +456,9 @@ class Storage:
             for row in tx.find("workitems", {"task_id": task_id}):
                 if row["state"] != WorkitemState.COMPLETED.value:
                     raise TaskNotAvailable(f"task {task_id}: workitem {row['id']} is {row['state']}")
-            for row in tx.find("tokens", {"case_id": task.case_id, "locked_by_task_id": task_id,
-                                          "state": TokenState.LOCKED.value}):
+            for row in tx.find(
+                "tokens", {"case_id": task.case_id, "locked_by_task_id": task_id, "state": TokenState.LOCKED.value}
+            ):
                 self._advance(tx, _from_row(TokenRecord, row), TokenState.CONSUMED, consumed_by_task_id=task_id)
             for token in new_tokens:
                 tx.insert("tokens", _to_row(token))
@@ -429,8 +488,9 @@ class Storage:
     def get_workitem(self, workitem_id: str) -> WorkitemRecord:
         return self._read(WorkitemRecord, workitem_id)
 
-    def workitems(self, *, case_id: str | None = None, task_id: str | None = None,
-                  states: Iterable[WorkitemState] | None = None) -> list[WorkitemRecord]:
+    def workitems(
+        self, *, case_id: str | None = None, task_id: str | None = None, states: Iterable[WorkitemState] | None = None
+    ) -> list[WorkitemRecord]:
         return self._find(WorkitemRecord, {"case_id": case_id, "task_id": task_id}, states)
 
     def claim_workitem(self, workitem_id: str, pid: int | None = None, *, begin: bool = False) -> WorkitemRecord:
@@ -465,8 +525,14 @@ class Storage:
             tx.update("workitems", workitem.id, {"awaiting": True})
             return dataclasses.replace(workitem, awaiting=True)
 
-    def finish_workitem(self, fence: Fence, state: WorkitemState, *, output: dict[str, Any] | None = None,
-                        failure: Failure | None = None) -> WorkitemRecord:
+    def finish_workitem(
+        self,
+        fence: Fence,
+        state: WorkitemState,
+        *,
+        output: dict[str, Any] | None = None,
+        failure: Failure | None = None,
+    ) -> WorkitemRecord:
         """Move a workitem to a terminal state. Finishing it again in the same
         state raises `AlreadyCompleted` and changes nothing."""
         with self.backend.transaction() as tx:
@@ -480,8 +546,9 @@ class Storage:
 class WorkOrderStorage(Storage):
     """Work orders and their runs, on top of the Petri-net entities."""
 
-    def create_work_order(self, work_order: WorkOrderRecord, run: RunRecord, case: CaseRecord,
-                          tokens: list[TokenRecord]) -> WorkOrderRecord:
+    def create_work_order(
+        self, work_order: WorkOrderRecord, run: RunRecord, case: CaseRecord, tokens: list[TokenRecord]
+    ) -> WorkOrderRecord:
         """The work order, its first run and that run's case, in one transaction."""
         with self.backend.transaction() as tx:
             tx.insert("work_orders", _to_row(work_order))
@@ -489,8 +556,9 @@ class WorkOrderStorage(Storage):
             self._insert_case(tx, case, tokens)
         return work_order
 
-    def enqueue_runs(self, runs: list[tuple[RunRecord, CaseRecord, list[TokenRecord]]],
-                     work_order_states: dict[str, WorkOrderState]) -> None:
+    def enqueue_runs(
+        self, runs: list[tuple[RunRecord, CaseRecord, list[TokenRecord]]], work_order_states: dict[str, WorkOrderState]
+    ) -> None:
         """Retried runs with their cases, and the work orders' new states, all
         in one transaction (Lightning's `enqueue_many_for_retry`)."""
         with self.backend.transaction() as tx:
@@ -505,8 +573,12 @@ class WorkOrderStorage(Storage):
     def get_work_order(self, work_order_id: str) -> WorkOrderRecord:
         return self._read(WorkOrderRecord, work_order_id)
 
-    def list_work_orders(self, states: Iterable[WorkOrderState | str] | None = None,
-                         workflow_id: str | None = None, since: float | None = None) -> list[WorkOrderRecord]:
+    def list_work_orders(
+        self,
+        states: Iterable[WorkOrderState | str] | None = None,
+        workflow_id: str | None = None,
+        since: float | None = None,
+    ) -> list[WorkOrderRecord]:
         orders = self._find(WorkOrderRecord, {"workflow_id": workflow_id}, states)
         return [o for o in orders if since is None or o.created_at >= since]
 
@@ -527,8 +599,9 @@ class WorkOrderStorage(Storage):
     def get_run(self, run_id: str) -> RunRecord:
         return self._read(RunRecord, run_id)
 
-    def advance_run(self, run_id: str, target: RunState, failure: Failure | None = None,
-                    order_state: WorkOrderState | None = None) -> RunRecord:
+    def advance_run(
+        self, run_id: str, target: RunState, failure: Failure | None = None, order_state: WorkOrderState | None = None
+    ) -> RunRecord:
         """Move a run along its state machine, and its work order to
         `order_state` in the same transaction; reaching the state it is in
         changes nothing."""
@@ -542,7 +615,8 @@ class WorkOrderStorage(Storage):
                 return run
             advance_run(run.state, target)
             stamp = {RunState.CLAIMED: "claimed_at", RunState.STARTED: "started_at"}.get(
-                target, "finished_at" if target in FINAL_RUN_STATES else None)
+                target, "finished_at" if target in FINAL_RUN_STATES else None
+            )
             changes: dict[str, Any] = {"state": target.value, "failure": _to_row_value(failure)}
             if stamp:
                 changes[stamp] = now()
@@ -564,4 +638,5 @@ class WorkOrderStorage(Storage):
 
 def open_storage(url: str) -> WorkOrderStorage:
     from petriflow.storage import open_backend
+
     return WorkOrderStorage(open_backend(url))

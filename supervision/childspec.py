@@ -1,4 +1,5 @@
 """How a supervisor starts and restarts a child (OTP's child specification)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -6,6 +6,7 @@ start a second actor for the same entity. On Linux the kernel does the work
 (`prctl(PR_SET_PDEATHSIG, SIGKILL)`); elsewhere the actor polls
 `os.getppid()` (see SupervisedActor).
 """
+
 from __future__ import annotations
 
 import ctypes

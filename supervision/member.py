@@ -6,6 +6,7 @@ sender as a PoisonMessage, leaving the actor alive with whatever state the
 handler half-changed. OTP's answer is better for us: a crash is an exit, and
 the supervisor restarts the actor, which restores itself from storage.
 """
+
 from __future__ import annotations
 
 import time

@@ -3,6 +3,7 @@
 Thespian pickles these between processes; they never leave the actor
 system, so they need no msgpack codec.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

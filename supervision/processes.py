@@ -5,6 +5,7 @@ system (admin, logger, actors, and orphans of SIGKILLed actors) shares the
 admin's session id, while the caller keeps its own. Processes are never
 looked up or killed by name.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,7 +37,7 @@ def proc_info(pid: int) -> ProcInfo | None:
     except OSError:
         return None
     # The command name is in parentheses and may contain spaces: split after it.
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     return ProcInfo(pid=pid, state=fields[0], ppid=int(fields[1]), sid=int(fields[3]))
 
 
@@ -56,8 +57,7 @@ def session_pids(sid: int) -> list[int]:
 
 
 def children_of(pid: int, *, include_zombies: bool = False) -> list[int]:
-    return sorted(p.pid for p in all_processes()
-                  if p.ppid == pid and (include_zombies or not p.zombie))
+    return sorted(p.pid for p in all_processes() if p.ppid == pid and (include_zombies or not p.zombie))
 
 
 def kill_session(sid: int) -> list[int]:

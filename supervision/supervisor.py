@@ -13,13 +13,15 @@ crashed child starts again at once and each sibling starts again as soon as
 its own exit arrives. A restarted child gets its spec's `init` again and
 restores itself from storage; the supervisor holds no entity state.
 """
+
 from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Callable
+from typing import Any
 
 import structlog
 from thespian.actors import Actor, ActorExitRequest, ChildActorExited
@@ -34,10 +36,10 @@ GiveUp = Callable[[ChildSpec, str], None]
 
 class _State(StrEnum):
     LIVE = "live"
-    STOPPING = "stopping"          # exit expected: announced by the child or asked by stop()
-    RESTARTING = "restarting"      # asked to exit by the strategy; starts again on exit
-    PASSIVATING = "passivating"    # idle; asked to exit; restored on demand
-    PASSIVATED = "passivated"      # no process; the next send restores it
+    STOPPING = "stopping"  # exit expected: announced by the child or asked by stop()
+    RESTARTING = "restarting"  # asked to exit by the strategy; starts again on exit
+    PASSIVATING = "passivating"  # idle; asked to exit; restored on demand
+    PASSIVATED = "passivated"  # no process; the next send restores it
 
 
 @dataclass
@@ -46,12 +48,12 @@ class _Child:
     address: Any = None
     state: _State = _State.LIVE
     reason: str = ""
-    final: bool = False            # stop(key): never start again
-    sent: int = 0                  # messages sent to this incarnation via send()
+    final: bool = False  # stop(key): never start again
+    sent: int = 0  # messages sent to this incarnation via send()
     pending: list[Any] = field(default_factory=list)  # held while it is on its way out
     returned: list[Any] = field(default_factory=list)  # handed back by an incarnation that was stopping
     redelivered: list[Any] = field(default_factory=list)  # returned messages given to the next incarnation
-    crash_reason: str = "killed"   # what its last crash notice said; a SIGKILLed child sends none
+    crash_reason: str = "killed"  # what its last crash notice said; a SIGKILLed child sends none
     restarts: deque[float] = field(default_factory=deque)
 
 
@@ -64,10 +66,17 @@ class Supervisor:
     The owning actor calls `handle(message, sender)` first in its
     `on_message` and stops there when it returns True."""
 
-    def __init__(self, actor: Actor, *, strategy: Strategy = Strategy.ONE_FOR_ONE,
-                 intensity: Intensity = Intensity(), idle_timeout_s: float | None = None,
-                 die_with_parent: bool = False, on_give_up: GiveUp | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        actor: Actor,
+        *,
+        strategy: Strategy = Strategy.ONE_FOR_ONE,
+        intensity: Intensity = Intensity(),
+        idle_timeout_s: float | None = None,
+        die_with_parent: bool = False,
+        on_give_up: GiveUp | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._actor = actor
         self._strategy = strategy
         self._intensity = intensity
@@ -261,14 +270,19 @@ class Supervisor:
             return []
         order = list(self._children.values())
         if self._strategy is Strategy.REST_FOR_ONE:
-            order = order[order.index(child) + 1:]
+            order = order[order.index(child) + 1 :]
         return [c for c in order if c is not child and c.state is _State.LIVE]
 
     def _give_up(self, child: _Child, reason: str) -> None:
         self._remove(child)
-        log.error("supervisor_gave_up", reason=reason, restarts=len(child.restarts),
-                  max_restarts=self._intensity.max_restarts,
-                  max_seconds=self._intensity.max_seconds, **self._fields(child))
+        log.error(
+            "supervisor_gave_up",
+            reason=reason,
+            restarts=len(child.restarts),
+            max_restarts=self._intensity.max_restarts,
+            max_seconds=self._intensity.max_seconds,
+            **self._fields(child),
+        )
         if self._on_give_up is not None:
             self._on_give_up(child.spec, reason)
 
@@ -280,8 +294,7 @@ class Supervisor:
         child.address = self._actor.createActor(spec.actor_class)
         child.state = _State.LIVE
         child.sent = 0
-        self._actor.send(child.address, Supervised(spec.key, self._idle_timeout_s,
-                                                   self._die_with_parent, spec.init))
+        self._actor.send(child.address, Supervised(spec.key, self._idle_timeout_s, self._die_with_parent, spec.init))
         pending, child.pending = child.pending, []
         for message in pending:
             self._deliver(child, message)
@@ -299,8 +312,7 @@ class Supervisor:
     def _by_address(self, address: Any) -> _Child | None:
         # Thespian addresses are unhashable and compare by their resolved
         # details, so a linear scan is the reliable lookup.
-        return next((c for c in self._children.values()
-                     if c.address is not None and c.address == address), None)
+        return next((c for c in self._children.values() if c.address is not None and c.address == address), None)
 
     def _fields(self, child: _Child) -> dict[str, Any]:
         context = getattr(self._actor, "log_context", dict)()

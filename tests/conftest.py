@@ -1,9 +1,10 @@
 """Shared fixtures. Actor systems are always shut down and every process
 they leave behind is killed by pid, whatever the test did to them."""
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from thespian.actors import ActorSystem

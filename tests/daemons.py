@@ -1,5 +1,6 @@
 """Running the real daemon from bin/ for a test, and ending every process of
 it by pid afterwards, whatever the test did to it."""
+
 from __future__ import annotations
 
 import contextlib
@@ -8,14 +9,14 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from petriflow import daemon
 from petriflow.client import Client
-from petriflow.system import free_port
 from petriflow.supervision import processes
+from petriflow.system import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "bin" / "petriflow"
@@ -33,9 +34,15 @@ class RunningDaemon:
         return daemon.resolve_config(home=str(self.home), port=self.port, http_port=self.http_port, env={})
 
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, str(BIN), *args, "--home", str(self.home), "--port", str(self.port)],
-                              capture_output=True, text=True, timeout=timeout, env=self.env,
-                              stdin=subprocess.DEVNULL, cwd=ROOT)
+        return subprocess.run(
+            [sys.executable, str(BIN), *args, "--home", str(self.home), "--port", str(self.port)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+        )
 
     def start(self) -> subprocess.CompletedProcess:
         return self.cli("start", "--http-port", str(self.http_port))
@@ -57,8 +64,7 @@ class RunningDaemon:
 def daemon_in(home: Path, **env: str) -> Iterator[RunningDaemon]:
     """A daemon home on free loopback ports; not started. Afterwards the
     daemon is stopped and any process of it left is killed by pid."""
-    running = RunningDaemon(home=home, port=free_port(), http_port=free_port(),
-                            env={**os.environ, **env})
+    running = RunningDaemon(home=home, port=free_port(), http_port=free_port(), env={**os.environ, **env})
     try:
         yield running
     finally:

@@ -1,28 +1,40 @@
 """Running an engine for a test: an actor system on its own loopback port,
 the Engine booted on the given storage, everything ended by pid afterwards."""
+
 from __future__ import annotations
 
 import contextlib
 import sqlite3
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from petriflow.client import Client, boot_engine
-from petriflow.system import close_actor_system, free_port, open_actor_system
 from petriflow.engine.messages import CaseView, Settings
 from petriflow.engine.states import WorkitemState
+from petriflow.system import close_actor_system, free_port, open_actor_system
 
 BASES = ["simpleSystemBase", "multiprocTCPBase"]
 
 
 @contextlib.contextmanager
-def running_engine(base: str, storage_url: str, *, idle_timeout_s: float | None = None,
-                   log_path: str | None = None, port: int | None = None) -> Iterator[Client]:
+def running_engine(
+    base: str,
+    storage_url: str,
+    *,
+    idle_timeout_s: float | None = None,
+    log_path: str | None = None,
+    port: int | None = None,
+) -> Iterator[Client]:
     multiproc = base != "simpleSystemBase"
     asys = open_actor_system(base, admin_port=(port or free_port()) if multiproc else None)
     try:
-        boot_engine(asys, Settings(storage_url=storage_url, idle_timeout_s=idle_timeout_s,
-                                   die_with_parent=multiproc, log_path=log_path))
+        boot_engine(
+            asys,
+            Settings(
+                storage_url=storage_url, idle_timeout_s=idle_timeout_s, die_with_parent=multiproc, log_path=log_path
+            ),
+        )
         yield Client(asys, timeout_s=30)
     finally:
         close_actor_system(asys)
@@ -43,13 +55,18 @@ def wait_for(check: Callable[[], Any], timeout_s: float = 20.0, interval_s: floa
 
 def awaiting_workitem(client: Client, case_id: str, transition_id: str) -> str:
     """The id of the case's workitem of `transition_id` once it waits for completion."""
+
     def check() -> str | None:
         view: CaseView = client.get_case(case_id)
         for workitem in view.workitems:
-            if workitem.transition_id == transition_id and workitem.awaiting \
-                    and workitem.state is WorkitemState.STARTED:
+            if (
+                workitem.transition_id == transition_id
+                and workitem.awaiting
+                and workitem.state is WorkitemState.STARTED
+            ):
                 return workitem.id
         return None
+
     return wait_for(check)
 
 
@@ -57,9 +74,12 @@ def workflow(id: str, places: list[str], transitions: list[dict], arcs: list[str
     """A workflow document in a compact notation: `arcs` as "a -> b" strings;
     the first place is the start place and the last the end place."""
     return {
-        "id": id, "version": version,
-        "places": [{"id": p, "type": "start" if i == 0 else "end" if i == len(places) - 1 else "normal"}
-                   for i, p in enumerate(places)],
+        "id": id,
+        "version": version,
+        "places": [
+            {"id": p, "type": "start" if i == 0 else "end" if i == len(places) - 1 else "normal"}
+            for i, p in enumerate(places)
+        ],
         "transitions": transitions,
         "arcs": [dict(zip(("from", "to"), (s.strip() for s in arc.split("->")))) for arc in arcs],
     }

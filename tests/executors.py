@@ -1,4 +1,5 @@
 """Executors used by the tests, resolved as `tests.executors:NAME`."""
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,17 @@ class Journal(BaseExecutor):
             return Failed(f"{release} does not exist yet")
         if path:
             with open(path, "a", encoding="utf-8") as f:
-                f.write(json.dumps({"key": ctx.idempotency_key, "transition": ctx.transition_id,
-                                    "attempt": ctx.attempt, "pid": os.getpid()}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "key": ctx.idempotency_key,
+                            "transition": ctx.transition_id,
+                            "attempt": ctx.attempt,
+                            "pid": os.getpid(),
+                        }
+                    )
+                    + "\n"
+                )
         return Completed({**ctx.input, ctx.transition_id: True})
 
 

@@ -1,11 +1,11 @@
 """storage.audit: stored states built by hand, a clean one and one per broken rule."""
+
 from __future__ import annotations
 
 from collections import Counter
 
 import pytest
 
-from petriflow.workorders import runs
 from petriflow.engine import routing
 from petriflow.engine.document import workflow_from_document
 from petriflow.engine.records import FINISHER, Failure, TokenRecord, new_id
@@ -13,20 +13,40 @@ from petriflow.engine.states import CaseState, TaskState, TokenState, WorkitemSt
 from petriflow.engine.validation import validate
 from petriflow.engine.workorders import RunState, WorkOrderState
 from petriflow.storage import open_backend
-from petriflow.workorders.audit import Violation, audit, firing_bounds
 from petriflow.storage.store import Fence, WorkOrderStorage
+from petriflow.workorders import runs
+from petriflow.workorders.audit import Violation, audit, firing_bounds
 from tests.engines import workflow
 
-SEQUENCE = workflow("seq", ["start", "mid", "end"], [{"id": "a"}, {"id": "b"}],
-                    ["start -> a", "a -> mid", "mid -> b", "b -> end"])
-PARALLEL = workflow("par", ["start", "l", "r", "l2", "r2", "end"], [
-    {"id": "split", "split": "and"}, {"id": "left"}, {"id": "right"}, {"id": "join", "join": "and"}],
-    ["start -> split", "split -> l", "split -> r", "l -> left", "r -> right", "left -> l2", "right -> r2",
-     "l2 -> join", "r2 -> join", "join -> end"])
-CHOICE = workflow("choice", ["start", "end"], [{"id": "x"}, {"id": "y"}],
-                  ["start -> x", "start -> y", "x -> end", "y -> end"])
-LOOP = workflow("loop", ["start", "q", "p", "end"], [{"id": "go"}, {"id": "again"}, {"id": "done"}],
-                ["start -> go", "go -> q", "q -> again", "again -> p", "p -> done", "p -> again", "done -> end"])
+SEQUENCE = workflow(
+    "seq", ["start", "mid", "end"], [{"id": "a"}, {"id": "b"}], ["start -> a", "a -> mid", "mid -> b", "b -> end"]
+)
+PARALLEL = workflow(
+    "par",
+    ["start", "l", "r", "l2", "r2", "end"],
+    [{"id": "split", "split": "and"}, {"id": "left"}, {"id": "right"}, {"id": "join", "join": "and"}],
+    [
+        "start -> split",
+        "split -> l",
+        "split -> r",
+        "l -> left",
+        "r -> right",
+        "left -> l2",
+        "right -> r2",
+        "l2 -> join",
+        "r2 -> join",
+        "join -> end",
+    ],
+)
+CHOICE = workflow(
+    "choice", ["start", "end"], [{"id": "x"}, {"id": "y"}], ["start -> x", "start -> y", "x -> end", "y -> end"]
+)
+LOOP = workflow(
+    "loop",
+    ["start", "q", "p", "end"],
+    [{"id": "go"}, {"id": "again"}, {"id": "done"}],
+    ["start -> go", "go -> q", "q -> again", "again -> p", "p -> done", "p -> again", "done -> end"],
+)
 
 
 @pytest.fixture
@@ -67,8 +87,9 @@ class Case:
         self.store.begin_attempt(item_fence)
         if complete:
             self.store.finish_workitem(item_fence, WorkitemState.COMPLETED, output={transition_id: True})
-            tokens = routing.issue_tokens(self.workflow, transition_id, case_id=self.id, task_id=task.id,
-                                          payload={transition_id: True})
+            tokens = routing.issue_tokens(
+                self.workflow, transition_id, case_id=self.id, task_id=task.id, payload={transition_id: True}
+            )
             self.store.complete_task(self.fence, task.id, {transition_id: True}, tokens)
         return task.id, workitem.id
 
@@ -77,11 +98,13 @@ class Case:
         self._end(RunState.SUCCESS)
 
     def fail(self, transition_id: str, workitem_id: str, task_id: str) -> None:
-        failure = Failure(kind="failed", reason="it raised", transition_id=transition_id, task_id=task_id,
-                          workitem_id=workitem_id)
+        failure = Failure(
+            kind="failed", reason="it raised", transition_id=transition_id, task_id=task_id, workitem_id=workitem_id
+        )
         workitem = self.store.get_workitem(workitem_id)
-        self.store.finish_workitem(Fence("workitems", workitem.id, workitem.incarnation), WorkitemState.FAILED,
-                                   failure=failure)
+        self.store.finish_workitem(
+            Fence("workitems", workitem.id, workitem.incarnation), WorkitemState.FAILED, failure=failure
+        )
         self.store.terminate_case(self.fence, failure)
         self._end(RunState.FAILED, failure)
 
@@ -148,15 +171,25 @@ def test_only_the_given_work_orders_are_audited_and_unknown_ones_are_reported(st
     clean, running = finished(store), Case(store, "seq")
     assert audit(store, [clean.order_id]) == []
     assert kinds(audit(store, [clean.order_id, running.order_id, "nope"])) == {
-        "work_order_unfinished": 2, "run_unfinished": 1}
+        "work_order_unfinished": 2,
+        "run_unfinished": 1,
+    }
 
 
 def test_firing_bounds_follow_the_net_and_a_loop_has_none(store):
     assert firing_bounds(store.get_workflow("par"), Counter({"start": 1})) == {
-        "split": 1, "left": 1, "right": 1, "join": 1}
+        "split": 1,
+        "left": 1,
+        "right": 1,
+        "join": 1,
+    }
     assert firing_bounds(store.get_workflow("choice"), Counter({"start": 1})) == {"x": 1, "y": 1}
     assert firing_bounds(store.get_workflow("par"), Counter({"l": 1, "r2": 1})) == {
-        "split": 0, "left": 1, "right": 0, "join": 1}
+        "split": 0,
+        "left": 1,
+        "right": 0,
+        "join": 1,
+    }
     assert firing_bounds(store.get_workflow("loop"), Counter({"start": 1})) is None
 
 
@@ -238,8 +271,9 @@ def test_a_task_completed_twice_for_the_same_tokens(store):
     workitem = store.claim_workitem(store.create_workitem(twin_fence, {}).id)
     store.begin_attempt(Fence("workitems", workitem.id, workitem.incarnation))
     store.finish_workitem(Fence("workitems", workitem.id, workitem.incarnation), WorkitemState.COMPLETED, output={})
-    store.complete_task(case.fence, twin.id, {}, routing.issue_tokens(case.workflow, "a", case_id=case.id,
-                                                                     task_id=twin.id, payload={}))
+    store.complete_task(
+        case.fence, twin.id, {}, routing.issue_tokens(case.workflow, "a", case_id=case.id, task_id=twin.id, payload={})
+    )
     found = kinds(audit(store, require_final=False))
     assert found["task_consumed"] == 1 and found["transition_completed_twice"] == 1
     assert found["workitem_completed_twice"] == 1
@@ -248,10 +282,21 @@ def test_a_task_completed_twice_for_the_same_tokens(store):
 def test_a_task_that_issued_its_tokens_twice(store):
     case = finished(store)
     task = next(t for t in store.tasks(case.id) if t.transition_id == "a")
-    case.insert("tokens", {"id": new_id(), "case_id": case.id, "workflow_id": "seq", "place_id": "mid",
-                           "state": "consumed", "produced_by_task_id": task.id, "payload": {},
-                           "locked_by_task_id": store.tasks(case.id)[1].id,
-                           "consumed_by_task_id": store.tasks(case.id)[1].id, "created_at": 0.0})
+    case.insert(
+        "tokens",
+        {
+            "id": new_id(),
+            "case_id": case.id,
+            "workflow_id": "seq",
+            "place_id": "mid",
+            "state": "consumed",
+            "produced_by_task_id": task.id,
+            "payload": {},
+            "locked_by_task_id": store.tasks(case.id)[1].id,
+            "consumed_by_task_id": store.tasks(case.id)[1].id,
+            "created_at": 0.0,
+        },
+    )
     found = kinds(audit(store))
     assert found["task_issued"] == 1 and found["task_consumed"] == 1  # b consumed two tokens
 
@@ -290,8 +335,19 @@ def test_a_completed_task_without_workitems(store):
 
 def test_a_live_token_in_a_finished_case(store):
     case = finished(store)
-    case.insert("tokens", {"id": new_id(), "case_id": case.id, "workflow_id": "seq", "place_id": "mid",
-                           "state": "free", "produced_by_task_id": "genesis", "payload": {}, "created_at": 0.0})
+    case.insert(
+        "tokens",
+        {
+            "id": new_id(),
+            "case_id": case.id,
+            "workflow_id": "seq",
+            "place_id": "mid",
+            "state": "free",
+            "produced_by_task_id": "genesis",
+            "payload": {},
+            "created_at": 0.0,
+        },
+    )
     assert kinds(audit(store)) == {"token_live_in_finished_case": 1}
 
 
@@ -301,9 +357,20 @@ def test_a_finished_case_needs_exactly_one_consumed_end_token(store):
     case.write("tokens", end.id, consumed_by_task_id=end.locked_by_task_id)
     assert "end_token" in kinds(audit(store))
     case.write("tokens", end.id, consumed_by_task_id=FINISHER)
-    case.insert("tokens", {"id": new_id(), "case_id": case.id, "workflow_id": "seq", "place_id": "end",
-                           "state": "consumed", "produced_by_task_id": "genesis", "payload": {},
-                           "consumed_by_task_id": FINISHER, "created_at": 0.0})
+    case.insert(
+        "tokens",
+        {
+            "id": new_id(),
+            "case_id": case.id,
+            "workflow_id": "seq",
+            "place_id": "end",
+            "state": "consumed",
+            "produced_by_task_id": "genesis",
+            "payload": {},
+            "consumed_by_task_id": FINISHER,
+            "created_at": 0.0,
+        },
+    )
     assert "end_token" in kinds(audit(store))
 
 
@@ -323,8 +390,9 @@ def test_tasks_and_workitems_left_live_in_an_ended_case(store):
     case.write("tasks", left_task, state="executing")
     case.write("workitems", left_item, state="started")
     found = audit(store)
-    assert sorted((v.kind, v.entity_id) for v in found) == sorted([
-        ("task_live_in_ended_case", left_task), ("workitem_live_in_ended_case", left_item)])
+    assert sorted((v.kind, v.entity_id) for v in found) == sorted(
+        [("task_live_in_ended_case", left_task), ("workitem_live_in_ended_case", left_item)]
+    )
     assert all(case.id in v.detail for v in found)
 
 

@@ -1,5 +1,6 @@
 """The backend seam: one suite run against both adapters, then what only SQLite has
 (a file: WAL, schema versions, refusal of foreign files, fork and process safety)."""
+
 from __future__ import annotations
 
 import multiprocessing
@@ -41,8 +42,16 @@ def backend(url):
 
 
 def token(case_id: str = "c1", state: str = "free", **extra) -> dict:
-    return {"id": new_id(), "case_id": case_id, "workflow_id": "wf", "place_id": "p", "state": state,
-            "payload": {}, "created_at": 1.0, **extra}
+    return {
+        "id": new_id(),
+        "case_id": case_id,
+        "workflow_id": "wf",
+        "place_id": "p",
+        "state": state,
+        "payload": {},
+        "created_at": 1.0,
+        **extra,
+    }
 
 
 def insert(backend: Backend, table: str, *rows: dict) -> None:
@@ -56,6 +65,7 @@ def ids(rows: list[dict]) -> list[str]:
 
 
 # -- both adapters -------------------------------------------------------------
+
 
 def test_get_returns_every_column_and_none_for_a_missing_id(backend):
     row = token()
@@ -76,8 +86,9 @@ def test_find_filters_by_equality_membership_and_null_and_orders(backend):
         assert ids(tx.find("tokens")) == ids([a, b, c, d])  # insertion order by default
         assert ids(tx.find("tokens", {})) == ids([a, b, c, d])
         assert ids(tx.find("tokens", {"case_id": "c1"})) == ids([a, b, d])
-        assert ids(tx.find("tokens", {"case_id": "c1", "state": ["free", "locked"]}, order_by="created_at")) \
-            == ids([b, a])
+        assert ids(tx.find("tokens", {"case_id": "c1", "state": ["free", "locked"]}, order_by="created_at")) == ids(
+            [b, a]
+        )
         assert ids(tx.find("tokens", {"state": TokenState.FREE})) == ids([a, c])
         assert ids(tx.find("tokens", {"state": ("consumed",)})) == ids([d])
         assert ids(tx.find("tokens", {"state": {"nope"}})) == []
@@ -134,17 +145,27 @@ def test_an_exception_rolls_back_every_change_of_the_transaction(backend):
             tx.insert("tokens", new)
             tx.update("tokens", kept["id"], {"state": "locked"})
             tx.update("tokens", new["id"], {"state": "consumed"})
-            1 / 0
+            raise ZeroDivisionError  # anything raised inside rolls the transaction back
     with backend.transaction(write=False) as tx:
         assert tx.get("tokens", new["id"]) is None
         assert tx.get("tokens", kept["id"])["state"] == "free"
     insert(backend, "tokens", new)  # the backend is usable after a rollback
 
 
-@pytest.mark.parametrize("value", [
-    None, {}, [], {"nested": {"list": [1, 2.5, "three", None, True], "map": {"k": [{"deep": b"bytes"}]}}},
-    {"unicode": "héllo wörld ✓ 日本語 🎉", "ключ": "значение"}, {1: "int key"}, [1, [2, [3]]], "text", 42,
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        {},
+        [],
+        {"nested": {"list": [1, 2.5, "three", None, True], "map": {"k": [{"deep": b"bytes"}]}}},
+        {"unicode": "héllo wörld ✓ 日本語 🎉", "ключ": "значение"},
+        {1: "int key"},
+        [1, [2, [3]]],
+        "text",
+        42,
+    ],
+)
 def test_blob_columns_round_trip(backend, value):
     row = token(payload=value)
     insert(backend, "tokens", row)
@@ -243,12 +264,16 @@ def test_threads_with_their_own_backends_are_isolated(url, backend):
 
 # -- URLs and the memory registry -----------------------------------------------
 
+
 def test_open_backend_by_url(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert isinstance(open_backend("memory://urls"), MemoryBackend)
     MemoryBackend.forget("urls")
-    for url, path in [(f"sqlite://{tmp_path}/a.db", tmp_path / "a.db"), ("sqlite://b.db", tmp_path / "b.db"),
-                      ("c.db", tmp_path / "c.db")]:
+    for url, path in [
+        (f"sqlite://{tmp_path}/a.db", tmp_path / "a.db"),
+        ("sqlite://b.db", tmp_path / "b.db"),
+        ("c.db", tmp_path / "c.db"),
+    ]:
         opened = open_backend(url)
         assert isinstance(opened, SqliteBackend) and path.exists()
         assert opened.url == f"sqlite://{path}"  # absolute: valid from any working directory
@@ -275,6 +300,7 @@ def test_memory_backends_of_one_name_share_tables_until_forgotten():
 
 # -- SQLite only ----------------------------------------------------------------
 
+
 @pytest.fixture
 def db_path(tmp_path):
     return str(tmp_path / "petriflow.db")
@@ -288,8 +314,9 @@ def test_sqlite_file_is_in_wal_mode_and_versioned(db_path):
     SqliteBackend(db_path).close()
     conn = _raw(db_path)
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    assert conn.execute("SELECT version, description FROM schema_version ORDER BY version").fetchall() == \
-        [(m.version, m.description) for m in schema.MIGRATIONS]
+    assert conn.execute("SELECT version, description FROM schema_version ORDER BY version").fetchall() == [
+        (m.version, m.description) for m in schema.MIGRATIONS
+    ]
     assert schema.SCHEMA_VERSION == schema.MIGRATIONS[-1].version
     conn.close()
 
@@ -321,8 +348,9 @@ def test_sqlite_migrates_a_version_1_file_at_open(db_path, monkeypatch):
         assert tx.find("work_orders") == []
     migrated.close()
     conn = _raw(db_path)
-    assert [v for (v,) in conn.execute("SELECT version FROM schema_version ORDER BY version")] == \
-        [m.version for m in schema.MIGRATIONS]
+    assert [v for (v,) in conn.execute("SELECT version FROM schema_version ORDER BY version")] == [
+        m.version for m in schema.MIGRATIONS
+    ]
     conn.close()
 
 
@@ -337,8 +365,9 @@ def test_sqlite_refuses_a_file_from_a_newer_petriflow_without_writing(db_path):
     assert open(db_path, "rb").read() == before
 
 
-@pytest.mark.parametrize("content", [b"this is not a database\n" * 100, b"\x00" * 4096,
-                                     b"SQLite format 3\x00" + b"\xff" * 4080])
+@pytest.mark.parametrize(
+    "content", [b"this is not a database\n" * 100, b"\x00" * 4096, b"SQLite format 3\x00" + b"\xff" * 4080]
+)
 def test_sqlite_refuses_a_garbage_file_without_writing(db_path, content):
     with open(db_path, "wb") as f:
         f.write(content)

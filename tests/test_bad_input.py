@@ -1,6 +1,7 @@
 """Garbage at every client entry point of the Engine: each request type with
 wrong types, missing fields, unknown ids and truncated bytes gets an error
 with a stable code, the engine keeps serving, and nothing stored changes."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,19 +19,54 @@ pytestmark = pytest.mark.timeout(120)
 FLOW = workflow("flow", ["start", "end"], [{"id": "t", "executor": "manual"}], ["start -> t", "t -> end"])
 
 
-
 def _requests() -> list[type]:
-    names = ["Ping", "PutWorkflow", "GetWorkflow", "ListWorkflows", "DiscardWorkflow", "StartCase", "GetCase",
-             "GetTask", "GetWorkitem", "WaitCase", "ListCases", "TerminateCase", "SubmitWorkOrder",
-             "SubmitWebhook", "CronTick", "GetWorkOrder", "WaitWorkOrder", "ListWorkOrders", "RetryRun",
-             "RetryMany", "CancelWorkOrder", "ListActors", "CompleteWorkitem", "AbandonWorkitem",
-             "ReceiveTokens", "Preexecute", "DiscardTokens", "ForceAbandon", "UpdateWorkitem"]
+    names = [
+        "Ping",
+        "PutWorkflow",
+        "GetWorkflow",
+        "ListWorkflows",
+        "DiscardWorkflow",
+        "StartCase",
+        "GetCase",
+        "GetTask",
+        "GetWorkitem",
+        "WaitCase",
+        "ListCases",
+        "TerminateCase",
+        "SubmitWorkOrder",
+        "SubmitWebhook",
+        "CronTick",
+        "GetWorkOrder",
+        "WaitWorkOrder",
+        "ListWorkOrders",
+        "RetryRun",
+        "RetryMany",
+        "CancelWorkOrder",
+        "ListActors",
+        "CompleteWorkitem",
+        "AbandonWorkitem",
+        "ReceiveTokens",
+        "Preexecute",
+        "DiscardTokens",
+        "ForceAbandon",
+        "UpdateWorkitem",
+    ]
     return [getattr(messages, name) for name in names]
 
 
 def _garbage_values(hint) -> list:
     """Values of every wrong type for a field."""
-    wrong = [12345, -1.5, True, None, "x" * 10_000, [1, [2, [3]]], {"~": "Ping"}, b"\xff\xfe", {"deep": {"er": [{}] * 50}}]
+    wrong = [
+        12345,
+        -1.5,
+        True,
+        None,
+        "x" * 10_000,
+        [1, [2, [3]]],
+        {"~": "Ping"},
+        b"\xff\xfe",
+        {"deep": {"er": [{}] * 50}},
+    ]
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         inner = next(a for a in typing.get_args(hint) if a is not type(None))
@@ -43,16 +79,19 @@ def _garbage_values(hint) -> list:
     return [v for v in wrong if not isinstance(v, dict)]
 
 
-
-
 @pytest.fixture(scope="module")
 def engine_and_db(tmp_path_factory):
     home = tmp_path_factory.mktemp("bad-input")
     with running_engine("simpleSystemBase", f"sqlite:///{home}/petriflow.db") as client:
         client.put_workflow(FLOW)
         submitted = client.submit("flow", {"kept": True})
-        wait_for(lambda: any(w.awaiting for r in client.get_work_order(submitted.work_order_id).runs
-                             for w in client.get_case(r.run.case_id).workitems))
+        wait_for(
+            lambda: any(
+                w.awaiting
+                for r in client.get_work_order(submitted.work_order_id).runs
+                for w in client.get_case(r.run.case_id).workitems
+            )
+        )
         yield client, home / "petriflow.db", submitted
 
 
@@ -68,7 +107,7 @@ def test_wrong_types_in_every_field_are_refused_and_nothing_changes(engine_and_d
     before = storage_dump(db)
     hints = typing.get_type_hints(request_type)
     fields = {f.name: f for f in dataclasses.fields(request_type)}
-    for name, field in fields.items():
+    for name in fields:
         for bad in _garbage_values(hints[name]):
             plain = {"~": request_type.__name__, name: bad}
             reply = _ask(client, msgpack.packb(plain, use_bin_type=True))
@@ -82,8 +121,11 @@ def _required(field: dataclasses.Field) -> bool:
     return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
 
 
-@pytest.mark.parametrize("request_type", [t for t in _requests() if any(
-    f.name.endswith("_id") and _required(f) for f in dataclasses.fields(t))], ids=lambda t: t.__name__)
+@pytest.mark.parametrize(
+    "request_type",
+    [t for t in _requests() if any(f.name.endswith("_id") and _required(f) for f in dataclasses.fields(t))],
+    ids=lambda t: t.__name__,
+)
 def test_unknown_ids_get_not_found_and_nothing_changes(engine_and_db, request_type):
     client, db, submitted = engine_and_db
     before = storage_dump(db)
@@ -93,20 +135,34 @@ def test_unknown_ids_get_not_found_and_nothing_changes(engine_and_db, request_ty
         if not _required(field):
             continue
         hint = hints[field.name]
-        values[field.name] = {str: "no-such-id", int: 1, float: 1.0}.get(hint, [] if typing.get_origin(hint) is list else {})
+        values[field.name] = {str: "no-such-id", int: 1, float: 1.0}.get(
+            hint, [] if typing.get_origin(hint) is list else {}
+        )
     if request_type is messages.UpdateWorkitem:
         values["state"] = "completed"
-    reply = _ask(client, codec.encode(request_type(**values)) if request_type is not messages.UpdateWorkitem
-                 else msgpack.packb({"~": "UpdateWorkitem", **values}))
+    reply = _ask(
+        client,
+        codec.encode(request_type(**values))
+        if request_type is not messages.UpdateWorkitem
+        else msgpack.packb({"~": "UpdateWorkitem", **values}),
+    )
     assert isinstance(reply, messages.Error) and reply.code in ("not_found", "invalid"), reply
     assert storage_dump(db) == before
 
 
-@pytest.mark.parametrize("data", [b"", b"\x00", b"\xc1" * 100, codec.encode(messages.Ping())[:-1],
-                                  msgpack.packb({"~": "SubmitWorkOrder", "workflow_id": "flow"})[:-2],
-                                  b"\x91" * 10_000, msgpack.packb("just a string"),
-                                  msgpack.packb({"~": "SubmitWorkOrder", "workflow_id": "flow", "input": {1: 2}},
-                                                strict_types=False)])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\x00",
+        b"\xc1" * 100,
+        codec.encode(messages.Ping())[:-1],
+        msgpack.packb({"~": "SubmitWorkOrder", "workflow_id": "flow"})[:-2],
+        b"\x91" * 10_000,
+        msgpack.packb("just a string"),
+        msgpack.packb({"~": "SubmitWorkOrder", "workflow_id": "flow", "input": {1: 2}}, strict_types=False),
+    ],
+)
 def test_truncated_and_hostile_bytes_are_refused(engine_and_db, data):
     client, db, _ = engine_and_db
     before = storage_dump(db)
@@ -115,8 +171,9 @@ def test_truncated_and_hostile_bytes_are_refused(engine_and_db, data):
     assert storage_dump(db) == before
 
 
-@pytest.mark.parametrize("query", [messages.ListCases(["object"]), messages.ListWorkOrders(["sleeping"])],
-                         ids=lambda r: type(r).__name__)
+@pytest.mark.parametrize(
+    "query", [messages.ListCases(["object"]), messages.ListWorkOrders(["sleeping"])], ids=lambda r: type(r).__name__
+)
 def test_unknown_states_in_filters_are_named(engine_and_db, query):
     client, _, _ = engine_and_db
     reply = _ask(client, codec.encode(query))

@@ -3,6 +3,7 @@
 Figures are never asserted against targets (this machine is shared and
 small): only that the JSON has its keys and that each figure is positive.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,9 +19,13 @@ BENCH = Path(__file__).resolve().parent.parent / "bin" / "petriflow-bench"
 @pytest.mark.timeout(180)
 def test_quick_throughput_writes_positive_figures(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    done = subprocess.run([sys.executable, str(BENCH), "--quick", "--scenarios", "throughput", "--cases", "10",
-                           "--out", str(out)], capture_output=True, text=True, timeout=170,
-                          stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--scenarios", "throughput", "--cases", "10", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=170,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "throughput" in done.stdout
 

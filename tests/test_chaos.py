@@ -1,6 +1,7 @@
 """The short chaos run: a real daemon under load, every kind of actor and the
 whole daemon SIGKILLed at random moments, then nothing lost, nothing done
 twice, no violation in storage (bin/petriflow-chaos)."""
+
 from __future__ import annotations
 
 import re
@@ -17,9 +18,14 @@ KINDS = ("workitem", "task", "case", "work_order", "engine", "daemon")
 
 @pytest.mark.timeout(300)
 def test_a_short_chaos_run_loses_nothing_and_does_nothing_twice():
-    chaos = subprocess.Popen([sys.executable, "bin/petriflow-chaos", "--seed", "1", "--work-orders", "40",
-                              "--faults", "12"], cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    chaos = subprocess.Popen(
+        [sys.executable, "bin/petriflow-chaos", "--seed", "1", "--work-orders", "40", "--faults", "12"],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         out, err = chaos.communicate(timeout=240)
     except subprocess.TimeoutExpired:
@@ -32,7 +38,11 @@ def test_a_short_chaos_run_loses_nothing_and_does_nothing_twice():
     assert summary.startswith("chaos seed=1 work_orders=40 "), report
     figures = dict(re.findall(r"(\w+)=(\S+)", summary))
     assert {k: figures[k] for k in ("lost", "duplicated", "unexpected", "violations")} == {
-        "lost": "0", "duplicated": "0", "unexpected": "0", "violations": "0"}, report
+        "lost": "0",
+        "duplicated": "0",
+        "unexpected": "0",
+        "violations": "0",
+    }, report
     injected = {kind: int(n) for kind, n in (pair.split(":") for pair in figures["faults"].split(","))}
     assert sum(injected.values()) == 12 and all(injected[f"kill_{kind}"] >= 1 for kind in KINDS), report
     assert chaos.returncode == 0, report

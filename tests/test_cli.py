@@ -1,5 +1,6 @@
 """The command line against one real daemon, driven as a user drives it:
 `bin/petriflow` in a subprocess, checking exit codes, tables and `--json`."""
+
 from __future__ import annotations
 
 import contextlib
@@ -11,15 +12,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
 from petriflow import daemon
-from petriflow.system import free_port
 from petriflow.supervision import processes
+from petriflow.system import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "bin" / "petriflow"
@@ -30,11 +32,17 @@ pytestmark = pytest.mark.timeout(60)
 
 def chain(workflow_id: str, *transitions: dict[str, Any]) -> dict[str, Any]:
     """A sequence start -> t1 -> ... -> end, so each test owns its workflow id."""
-    places = [{"id": "start", "type": "start"}] + [{"id": f"p{i}"} for i in range(1, len(transitions))] \
+    places = (
+        [{"id": "start", "type": "start"}]
+        + [{"id": f"p{i}"} for i in range(1, len(transitions))]
         + [{"id": "end", "type": "end"}]
+    )
     arcs = []
     for i, transition in enumerate(transitions):
-        arcs += [{"from": places[i]["id"], "to": transition["id"]}, {"from": transition["id"], "to": places[i + 1]["id"]}]
+        arcs += [
+            {"from": places[i]["id"], "to": transition["id"]},
+            {"from": transition["id"], "to": places[i + 1]["id"]},
+        ]
     return {"id": workflow_id, "version": 1, "places": places, "transitions": list(transitions), "arcs": arcs}
 
 
@@ -45,9 +53,15 @@ class Cli:
     env: dict[str, str]
 
     def run(self, *args: str, home: Path | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, str(BIN), *args, "--home", str(home or self.home), "--port", str(self.port)],
-                              capture_output=True, text=True, timeout=timeout, env=self.env,
-                              stdin=subprocess.DEVNULL, cwd=ROOT)
+        return subprocess.run(
+            [sys.executable, str(BIN), *args, "--home", str(home or self.home), "--port", str(self.port)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+        )
 
     def json(self, *args: str, timeout: float = 30) -> tuple[int, dict[str, Any]]:
         result = self.run(*args, "--json", timeout=timeout)
@@ -81,8 +95,11 @@ def until(probe: Callable[[], T | None], timeout: float = 20, what: str = "a con
 def waiting_step(cli: Cli, work_order_id: str, transition_id: str) -> dict[str, Any] | None:
     """The step of the latest run that waits for a person, if it does yet."""
     runs = cli.order(work_order_id)["runs"]
-    return next((s for s in runs[-1]["steps"] if s["transition_id"] == transition_id and s["state"] == "started"),
-                None) if runs else None
+    return (
+        next((s for s in runs[-1]["steps"] if s["transition_id"] == transition_id and s["state"] == "started"), None)
+        if runs
+        else None
+    )
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +112,10 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
     started = running.run("start", "--http-port", str(free_port()), timeout=60)
     assert started.returncode == 0, started.stderr
     try:
-        for document in (json.loads((ROOT / "tests" / "workflows" / "sequence.json").read_text()),
-                         chain("cli-manual", {"id": "approve", "executor": "manual"})):
+        for document in (
+            json.loads((ROOT / "tests" / "workflows" / "sequence.json").read_text()),
+            chain("cli-manual", {"id": "approve", "executor": "manual"}),
+        ):
             running.load(document)
         yield running
     finally:
@@ -141,8 +160,17 @@ def test_submit_wait_json_follows_the_work_order_to_success(cli: Cli) -> None:
     assert run["run_id"] and run["state"] == "success"
     assert [s["transition_id"] for s in run["steps"]] == ["a", "b", "c"]
     for step in run["steps"]:
-        assert {"step_id", "workitem_id", "transition_id", "state", "attempt", "input", "output",
-                "started_at", "finished_at"} <= step.keys()
+        assert {
+            "step_id",
+            "workitem_id",
+            "transition_id",
+            "state",
+            "attempt",
+            "input",
+            "output",
+            "started_at",
+            "finished_at",
+        } <= step.keys()
         assert step["state"] == "completed" and step["attempt"] == 1
         assert step["finished_at"] >= step["started_at"]
     assert run["steps"][0]["input"] == {"n": 1} and run["steps"][-1]["output"] == {"n": 1, "step": "c"}
@@ -157,8 +185,18 @@ def test_submit_wait_prints_progress_then_the_steps(cli: Cli, tmp_path: Path) ->
     assert any(line.endswith("success: 3/3 steps completed") for line in lines)
     assert "\r" not in result.stdout  # not a terminal: one line per change
     header = next(line for line in lines if line.startswith("STEP"))
-    assert header.split() == ["STEP", "TRANSITION", "STATE", "ATTEMPT", "KEPT", "STARTED", "FINISHED", "TOOK",
-                              "INPUT", "OUTPUT"]
+    assert header.split() == [
+        "STEP",
+        "TRANSITION",
+        "STATE",
+        "ATTEMPT",
+        "KEPT",
+        "STARTED",
+        "FINISHED",
+        "TOOK",
+        "INPUT",
+        "OUTPUT",
+    ]
     assert sum(" completed " in line for line in lines) == 3 and '{"n": 7}' in result.stdout
 
     submitted = cli.ok("submit", "sequence")
@@ -176,9 +214,14 @@ def test_a_manual_step_is_completed_from_the_command_line(cli: Cli) -> None:
 
 
 def test_a_failed_run_is_retried_from_its_failing_step(cli: Cli) -> None:
-    cli.load(chain("cli-flaky", {"id": "a", "executor": "echo", "params": {"a": 1}},
-                   {"id": "b", "executor": "tests.executors:Journal", "params": {"fail_unless_exists": "release"}},
-                   {"id": "c", "executor": "noop"}))
+    cli.load(
+        chain(
+            "cli-flaky",
+            {"id": "a", "executor": "echo", "params": {"a": 1}},
+            {"id": "b", "executor": "tests.executors:Journal", "params": {"fail_unless_exists": "release"}},
+            {"id": "c", "executor": "noop"},
+        )
+    )
     code, failed = cli.json("submit", "cli-flaky", "--wait", "--timeout", "30")
     assert code == 1 and failed["state"] == "failed"
     [run] = failed["runs"]
@@ -241,13 +284,30 @@ def test_workorders_are_filtered_by_state_workflow_and_time(cli: Cli) -> None:
 
 
 def test_watch_streams_one_json_object_per_event(cli: Cli) -> None:
-    watcher = subprocess.Popen([sys.executable, str(BIN), "watch", "--json", "--timeout", "3", "--home",
-                                str(cli.home), "--port", str(cli.port)], stdout=subprocess.PIPE, text=True,
-                               stdin=subprocess.DEVNULL, env=cli.env, cwd=ROOT)
+    watcher = subprocess.Popen(
+        [
+            sys.executable,
+            str(BIN),
+            "watch",
+            "--json",
+            "--timeout",
+            "3",
+            "--home",
+            str(cli.home),
+            "--port",
+            str(cli.port),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env=cli.env,
+        cwd=ROOT,
+    )
     lines: queue.Queue[str] = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(line) for line in watcher.stdout], daemon=True)
     reader.start()
     try:
+
         def subscribed() -> bool:
             """Submit until the watcher, subscribed meanwhile, reports an event."""
             cli.ok("submit", "sequence")
@@ -287,13 +347,16 @@ def test_actors_lists_the_engine_and_a_waiting_workitem_with_live_pids(cli: Cli)
         cli.run("cancel", order_id)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["show", "no-such-order"], "not found"),
-    (["submit", "sequence", "--input", "{bad"], "--input is not valid JSON"),
-    (["submit", "sequence", "--input", "[1, 2]"], "--input must be a JSON object"),
-    (["submit", "sequence", "--input", "@/no/such/file.json"], "cannot read /no/such/file.json"),
-    (["complete", "no-such-workitem", "--output", "3"], "--output must be a JSON object"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["show", "no-such-order"], "not found"),
+        (["submit", "sequence", "--input", "{bad"], "--input is not valid JSON"),
+        (["submit", "sequence", "--input", "[1, 2]"], "--input must be a JSON object"),
+        (["submit", "sequence", "--input", "@/no/such/file.json"], "cannot read /no/such/file.json"),
+        (["complete", "no-such-workitem", "--output", "3"], "--output must be a JSON object"),
+    ],
+)
 def test_errors_exit_2_with_a_message(cli: Cli, args: list[str], message: str) -> None:
     result = cli.run(*args)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
@@ -302,8 +365,10 @@ def test_errors_exit_2_with_a_message(cli: Cli, args: list[str], message: str) -
 
 
 def test_an_unknown_work_order_is_not_found_in_json(cli: Cli) -> None:
-    assert cli.json("show", "no-such-order") == (2, {"error": {"code": "not_found",
-                                                               "message": "work_order 'no-such-order' not found"}})
+    assert cli.json("show", "no-such-order") == (
+        2,
+        {"error": {"code": "not_found", "message": "work_order 'no-such-order' not found"}},
+    )
 
 
 def test_a_home_without_a_daemon_gets_a_clear_message(cli: Cli, tmp_path: Path) -> None:

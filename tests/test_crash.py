@@ -4,6 +4,7 @@ Each disturbed case must finish with the same final payload as an
 undisturbed one, and storage must show every transition completed exactly
 once: executor side effects are at-least-once, engine state exactly-once.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,25 +15,35 @@ from collections import Counter
 import pytest
 
 from petriflow.client import Client, boot_engine
-from petriflow.system import close_actor_system, free_port, open_actor_system, system_session
 from petriflow.engine.messages import Settings
 from petriflow.engine.states import CaseState, TaskState, TokenState, WorkitemState
 from petriflow.supervision import processes
+from petriflow.system import close_actor_system, free_port, open_actor_system, system_session
 from tests.engines import running_engine, wait_for, workflow
 
 pytestmark = pytest.mark.timeout(120)
 
 MULTIPROC = "multiprocTCPBase"
 
-STEPS = workflow("steps", ["start", "p1", "p2", "end"], [
-    {"id": "a", "executor": "tests.executors:Journal", "params": {"seconds": 0.2}},
-    {"id": "b", "executor": "tests.executors:Journal", "params": {"seconds": 1.0}},
-    {"id": "c", "executor": "tests.executors:Journal", "params": {"seconds": 0.2}},
-], ["start -> a", "a -> p1", "p1 -> b", "b -> p2", "p2 -> c", "c -> end"])
+STEPS = workflow(
+    "steps",
+    ["start", "p1", "p2", "end"],
+    [
+        {"id": "a", "executor": "tests.executors:Journal", "params": {"seconds": 0.2}},
+        {"id": "b", "executor": "tests.executors:Journal", "params": {"seconds": 1.0}},
+        {"id": "c", "executor": "tests.executors:Journal", "params": {"seconds": 0.2}},
+    ],
+    ["start -> a", "a -> p1", "p1 -> b", "b -> p2", "p2 -> c", "c -> end"],
+)
 
-KILLS_ITSELF = workflow("kills-itself", ["start", "end"], [
-    {"id": "doomed", "executor": "tests.executors:KillSelf"},
-], ["start -> doomed", "doomed -> end"])
+KILLS_ITSELF = workflow(
+    "kills-itself",
+    ["start", "end"],
+    [
+        {"id": "doomed", "executor": "tests.executors:KillSelf"},
+    ],
+    ["start -> doomed", "doomed -> end"],
+)
 
 
 @pytest.fixture
@@ -56,13 +67,19 @@ def _completed_once(view) -> None:
 
 def _running(client, case_id, transition_id, table):
     """The live record of the case's `table` entity of `transition_id`, once its actor has claimed it."""
+
     def check():
         view = client.get_case(case_id)
         for record in getattr(view, table):
-            if record.transition_id == transition_id and record.pid and processes.is_alive(record.pid) \
-                    and record.state.value in ("started", "allocated", "executing"):
+            if (
+                record.transition_id == transition_id
+                and record.pid
+                and processes.is_alive(record.pid)
+                and record.state.value in ("started", "allocated", "executing")
+            ):
                 return record
         return None
+
     return wait_for(check)
 
 
@@ -77,8 +94,11 @@ def test_killing_an_entity_actor_mid_step_loses_and_repeats_nothing(client, vict
     case_id = client.start_case("steps", {"order": 1})
     workitem = _running(client, case_id, "b", "workitems")
     view = client.get_case(case_id)
-    pid = {"workitem": workitem.pid, "case": view.case.pid,
-           "task": next(t.pid for t in view.tasks if t.id == workitem.task_id)}[victim]
+    pid = {
+        "workitem": workitem.pid,
+        "case": view.case.pid,
+        "task": next(t.pid for t in view.tasks if t.id == workitem.task_id),
+    }[victim]
     _kill(pid)
     assert processes.wait_until_gone([workitem.pid], 5) == [], "the step's process dies with its ancestors"
     view = client.wait_case(case_id, timeout_s=60)
@@ -114,8 +134,13 @@ def test_killing_the_whole_system_mid_run_then_restarting_finishes_every_case_on
         client = Client(asys)
         client.put_workflow(STEPS)
         case_ids = [client.start_case("steps", {"n": n}) for n in range(20)]
-        wait_for(lambda: sum(1 for c in client.list_cases(["finished"]).cases) >= 1
-                 or any(w.transition_id == "b" for w in client.get_case(case_ids[-1]).workitems), 60)
+        wait_for(
+            lambda: (
+                sum(1 for c in client.list_cases(["finished"]).cases) >= 1
+                or any(w.transition_id == "b" for w in client.get_case(case_ids[-1]).workitems)
+            ),
+            60,
+        )
         killed = processes.kill_session(system_session(asys).sid)
         assert len(killed) > 20
     finally:
@@ -132,6 +157,7 @@ def test_killing_the_whole_system_mid_run_then_restarting_finishes_every_case_on
 
 def open_storage_state(url: str, case_id: str) -> CaseState:
     from petriflow.storage.store import open_storage
+
     store = open_storage(url)
     try:
         return store.get_case(case_id).state

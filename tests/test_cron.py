@@ -1,9 +1,10 @@
 """Cron schedules: Vixie cron's reading of the five fields, the next tick,
 the errors a user sees, and which ticks are due after a pause."""
+
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -90,11 +91,12 @@ def test_next_after(expression, moment, expected):
 
 
 def test_next_after_keeps_the_timezone_and_zeroes_seconds():
-    utc = CronSchedule.parse("0 2 * * *").next_after(datetime(2026, 3, 10, 3, 4, 5, 6, tzinfo=timezone.utc))
-    assert utc == datetime(2026, 3, 11, 2, tzinfo=timezone.utc) and utc.tzinfo is timezone.utc
+    utc = CronSchedule.parse("0 2 * * *").next_after(datetime(2026, 3, 10, 3, 4, 5, 6, tzinfo=UTC))
+    assert utc == datetime(2026, 3, 11, 2, tzinfo=UTC) and utc.tzinfo is UTC
     india = timezone(timedelta(hours=5, minutes=30))
-    assert CronSchedule.parse("*/10 * * * *").next_after(datetime(2026, 3, 10, 3, 4, 5, tzinfo=india)) \
-        == datetime(2026, 3, 10, 3, 10, tzinfo=india)
+    assert CronSchedule.parse("*/10 * * * *").next_after(datetime(2026, 3, 10, 3, 4, 5, tzinfo=india)) == datetime(
+        2026, 3, 10, 3, 10, tzinfo=india
+    )
 
 
 def test_sunday_as_seven_is_folded_into_zero():
@@ -109,13 +111,13 @@ def _brute_next(schedule: CronSchedule, moment: datetime) -> datetime:
         tick += timedelta(minutes=1)
         dom, dow = tick.day in schedule.days_of_month, tick.isoweekday() % 7 in schedule.days_of_week
         day = (dom and dow) if (schedule.dom_star or schedule.dow_star) else (dom or dow)
-        if (tick.minute in schedule.minutes and tick.hour in schedule.hours and tick.month in schedule.months
-                and day):
+        if tick.minute in schedule.minutes and tick.hour in schedule.hours and tick.month in schedule.months and day:
             return tick
 
 
-@pytest.mark.parametrize("expression", ["*/7 3,15 * * *", "0 0 1-7 * mon", "15 */5 */3 * 1-5", "0 12 13 * fri",
-                                        "45 23 * feb-apr sat,sun"])
+@pytest.mark.parametrize(
+    "expression", ["*/7 3,15 * * *", "0 0 1-7 * mon", "15 */5 */3 * 1-5", "0 12 13 * fri", "45 23 * feb-apr sat,sun"]
+)
 def test_next_after_agrees_with_a_minute_by_minute_scan(expression):
     schedule = CronSchedule.parse(expression)
     moment = at("2026-01-30 22:50:17")
@@ -145,8 +147,11 @@ ERRORS = [
     ("5/10 * * * *", "cron '5/10 * * * *': minute step '5/10' needs '*' or a range before '/'"),
     ("* 5-3 * * *", "cron '* 5-3 * * *': hour range '5-3' runs backwards"),
     ("* * * dec-jan *", "cron '* * * dec-jan *': month range 'dec-jan' runs backwards"),
-    ("@reboot", "cron '@reboot': unknown macro '@reboot'; known: @hourly, @daily, @midnight, @weekly, "
-                "@monthly, @yearly, @annually"),
+    (
+        "@reboot",
+        "cron '@reboot': unknown macro '@reboot'; known: @hourly, @daily, @midnight, @weekly, "
+        "@monthly, @yearly, @annually",
+    ),
 ]
 
 
@@ -209,6 +214,7 @@ def test_a_polling_daemon_runs_each_tick_once_and_missed_ticks_once():
 
 
 def test_due_ticks_with_aware_utc_times():
-    utc = timezone.utc
-    assert due_ticks(HOURLY, datetime(2026, 3, 10, 10, tzinfo=utc), datetime(2026, 3, 10, 13, 5, tzinfo=utc)) \
-        == [datetime(2026, 3, 10, 13, tzinfo=utc)]
+    utc = UTC
+    assert due_ticks(HOURLY, datetime(2026, 3, 10, 10, tzinfo=utc), datetime(2026, 3, 10, 13, 5, tzinfo=utc)) == [
+        datetime(2026, 3, 10, 13, tzinfo=utc)
+    ]

@@ -1,11 +1,12 @@
 """The daemon from bin/: start, stop, status, settings, refusals, the keeper,
 and restore of everything after the whole daemon is SIGKILLed."""
+
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import signal
+import sqlite3
 import urllib.request
 from collections import Counter
 
@@ -20,11 +21,15 @@ from tests.engines import wait_for, workflow
 
 pytestmark = pytest.mark.timeout(180)
 
-HOOKED = workflow("hooked", ["start", "p", "end"], [
-    {"id": "fetch", "executor": "tests.executors:Journal", "params": {"seconds": 0.3}},
-    {"id": "post", "executor": "tests.executors:Journal", "params": {"seconds": 0.3}},
-], ["start -> fetch", "fetch -> p", "p -> post", "post -> end"]) | {
-    "triggers": [{"id": "invoice-hook", "type": "webhook"}]}
+HOOKED = workflow(
+    "hooked",
+    ["start", "p", "end"],
+    [
+        {"id": "fetch", "executor": "tests.executors:Journal", "params": {"seconds": 0.3}},
+        {"id": "post", "executor": "tests.executors:Journal", "params": {"seconds": 0.3}},
+    ],
+    ["start -> fetch", "fetch -> p", "p -> post", "post -> end"],
+) | {"triggers": [{"id": "invoice-hook", "type": "webhook"}]}
 
 
 def _post(url: str, body: bytes) -> tuple[int, dict]:
@@ -42,11 +47,17 @@ def _get(url: str) -> dict:
 
 
 def test_settings_come_from_flags_then_environment_then_defaults(tmp_path):
-    env = {"PETRIFLOW_HOME": str(tmp_path / "env-home"), "PETRIFLOW_PORT": "20001",
-           "PETRIFLOW_STORAGE": "sqlite:////tmp/x.db"}
+    env = {
+        "PETRIFLOW_HOME": str(tmp_path / "env-home"),
+        "PETRIFLOW_PORT": "20001",
+        "PETRIFLOW_STORAGE": "sqlite:////tmp/x.db",
+    }
     from_env = daemon.resolve_config(env=env)
-    assert (from_env.home, from_env.port, from_env.storage_url) == (str(tmp_path / "env-home"), 20001,
-                                                                   "sqlite:////tmp/x.db")
+    assert (from_env.home, from_env.port, from_env.storage_url) == (
+        str(tmp_path / "env-home"),
+        20001,
+        "sqlite:////tmp/x.db",
+    )
     flags = daemon.resolve_config(home=str(tmp_path / "flag-home"), port=20002, env=env)
     assert (flags.home, flags.port) == (str(tmp_path / "flag-home"), 20002)
     defaults = daemon.resolve_config(env={})
@@ -127,10 +138,17 @@ def test_webhook_then_sigkill_of_the_whole_daemon_mid_run_then_all_finish_once(t
         assert _post(f"{base}/hooks/no-such-hook", b"{}")[0] == 404
 
         orders = [client.submit("hooked", {"invoice": n}).work_order_id for n in range(1, 11)]
-        orders += [_post(f"{base}/hooks/invoice-hook", json.dumps({"invoice": n}).encode())[1]["work_order_id"]
-                   for n in range(11, 21)]
-        wait_for(lambda: any(o.state is WorkOrderState.SUCCESS for o in d.client().list_work_orders()
-                             if o.id in orders) or journal.exists(), 30)
+        orders += [
+            _post(f"{base}/hooks/invoice-hook", json.dumps({"invoice": n}).encode())[1]["work_order_id"]
+            for n in range(11, 21)
+        ]
+        wait_for(
+            lambda: (
+                any(o.state is WorkOrderState.SUCCESS for o in d.client().list_work_orders() if o.id in orders)
+                or journal.exists()
+            ),
+            30,
+        )
         killed = d.kill_everything()
         assert len(killed) > 5
         unfinished = [o for o in orders if _stored_state(d, o) not in ("success",)]
@@ -150,6 +168,7 @@ def test_webhook_then_sigkill_of_the_whole_daemon_mid_run_then_all_finish_once(t
 
 def _stored_state(d, work_order_id: str) -> str:
     from petriflow.storage.store import open_storage
+
     store = open_storage(d.config.storage_url)
     try:
         return store.get_work_order(work_order_id).state.value

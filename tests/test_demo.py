@@ -1,5 +1,6 @@
 """The README's demo command works: daemon, client and webhook submissions,
 each step as it happens, `workorders` and `show`, nothing left running."""
+
 from __future__ import annotations
 
 import subprocess
@@ -17,9 +18,24 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.timeout(120)
 def test_the_demo_runs_the_daemon_with_client_and_webhook_work_orders(tmp_path):
     home = tmp_path / "home"
-    result = subprocess.run([sys.executable, str(ROOT / "bin" / "petriflow"), "demo", "--home", str(home),
-                             "--port", str(free_port()), "--http-port", str(free_port())],
-                            capture_output=True, text=True, timeout=100, stdin=subprocess.DEVNULL, cwd=tmp_path)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bin" / "petriflow"),
+            "demo",
+            "--home",
+            str(home),
+            "--port",
+            str(free_port()),
+            "--http-port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        stdin=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "daemon started" in out and "submitted through the client" in out and "created by POST" in out

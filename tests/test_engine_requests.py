@@ -2,22 +2,30 @@
 
 Bad input gets an error with a stable code and a message naming the
 problem; the engine keeps serving and nothing stored changes."""
+
 from __future__ import annotations
 
 import msgpack
 import pytest
 
 from petriflow.engine import codec
-from petriflow.engine.errors import (AlreadyCompleted, Invalid, InvalidWorkflow, NotFound, PetriflowError,
-                           WorkflowDiscarded)
+from petriflow.engine.errors import (
+    AlreadyCompleted,
+    Invalid,
+    InvalidWorkflow,
+    NotFound,
+    PetriflowError,
+    WorkflowDiscarded,
+)
 from petriflow.engine.messages import StartCase
 from petriflow.engine.states import CaseState, WorkitemState
 from tests.engines import BASES, awaiting_workitem, running_engine, workflow
 
 pytestmark = pytest.mark.timeout(60)
 
-MANUAL = workflow("approve", ["start", "end"], [{"id": "approve", "executor": "manual"}],
-                  ["start -> approve", "approve -> end"])
+MANUAL = workflow(
+    "approve", ["start", "end"], [{"id": "approve", "executor": "manual"}], ["start -> approve", "approve -> end"]
+)
 
 
 @pytest.fixture(params=BASES)
@@ -61,8 +69,7 @@ def test_entities_can_be_queried_by_id(client):
 
 
 def test_an_invalid_workflow_is_refused_naming_the_offender(client):
-    broken = workflow("broken", ["start", "p", "end"], [{"id": "a", "executor": "nope"}],
-                      ["start -> a", "a -> end"])
+    broken = workflow("broken", ["start", "p", "end"], [{"id": "a", "executor": "nope"}], ["start -> a", "a -> end"])
     with pytest.raises(InvalidWorkflow) as error:
         client.put_workflow(broken)
     assert "place 'p'" in str(error.value) and "executor 'nope'" in str(error.value)
@@ -70,28 +77,34 @@ def test_an_invalid_workflow_is_refused_naming_the_offender(client):
         client.get_workflow("broken")
 
 
-@pytest.mark.parametrize("call,error,fragment", [
-    (lambda c: c.start_case("no-such-flow"), NotFound, "workflow 'no-such-flow' not found"),
-    (lambda c: c.get_case("no-such-case"), NotFound, "case 'no-such-case' not found"),
-    (lambda c: c.wait_case("no-such-case"), NotFound, "not found"),
-    (lambda c: c.terminate_case("no-such-case"), NotFound, "not found"),
-    (lambda c: c.complete_workitem("no-such-workitem", {}), NotFound, "workitem 'no-such-workitem' not found"),
-    (lambda c: c.preexecute("no-such-task"), NotFound, "task 'no-such-task' not found"),
-    (lambda c: c.discard_workflow("no-such-flow"), NotFound, "not found"),
-])
+@pytest.mark.parametrize(
+    "call,error,fragment",
+    [
+        (lambda c: c.start_case("no-such-flow"), NotFound, "workflow 'no-such-flow' not found"),
+        (lambda c: c.get_case("no-such-case"), NotFound, "case 'no-such-case' not found"),
+        (lambda c: c.wait_case("no-such-case"), NotFound, "not found"),
+        (lambda c: c.terminate_case("no-such-case"), NotFound, "not found"),
+        (lambda c: c.complete_workitem("no-such-workitem", {}), NotFound, "workitem 'no-such-workitem' not found"),
+        (lambda c: c.preexecute("no-such-task"), NotFound, "task 'no-such-task' not found"),
+        (lambda c: c.discard_workflow("no-such-flow"), NotFound, "not found"),
+    ],
+)
 def test_unknown_ids_are_not_found(client, call, error, fragment):
     with pytest.raises(error, match=fragment):
         call(client)
     assert client.ping().pid > 0
 
 
-@pytest.mark.parametrize("data,fragment", [
-    (b"\x00\xff garbage", "malformed message"),
-    (b"", "malformed message"),
-    (msgpack.packb({"~": "StartCase", "workflow_id": ["x"]}), "StartCase.workflow_id: expected a string"),
-    (msgpack.packb({"~": "CaseEnded", "case_id": "x", "state": "finished"}), "does not accept CaseEnded"),
-    (msgpack.packb({"~": "Nope"}), "unknown message type 'Nope'"),
-])
+@pytest.mark.parametrize(
+    "data,fragment",
+    [
+        (b"\x00\xff garbage", "malformed message"),
+        (b"", "malformed message"),
+        (msgpack.packb({"~": "StartCase", "workflow_id": ["x"]}), "StartCase.workflow_id: expected a string"),
+        (msgpack.packb({"~": "CaseEnded", "case_id": "x", "state": "finished"}), "does not accept CaseEnded"),
+        (msgpack.packb({"~": "Nope"}), "unknown message type 'Nope'"),
+    ],
+)
 def test_malformed_requests_get_an_invalid_error_and_the_engine_keeps_serving(client, data, fragment):
     reply = _raw(client, data)
     assert reply.code == "invalid" and fragment in reply.message

@@ -1,4 +1,5 @@
 """The pure model: state machines, join/split routing, executors, the codec."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -9,33 +10,45 @@ import pytest
 
 from petriflow.engine import codec, messages, routing
 from petriflow.engine.errors import ExecutorNotFound, IllegalTransition, Invalid
-from petriflow.engine.executors import (Completed, ExecutionContext, Failed, Started, merge_payloads,
-                              resolve_executor)
+from petriflow.engine.executors import Completed, ExecutionContext, Failed, Started, merge_payloads, resolve_executor
 from petriflow.engine.records import TokenRecord
-from petriflow.engine.states import (CaseState, TaskState, TokenState, WorkitemState, advance, is_terminal,
-                           predecessors)
+from petriflow.engine.states import CaseState, TaskState, TokenState, WorkitemState, advance, is_terminal, predecessors
 from petriflow.engine.workflow import Arc, ArcDirection, JoinType, Place, PlaceType, SplitType, Transition, Workflow
 
 # -- state machines -------------------------------------------------------------
 
 LEGAL = [
-    (CaseState.CREATED, CaseState.ACTIVE), (CaseState.ACTIVE, CaseState.FINISHED),
-    (CaseState.CREATED, CaseState.TERMINATED), (CaseState.ACTIVE, CaseState.TERMINATED),
-    (TokenState.FREE, TokenState.LOCKED), (TokenState.LOCKED, TokenState.CONSUMED),
-    (TaskState.STARTED, TaskState.ALLOCATED), (TaskState.ALLOCATED, TaskState.EXECUTING),
-    (TaskState.EXECUTING, TaskState.COMPLETED), (TaskState.STARTED, TaskState.ABANDONED),
-    (TaskState.ALLOCATED, TaskState.ABANDONED), (TaskState.EXECUTING, TaskState.ABANDONED),
-    (WorkitemState.CREATED, WorkitemState.STARTED), (WorkitemState.STARTED, WorkitemState.COMPLETED),
-    (WorkitemState.CREATED, WorkitemState.ABANDONED), (WorkitemState.STARTED, WorkitemState.ABANDONED),
+    (CaseState.CREATED, CaseState.ACTIVE),
+    (CaseState.ACTIVE, CaseState.FINISHED),
+    (CaseState.CREATED, CaseState.TERMINATED),
+    (CaseState.ACTIVE, CaseState.TERMINATED),
+    (TokenState.FREE, TokenState.LOCKED),
+    (TokenState.LOCKED, TokenState.CONSUMED),
+    (TaskState.STARTED, TaskState.ALLOCATED),
+    (TaskState.ALLOCATED, TaskState.EXECUTING),
+    (TaskState.EXECUTING, TaskState.COMPLETED),
+    (TaskState.STARTED, TaskState.ABANDONED),
+    (TaskState.ALLOCATED, TaskState.ABANDONED),
+    (TaskState.EXECUTING, TaskState.ABANDONED),
+    (WorkitemState.CREATED, WorkitemState.STARTED),
+    (WorkitemState.STARTED, WorkitemState.COMPLETED),
+    (WorkitemState.CREATED, WorkitemState.ABANDONED),
+    (WorkitemState.STARTED, WorkitemState.ABANDONED),
     (WorkitemState.STARTED, WorkitemState.FAILED),
 ]
 ILLEGAL = [
-    (CaseState.FINISHED, CaseState.ACTIVE), (CaseState.CREATED, CaseState.FINISHED),
-    (CaseState.TERMINATED, CaseState.ACTIVE), (TokenState.CONSUMED, TokenState.FREE),
-    (TokenState.FREE, TokenState.CONSUMED), (TokenState.LOCKED, TokenState.FREE),
-    (TaskState.STARTED, TaskState.EXECUTING), (TaskState.COMPLETED, TaskState.ABANDONED),
-    (TaskState.ABANDONED, TaskState.STARTED), (TaskState.STARTED, TaskState.COMPLETED),
-    (WorkitemState.COMPLETED, WorkitemState.STARTED), (WorkitemState.CREATED, WorkitemState.COMPLETED),
+    (CaseState.FINISHED, CaseState.ACTIVE),
+    (CaseState.CREATED, CaseState.FINISHED),
+    (CaseState.TERMINATED, CaseState.ACTIVE),
+    (TokenState.CONSUMED, TokenState.FREE),
+    (TokenState.FREE, TokenState.CONSUMED),
+    (TokenState.LOCKED, TokenState.FREE),
+    (TaskState.STARTED, TaskState.EXECUTING),
+    (TaskState.COMPLETED, TaskState.ABANDONED),
+    (TaskState.ABANDONED, TaskState.STARTED),
+    (TaskState.STARTED, TaskState.COMPLETED),
+    (WorkitemState.COMPLETED, WorkitemState.STARTED),
+    (WorkitemState.CREATED, WorkitemState.COMPLETED),
     (WorkitemState.FAILED, WorkitemState.COMPLETED),
 ]
 
@@ -54,9 +67,16 @@ def test_state_machines_refuse_everything_else(current, target):
 
 def test_terminal_states_are_exactly_the_designed_ones():
     terminal = {s for machine in (CaseState, TokenState, TaskState, WorkitemState) for s in machine if is_terminal(s)}
-    assert terminal == {CaseState.FINISHED, CaseState.TERMINATED, TokenState.CONSUMED, TaskState.COMPLETED,
-                        TaskState.ABANDONED, WorkitemState.COMPLETED, WorkitemState.ABANDONED,
-                        WorkitemState.FAILED}
+    assert terminal == {
+        CaseState.FINISHED,
+        CaseState.TERMINATED,
+        TokenState.CONSUMED,
+        TaskState.COMPLETED,
+        TaskState.ABANDONED,
+        WorkitemState.COMPLETED,
+        WorkitemState.ABANDONED,
+        WorkitemState.FAILED,
+    }
 
 
 # -- join and split -------------------------------------------------------------
@@ -65,15 +85,21 @@ def test_terminal_states_are_exactly_the_designed_ones():
 def _net(join: JoinType, split: SplitType) -> Workflow:
     places = (Place("start", PlaceType.START), Place("a"), Place("b"), Place("end", PlaceType.END))
     transitions = (Transition("split", split=split), Transition("join", join=join))
-    arcs = (Arc("start", "split", ArcDirection.IN), Arc("a", "split", ArcDirection.OUT),
-            Arc("b", "split", ArcDirection.OUT), Arc("a", "join", ArcDirection.IN),
-            Arc("b", "join", ArcDirection.IN), Arc("end", "join", ArcDirection.OUT))
+    arcs = (
+        Arc("start", "split", ArcDirection.IN),
+        Arc("a", "split", ArcDirection.OUT),
+        Arc("b", "split", ArcDirection.OUT),
+        Arc("a", "join", ArcDirection.IN),
+        Arc("b", "join", ArcDirection.IN),
+        Arc("end", "join", ArcDirection.OUT),
+    )
     return Workflow("net", 1, places, transitions, arcs)
 
 
 def _token(place: str, created_at: float = 1.0, state: TokenState = TokenState.FREE) -> TokenRecord:
-    return TokenRecord(id=f"{place}-{created_at}", case_id="c", workflow_id="net", place_id=place,
-                       state=state, created_at=created_at)
+    return TokenRecord(
+        id=f"{place}-{created_at}", case_id="c", workflow_id="net", place_id=place, state=state, created_at=created_at
+    )
 
 
 def test_and_join_needs_a_token_in_every_in_place():
@@ -85,19 +111,18 @@ def test_and_join_needs_a_token_in_every_in_place():
 
 def test_none_join_takes_the_oldest_free_token_of_any_in_place():
     net = _net(JoinType.NONE, SplitType.AND)
-    chosen = routing.tokens_to_lock(net, "join", [_token("b", 5), _token("a", 7),
-                                                  _token("a", 1, TokenState.LOCKED)])
+    chosen = routing.tokens_to_lock(net, "join", [_token("b", 5), _token("a", 7), _token("a", 1, TokenState.LOCKED)])
     assert [t.id for t in chosen] == ["b-5"]
     assert routing.tokens_to_lock(net, "join", []) is None
 
 
 def test_and_split_issues_a_token_to_every_out_place_and_none_to_one():
-    issued = routing.issue_tokens(_net(JoinType.AND, SplitType.AND), "split", case_id="c", task_id="t",
-                                  payload={"x": 1})
+    issued = routing.issue_tokens(
+        _net(JoinType.AND, SplitType.AND), "split", case_id="c", task_id="t", payload={"x": 1}
+    )
     assert sorted(t.place_id for t in issued) == ["a", "b"]
     assert all(t.payload == {"x": 1} and t.produced_by_task_id == "t" for t in issued)
-    single = routing.issue_tokens(_net(JoinType.AND, SplitType.NONE), "split", case_id="c", task_id="t",
-                                  payload={})
+    single = routing.issue_tokens(_net(JoinType.AND, SplitType.NONE), "split", case_id="c", task_id="t", payload={})
     assert [t.place_id for t in single] == ["a"]
 
 
@@ -113,8 +138,16 @@ def test_a_case_is_finished_only_with_the_end_token_alone():
 
 
 def _ctx(**overrides) -> ExecutionContext:
-    values = dict(workitem_id="w", case_id="c", task_id="t", workflow_id="wf", transition_id="tr",
-                  attempt=1, input={"a": 1}, params={})
+    values = dict(
+        workitem_id="w",
+        case_id="c",
+        task_id="t",
+        workflow_id="wf",
+        transition_id="tr",
+        attempt=1,
+        input={"a": 1},
+        params={},
+    )
     values.update(overrides)
     return ExecutionContext(**values)
 
@@ -137,12 +170,15 @@ def test_module_attribute_executors_resolve_functions_and_classes():
     assert cls.blocking is True and isinstance(cls.execute(_ctx()), Completed)
 
 
-@pytest.mark.parametrize("name,fragment", [
-    ("nope", "unknown executor 'nope'"),
-    ("no_such_module_xyz:run", "cannot import module 'no_such_module_xyz'"),
-    ("tests.executors:missing", "has no attribute 'missing'"),
-    ("", "non-empty string"),
-])
+@pytest.mark.parametrize(
+    "name,fragment",
+    [
+        ("nope", "unknown executor 'nope'"),
+        ("no_such_module_xyz:run", "cannot import module 'no_such_module_xyz'"),
+        ("tests.executors:missing", "has no attribute 'missing'"),
+        ("", "non-empty string"),
+    ],
+)
 def test_unresolvable_executors_are_named_in_the_error(name, fragment):
     with pytest.raises(ExecutorNotFound, match=fragment):
         resolve_executor(name)
@@ -177,33 +213,40 @@ def _instance(cls):
     return cls(**{f.name: _sample(hints[f.name]) for f in dataclasses.fields(cls)})
 
 
-@pytest.mark.parametrize("cls", sorted(codec.registered().values(), key=lambda c: c.__name__),
-                         ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", sorted(codec.registered().values(), key=lambda c: c.__name__), ids=lambda c: c.__name__)
 def test_every_message_type_round_trips_through_msgpack(cls):
     message = _instance(cls)
     assert codec.decode(codec.encode(message)) == message
 
 
 def test_every_message_dataclass_is_registered():
-    names = {name for name, value in vars(messages).items()
-             if dataclasses.is_dataclass(value) and value.__module__ == messages.__name__}
+    names = {
+        name
+        for name, value in vars(messages).items()
+        if dataclasses.is_dataclass(value) and value.__module__ == messages.__name__
+    }
     assert names <= set(codec.registered())
     assert {"CaseRecord", "TokenRecord", "TaskRecord", "WorkitemRecord", "Failure"} <= set(codec.registered())
 
 
-@pytest.mark.parametrize("data,fragment", [
-    (b"\xc1", "not valid msgpack"),
-    (codec.encode(messages.StartCase("wf"))[:-3], "not valid msgpack"),
-    (msgpack.packb([1, 2]), "expected a map"),
-    (msgpack.packb({"~": "Shutdown"}), "unknown message type 'Shutdown'"),
-    (msgpack.packb({"~": "StartCase"}), "StartCase: missing field 'workflow_id'"),
-    (msgpack.packb({"~": "StartCase", "workflow_id": 5}), "StartCase.workflow_id: expected a string"),
-    (msgpack.packb({"~": "StartCase", "workflow_id": "w", "evil": 1}), "unknown field 'evil'"),
-    (msgpack.packb({"~": "StartCase", "workflow_id": "w", "input": [1]}), "StartCase.input: expected a map"),
-    (msgpack.packb({"~": "UpdateWorkitem", "task_id": "t", "workitem_id": "w", "state": "done"}),
-     "'done' is not one of"),
-    ("text", "expected bytes"),
-])
+@pytest.mark.parametrize(
+    "data,fragment",
+    [
+        (b"\xc1", "not valid msgpack"),
+        (codec.encode(messages.StartCase("wf"))[:-3], "not valid msgpack"),
+        (msgpack.packb([1, 2]), "expected a map"),
+        (msgpack.packb({"~": "Shutdown"}), "unknown message type 'Shutdown'"),
+        (msgpack.packb({"~": "StartCase"}), "StartCase: missing field 'workflow_id'"),
+        (msgpack.packb({"~": "StartCase", "workflow_id": 5}), "StartCase.workflow_id: expected a string"),
+        (msgpack.packb({"~": "StartCase", "workflow_id": "w", "evil": 1}), "unknown field 'evil'"),
+        (msgpack.packb({"~": "StartCase", "workflow_id": "w", "input": [1]}), "StartCase.input: expected a map"),
+        (
+            msgpack.packb({"~": "UpdateWorkitem", "task_id": "t", "workitem_id": "w", "state": "done"}),
+            "'done' is not one of",
+        ),
+        ("text", "expected bytes"),
+    ],
+)
 def test_malformed_messages_are_refused_with_what_is_wrong(data, fragment):
     with pytest.raises(Invalid, match=fragment):
         codec.decode(data)

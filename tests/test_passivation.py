@@ -1,21 +1,27 @@
 """Passivation: idle entity actors exit and come back from storage on demand,
 so waiting cases cost storage rows, not processes."""
+
 from __future__ import annotations
 
 import pytest
 
-from petriflow.system import system_session
 from petriflow.engine.states import CaseState
 from petriflow.supervision import processes
+from petriflow.system import system_session
 from tests.engines import BASES, awaiting_workitem, running_engine, wait_for, workflow
 
 pytestmark = pytest.mark.timeout(90)
 
-WAITS = workflow("waits", ["start", "p", "q", "end"], [
-    {"id": "slow", "executor": "sleep", "params": {"seconds": 0.8}},
-    {"id": "approve", "executor": "manual"},
-    {"id": "after", "executor": "echo", "params": {"after": True}},
-], ["start -> slow", "slow -> p", "p -> approve", "approve -> q", "q -> after", "after -> end"])
+WAITS = workflow(
+    "waits",
+    ["start", "p", "q", "end"],
+    [
+        {"id": "slow", "executor": "sleep", "params": {"seconds": 0.8}},
+        {"id": "approve", "executor": "manual"},
+        {"id": "after", "executor": "echo", "params": {"after": True}},
+    ],
+    ["start -> slow", "slow -> p", "p -> approve", "approve -> q", "q -> after", "after -> end"],
+)
 
 
 @pytest.mark.parametrize("base", BASES)

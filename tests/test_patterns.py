@@ -1,4 +1,5 @@
 """Workflow patterns end to end through the Engine, on both actor system bases."""
+
 from __future__ import annotations
 
 import time
@@ -12,45 +13,94 @@ from tests.engines import BASES, awaiting_workitem, running_engine, workflow
 
 pytestmark = pytest.mark.timeout(90)
 
-SEQUENCE = workflow("sequence", ["start", "p1", "p2", "end"], [
-    {"id": "a", "executor": "echo", "params": {"a": 1}},
-    {"id": "b", "executor": "echo", "params": {"b": 2}},
-    {"id": "c", "executor": "noop"},
-], ["start -> a", "a -> p1", "p1 -> b", "b -> p2", "p2 -> c", "c -> end"])
+SEQUENCE = workflow(
+    "sequence",
+    ["start", "p1", "p2", "end"],
+    [
+        {"id": "a", "executor": "echo", "params": {"a": 1}},
+        {"id": "b", "executor": "echo", "params": {"b": 2}},
+        {"id": "c", "executor": "noop"},
+    ],
+    ["start -> a", "a -> p1", "p1 -> b", "b -> p2", "p2 -> c", "c -> end"],
+)
 
-PARALLEL = workflow("parallel", ["start", "p1", "p2", "p3", "q1", "q2", "q3", "end"], [
-    {"id": "split", "executor": "noop", "split": "and"},
-    {"id": "b1", "executor": "echo", "params": {"b1": 1}},
-    {"id": "b2", "executor": "sleep", "params": {"seconds": 0.05}},
-    {"id": "b3", "executor": "echo", "params": {"b3": 3}},
-    {"id": "join", "executor": "noop", "join": "and"},
-], ["start -> split", "split -> p1", "split -> p2", "split -> p3", "p1 -> b1", "p2 -> b2", "p3 -> b3",
-    "b1 -> q1", "b2 -> q2", "b3 -> q3", "q1 -> join", "q2 -> join", "q3 -> join", "join -> end"])
+PARALLEL = workflow(
+    "parallel",
+    ["start", "p1", "p2", "p3", "q1", "q2", "q3", "end"],
+    [
+        {"id": "split", "executor": "noop", "split": "and"},
+        {"id": "b1", "executor": "echo", "params": {"b1": 1}},
+        {"id": "b2", "executor": "sleep", "params": {"seconds": 0.05}},
+        {"id": "b3", "executor": "echo", "params": {"b3": 3}},
+        {"id": "join", "executor": "noop", "join": "and"},
+    ],
+    [
+        "start -> split",
+        "split -> p1",
+        "split -> p2",
+        "split -> p3",
+        "p1 -> b1",
+        "p2 -> b2",
+        "p3 -> b3",
+        "b1 -> q1",
+        "b2 -> q2",
+        "b3 -> q3",
+        "q1 -> join",
+        "q2 -> join",
+        "q3 -> join",
+        "join -> end",
+    ],
+)
 
-CHOICE_MERGE = workflow("choice", ["start", "m", "end"], [
-    {"id": "left", "executor": "echo", "params": {"went": "left"}},
-    {"id": "right", "executor": "echo", "params": {"went": "right"}},
-    {"id": "merge", "executor": "noop"},
-], ["start -> left", "start -> right", "left -> m", "right -> m", "m -> merge", "merge -> end"])
+CHOICE_MERGE = workflow(
+    "choice",
+    ["start", "m", "end"],
+    [
+        {"id": "left", "executor": "echo", "params": {"went": "left"}},
+        {"id": "right", "executor": "echo", "params": {"went": "right"}},
+        {"id": "merge", "executor": "noop"},
+    ],
+    ["start -> left", "start -> right", "left -> m", "right -> m", "m -> merge", "merge -> end"],
+)
 
-MANUAL = workflow("manual", ["start", "p", "q", "end"], [
-    {"id": "prepare", "executor": "echo", "params": {"prepared": True}},
-    {"id": "approve", "executor": "manual"},
-    {"id": "post", "executor": "noop"},
-], ["start -> prepare", "prepare -> p", "p -> approve", "approve -> q", "q -> post", "post -> end"])
+MANUAL = workflow(
+    "manual",
+    ["start", "p", "q", "end"],
+    [
+        {"id": "prepare", "executor": "echo", "params": {"prepared": True}},
+        {"id": "approve", "executor": "manual"},
+        {"id": "post", "executor": "noop"},
+    ],
+    ["start -> prepare", "prepare -> p", "p -> approve", "approve -> q", "q -> post", "post -> end"],
+)
 
-FAILING = workflow("failing", ["start", "p", "end"], [
-    {"id": "a", "executor": "echo"},
-    {"id": "b", "executor": "fail", "params": {"reason": "the ledger is closed"}},
-], ["start -> a", "a -> p", "p -> b", "b -> end"])
+FAILING = workflow(
+    "failing",
+    ["start", "p", "end"],
+    [
+        {"id": "a", "executor": "echo"},
+        {"id": "b", "executor": "fail", "params": {"reason": "the ledger is closed"}},
+    ],
+    ["start -> a", "a -> p", "p -> b", "b -> end"],
+)
 
-FLAKY = workflow("flaky", ["start", "end"], [
-    {"id": "flaky", "executor": "fail", "params": {"times": 1}, "retry": {"max_attempts": 2}},
-], ["start -> flaky", "flaky -> end"])
+FLAKY = workflow(
+    "flaky",
+    ["start", "end"],
+    [
+        {"id": "flaky", "executor": "fail", "params": {"times": 1}, "retry": {"max_attempts": 2}},
+    ],
+    ["start -> flaky", "flaky -> end"],
+)
 
-SLOW = workflow("slow", ["start", "end"], [
-    {"id": "slow", "executor": "sleep", "params": {"seconds": 30}, "timeout_s": 0.3},
-], ["start -> slow", "slow -> end"])
+SLOW = workflow(
+    "slow",
+    ["start", "end"],
+    [
+        {"id": "slow", "executor": "sleep", "params": {"seconds": 30}, "timeout_s": 0.3},
+    ],
+    ["start -> slow", "slow -> end"],
+)
 
 
 @pytest.fixture(params=BASES)

@@ -2,6 +2,7 @@
 workflow document parser, the webhook endpoint or the Engine gets a clear
 error with a stable code or a proper answer, never a crash, and a refused
 request changes nothing stored."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,28 +13,37 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from petriflow.ingress.webhook import WebhookServer
 from petriflow.engine import codec, messages
 from petriflow.engine.document import workflow_from_document
 from petriflow.engine.errors import Invalid, InvalidWorkflow, NotFound, PetriflowError
 from petriflow.engine.validation import validate
+from petriflow.ingress.webhook import WebhookServer
 from tests.engines import awaiting_workitem, running_engine, storage_dump, workflow
 
 pytestmark = pytest.mark.timeout(300)
 
-PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                            HealthCheck.too_slow])
+PROPERTY = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True) | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
-    max_leaves=30)
+    max_leaves=30,
+)
 msgpack_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats() | st.text(max_size=20)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | st.text(max_size=20)
     | st.binary(max_size=20),
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10) | st.integers(-2**63, 2**64 - 1),
-                                                                inner, max_size=5),
-    max_leaves=30)
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.dictionaries(st.text(max_size=10) | st.integers(-(2**63), 2**64 - 1), inner, max_size=5)
+    ),
+    max_leaves=30,
+)
 type_names = st.sampled_from(sorted(codec.registered())) | st.text(max_size=15)
 
 
@@ -60,16 +70,25 @@ def test_the_codec_refuses_wrong_fields_of_any_message_type(name, fields):
     assert codec.decode(codec.encode(decoded)) == decoded
 
 
-VALID = workflow("valid", ["start", "p", "end"], [{"id": "a", "executor": "echo"}, {"id": "b"}],
-                 ["start -> a", "a -> p", "p -> b", "b -> end"])
+VALID = workflow(
+    "valid",
+    ["start", "p", "end"],
+    [{"id": "a", "executor": "echo"}, {"id": "b"}],
+    ["start -> a", "a -> p", "p -> b", "b -> end"],
+)
 
 
 @st.composite
 def mutated_documents(draw):
     """A valid document with some of its parts replaced by anything."""
     document = dict(VALID)
-    for key in draw(st.lists(st.sampled_from(["id", "version", "places", "transitions", "arcs", "triggers",
-                                             "metadata"]), max_size=3, unique=True)):
+    for key in draw(
+        st.lists(
+            st.sampled_from(["id", "version", "places", "transitions", "arcs", "triggers", "metadata"]),
+            max_size=3,
+            unique=True,
+        )
+    ):
         if draw(st.booleans()):
             document.pop(key, None)
         else:
@@ -103,8 +122,11 @@ def webhook():
 
 
 @PROPERTY
-@given(st.sampled_from(["known", "unknown", "k%FFnown", "", "x" * 300]), st.binary(max_size=6000),
-       st.sampled_from(["POST", "GET", "PUT", "DELETE"]))
+@given(
+    st.sampled_from(["known", "unknown", "k%FFnown", "", "x" * 300]),
+    st.binary(max_size=6000),
+    st.sampled_from(["POST", "GET", "PUT", "DELETE"]),
+)
 def test_the_webhook_answers_any_request_with_json_and_never_500(webhook, trigger, body, method):
     connection = http.client.HTTPConnection("127.0.0.1", webhook.port, timeout=10)
     try:
@@ -122,8 +144,9 @@ def test_the_webhook_answers_any_request_with_json_and_never_500(webhook, trigge
 def engine(tmp_path_factory):
     home = tmp_path_factory.mktemp("properties")
     with running_engine("simpleSystemBase", f"sqlite:///{home}/petriflow.db") as client:
-        client.put_workflow(workflow("flow", ["start", "end"], [{"id": "t", "executor": "manual"}],
-                                     ["start -> t", "t -> end"]))
+        client.put_workflow(
+            workflow("flow", ["start", "end"], [{"id": "t", "executor": "manual"}], ["start -> t", "t -> end"])
+        )
         submitted = client.submit("flow", {"kept": True})
         case_id = client.get_work_order(submitted.work_order_id).runs[0].run.case_id
         workitem_id = awaiting_workitem(client, case_id, "t")
@@ -132,11 +155,20 @@ def engine(tmp_path_factory):
         yield client, home / "petriflow.db", ids
 
 
-
-
-ID_REQUESTS = [messages.GetCase, messages.GetTask, messages.GetWorkitem, messages.GetWorkOrder,
-               messages.TerminateCase, messages.CancelWorkOrder, messages.Preexecute, messages.ForceAbandon,
-               messages.AbandonWorkitem, messages.GetWorkflow, messages.DiscardWorkflow, messages.WaitCase]
+ID_REQUESTS = [
+    messages.GetCase,
+    messages.GetTask,
+    messages.GetWorkitem,
+    messages.GetWorkOrder,
+    messages.TerminateCase,
+    messages.CancelWorkOrder,
+    messages.Preexecute,
+    messages.ForceAbandon,
+    messages.AbandonWorkitem,
+    messages.GetWorkflow,
+    messages.DiscardWorkflow,
+    messages.WaitCase,
+]
 
 
 @PROPERTY

@@ -4,6 +4,7 @@ Each test writes a case into storage in a given state, as a crashed engine
 would have left it, then boots an engine on that storage and checks what the
 restored actors do: finish the work exactly once, or stay down.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,10 +21,15 @@ from tests.engines import running_engine, wait_for, workflow
 
 pytestmark = pytest.mark.timeout(60)
 
-FLOW = workflow("restore", ["start", "p", "end"], [
-    {"id": "a", "executor": "tests.executors:Journal"},
-    {"id": "b", "executor": "tests.executors:Journal"},
-], ["start -> a", "a -> p", "p -> b", "b -> end"])
+FLOW = workflow(
+    "restore",
+    ["start", "p", "end"],
+    [
+        {"id": "a", "executor": "tests.executors:Journal"},
+        {"id": "b", "executor": "tests.executors:Journal"},
+    ],
+    ["start -> a", "a -> p", "p -> b", "b -> end"],
+)
 
 
 @pytest.fixture
@@ -147,9 +153,21 @@ def test_task_restored_from_completed_stays_down_and_its_tokens_go_on(setup):
     task, workitem = _executing(store, case, genesis)
     store.begin_attempt(_fence(workitem, "workitems"))
     store.finish_workitem(_fence(workitem, "workitems"), WorkitemState.COMPLETED, output={"done": "a"})
-    store.complete_task(_fence(case, "cases"), task.id, {"done": "a"}, [
-        TokenRecord(id=new_id(), case_id=case.id, workflow_id="restore", place_id="p", payload={"done": "a"},
-                    produced_by_task_id=task.id)])
+    store.complete_task(
+        _fence(case, "cases"),
+        task.id,
+        {"done": "a"},
+        [
+            TokenRecord(
+                id=new_id(),
+                case_id=case.id,
+                workflow_id="restore",
+                place_id="p",
+                payload={"done": "a"},
+                produced_by_task_id=task.id,
+            )
+        ],
+    )
     view = _restore_and_wait(url, case.id)
     assert view.case.state is CaseState.FINISHED
     assert _executions(journal) == {"b": 1}
@@ -207,8 +225,9 @@ def test_workitem_restored_from_abandoned_stays_down_and_stops_the_case(setup):
 
 def test_an_awaiting_manual_workitem_is_not_executed_again_on_restore(tmp_path):
     url = f"sqlite:///{tmp_path}/petriflow.db"
-    manual = workflow("waits", ["start", "end"], [{"id": "approve", "executor": "manual"}],
-                      ["start -> approve", "approve -> end"])
+    manual = workflow(
+        "waits", ["start", "end"], [{"id": "approve", "executor": "manual"}], ["start -> approve", "approve -> end"]
+    )
     with running_engine("simpleSystemBase", url) as client:
         client.put_workflow(manual)
         case_id = client.start_case("waits", {})

@@ -1,5 +1,6 @@
 """Retry-graph pruning: which tasks a retry keeps and re-executes, and the
 tokens its new case starts with, on task and token records built by hand."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,16 +17,30 @@ def task(task_id: str, state: TaskState = DONE) -> TaskRecord:
     return TaskRecord(id=task_id, case_id="case-1", workflow_id="wf", transition_id=task_id, state=state)
 
 
-def token(token_id: str, place: str, produced_by: str = GENESIS, *, consumed_by: str | None = None,
-          locked_by: str | None = None) -> TokenRecord:
+def token(
+    token_id: str,
+    place: str,
+    produced_by: str = GENESIS,
+    *,
+    consumed_by: str | None = None,
+    locked_by: str | None = None,
+) -> TokenRecord:
     """A token as storage leaves it: a task locks before it consumes; the finisher consumes a free token."""
     if consumed_by is not None:
         state = TokenState.CONSUMED
         locked_by = None if consumed_by == FINISHER else consumed_by
     else:
         state = TokenState.LOCKED if locked_by is not None else TokenState.FREE
-    return TokenRecord(id=token_id, case_id="case-1", workflow_id="wf", place_id=place, state=state,
-                       produced_by_task_id=produced_by, locked_by_task_id=locked_by, consumed_by_task_id=consumed_by)
+    return TokenRecord(
+        id=token_id,
+        case_id="case-1",
+        workflow_id="wf",
+        place_id=place,
+        state=state,
+        produced_by_task_id=produced_by,
+        locked_by_task_id=locked_by,
+        consumed_by_task_id=consumed_by,
+    )
 
 
 def plan(tasks, tokens, chosen) -> tuple[set[str], set[str], list[str]]:
@@ -45,11 +60,14 @@ SEQUENCE_TOKENS = [
 ]
 
 
-@pytest.mark.parametrize("chosen,rerun,kept,seeds", [
-    ("b", {"b", "c"}, {"a"}, ["t1"]),
-    ("a", {"a", "b", "c"}, set(), ["g"]),
-    ("c", {"c"}, {"a", "b"}, ["t2"]),
-])
+@pytest.mark.parametrize(
+    "chosen,rerun,kept,seeds",
+    [
+        ("b", {"b", "c"}, {"a"}, ["t1"]),
+        ("a", {"a", "b", "c"}, set(), ["g"]),
+        ("c", {"c"}, {"a", "b"}, ["t2"]),
+    ],
+)
 def test_sequence(chosen, rerun, kept, seeds):
     assert plan(SEQUENCE_TASKS, SEQUENCE_TOKENS, chosen) == (rerun, kept, seeds)
 
@@ -65,6 +83,7 @@ def test_seed_tokens_are_the_old_records():
 
 
 # -- AND split and join: start -> s -> (p1 -> b1 -> q1, p2 -> b2 -> q2) -> j -> end --------
+
 
 def test_and_split_failed_at_b1_keeps_the_finished_branch():
     tasks = [task("s"), task("b1", ABANDONED), task("b2"), task("j", STARTED)]
@@ -88,13 +107,16 @@ SUCCEEDED_TOKENS = [
 ]
 
 
-@pytest.mark.parametrize("chosen,rerun,kept,seeds", [
-    # b2's output crossed into the re-executed join: the new join needs it
-    ("b1", {"b1", "j"}, {"s", "b2"}, ["p1", "q2"]),
-    ("b2", {"b2", "j"}, {"s", "b1"}, ["p2", "q1"]),
-    ("j", {"j"}, {"s", "b1", "b2"}, ["q1", "q2"]),
-    ("s", {"s", "b1", "b2", "j"}, set(), ["g"]),
-])
+@pytest.mark.parametrize(
+    "chosen,rerun,kept,seeds",
+    [
+        # b2's output crossed into the re-executed join: the new join needs it
+        ("b1", {"b1", "j"}, {"s", "b2"}, ["p1", "q2"]),
+        ("b2", {"b2", "j"}, {"s", "b1"}, ["p2", "q1"]),
+        ("j", {"j"}, {"s", "b1", "b2"}, ["q1", "q2"]),
+        ("s", {"s", "b1", "b2", "j"}, set(), ["g"]),
+    ],
+)
 def test_and_split_that_succeeded(chosen, rerun, kept, seeds):
     assert plan(SUCCEEDED_TASKS, SUCCEEDED_TOKENS, chosen) == (rerun, kept, seeds)
 
@@ -120,13 +142,16 @@ CHOICE_TOKENS = [
 ]
 
 
-@pytest.mark.parametrize("chosen,rerun,kept,seeds", [
-    # the new case offers p to a and b again: the choice is made anew
-    ("a", {"a"}, {"x"}, ["p"]),
-    ("x", {"x", "a"}, set(), ["g"]),
-    # the loser is upstream of nothing: the kept part already reached the end
-    ("b", {"b"}, {"x", "a"}, ["end"]),
-])
+@pytest.mark.parametrize(
+    "chosen,rerun,kept,seeds",
+    [
+        # the new case offers p to a and b again: the choice is made anew
+        ("a", {"a"}, {"x"}, ["p"]),
+        ("x", {"x", "a"}, set(), ["g"]),
+        # the loser is upstream of nothing: the kept part already reached the end
+        ("b", {"b"}, {"x", "a"}, ["end"]),
+    ],
+)
 def test_deferred_choice(chosen, rerun, kept, seeds):
     assert plan(CHOICE_TASKS, CHOICE_TOKENS, chosen) == (rerun, kept, seeds)
 

@@ -3,6 +3,7 @@
 Locking is a compare-and-set, completion is idempotent, writes from a
 stale incarnation are refused, and a refused write changes nothing.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -10,8 +11,14 @@ import threading
 
 import pytest
 
-from petriflow.engine.errors import (AlreadyCompleted, IllegalTransition, NotFound, StaleIncarnation,
-                           TaskNotAvailable, TokensNotAvailable)
+from petriflow.engine.errors import (
+    AlreadyCompleted,
+    IllegalTransition,
+    NotFound,
+    StaleIncarnation,
+    TaskNotAvailable,
+    TokensNotAvailable,
+)
 from petriflow.engine.records import CaseRecord, Failure, TokenRecord, new_id
 from petriflow.engine.states import CaseState, TaskState, TokenState, WorkitemState
 from petriflow.storage import open_backend
@@ -53,8 +60,10 @@ def _task(store: Storage, case: CaseRecord, transition: str = "t1"):
 
 
 def _issue(store, case, task, places):
-    return [TokenRecord(id=new_id(), case_id=case.id, workflow_id="wf", place_id=p, produced_by_task_id=task.id)
-            for p in places]
+    return [
+        TokenRecord(id=new_id(), case_id=case.id, workflow_id="wf", place_id=p, produced_by_task_id=task.id)
+        for p in places
+    ]
 
 
 # -- workflows and cases ------------------------------------------------------------------
@@ -249,24 +258,25 @@ def test_two_tasks_racing_for_one_token_never_both_win(storage_url, store):
     plan = _race_rounds(store, rounds)
     if storage_url.startswith("memory"):
         barrier, results = threading.Barrier(2), __import__("queue").Queue()
-        workers = [threading.Thread(target=_contend, args=(storage_url, plan, side, barrier, results))
-                   for side in (0, 1)]
+        workers = [
+            threading.Thread(target=_contend, args=(storage_url, plan, side, barrier, results)) for side in (0, 1)
+        ]
     else:
         ctx = multiprocessing.get_context("fork")
         barrier, results = ctx.Barrier(2), ctx.Queue()
-        workers = [ctx.Process(target=_contend, args=(storage_url, plan, side, barrier, results))
-                   for side in (0, 1)]
+        workers = [ctx.Process(target=_contend, args=(storage_url, plan, side, barrier, results)) for side in (0, 1)]
     for worker in workers:
         worker.start()
     wins = [results.get(timeout=60) for _ in range(rounds)]
     for worker in workers:
         worker.join(timeout=60)
     assert sorted(token for token, _ in wins) == sorted(token for token, *_ in plan)
-    for token_id, a, b in plan:
+    for _token_id, a, b in plan:
         (token,) = [t for t in store.tokens(store.get_task(a.split(":")[0]).case_id)]
         assert token.state is TokenState.LOCKED
-        winners = [task for task in (a.split(":")[0], b.split(":")[0])
-                   if store.get_task(task).state is TaskState.ALLOCATED]
+        winners = [
+            task for task in (a.split(":")[0], b.split(":")[0]) if store.get_task(task).state is TaskState.ALLOCATED
+        ]
         assert winners == [token.locked_by_task_id]
 
 
@@ -283,8 +293,7 @@ def test_enqueue_runs_is_one_transaction_all_or_nothing(storage_url):
 
     def run_of(work_order_id):
         case = CaseRecord(id=new_id(), workflow_id="wf", workflow_version=1, work_order_id=work_order_id)
-        run = RunRecord(id=new_id(), work_order_id=work_order_id, workflow_id="wf", workflow_version=1,
-                        case_id=case.id)
+        run = RunRecord(id=new_id(), work_order_id=work_order_id, workflow_id="wf", workflow_version=1, case_id=case.id)
         token = TokenRecord(id=new_id(), case_id=case.id, workflow_id="wf", place_id="start")
         return run, case, [token]
 

@@ -1,6 +1,7 @@
 """A disk that fails under a running engine: the affected run ends as
 `exception`, the failure is logged with its ids, nothing committed is lost,
 and the engine goes on serving other work."""
+
 from __future__ import annotations
 
 import json
@@ -15,10 +16,15 @@ from tests.engines import awaiting_workitem, running_engine, workflow
 
 pytestmark = pytest.mark.timeout(90)
 
-WAITS = workflow("waits", ["start", "p", "end"], [
-    {"id": "prepare", "executor": "echo", "params": {"prepared": True}},
-    {"id": "approve", "executor": "manual"},
-], ["start -> prepare", "prepare -> p", "p -> approve", "approve -> end"])
+WAITS = workflow(
+    "waits",
+    ["start", "p", "end"],
+    [
+        {"id": "prepare", "executor": "echo", "params": {"prepared": True}},
+        {"id": "approve", "executor": "manual"},
+    ],
+    ["start -> prepare", "prepare -> p", "p -> approve", "approve -> end"],
+)
 
 
 def test_a_failing_disk_ends_the_affected_run_as_exception_and_the_engine_goes_on(tmp_path):

@@ -6,28 +6,31 @@ The fine-grained protocol (the passivation handshake, intensity windows) is
 tested against a fake owning actor with an injected clock; the rest with
 real actors from tests/toy_actors.py.
 """
+
 from __future__ import annotations
 
 import os
 import signal
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import structlog
 from thespian.actors import ActorExitRequest, ActorSystem, ChildActorExited, PoisonMessage
 
-from petriflow.system import system_session
 from petriflow.supervision import processes
 from petriflow.supervision.childspec import ChildSpec, Intensity, RestartType, Strategy
 from petriflow.supervision.messages import ChildStopping, IdleNotice, Supervised
 from petriflow.supervision.supervisor import Supervisor
+from petriflow.system import system_session
 from tests.toy_actors import Boom, Boss, BossConfig, BossStatus, Forward, Ping, Pong, Status, Stop, Worker
 
 ASK_S = 5.0
 
 
 # -- a fake owning actor: the protocol, message by message ------------------------------------
+
 
 class FakeAddress:
     """Compares by identity, like two different Thespian addresses."""
@@ -103,8 +106,11 @@ def test_passivated_child_is_restored_by_the_next_send() -> None:
 @pytest.mark.timeout(5)
 def test_intensity_is_counted_per_key_within_the_window() -> None:
     clock, gave_up = Clock(), []
-    owner, sup = supervised(intensity=Intensity(max_restarts=3, max_seconds=5.0), clock=clock,
-                            on_give_up=lambda spec, reason: gave_up.append((spec.key, reason)))
+    owner, sup = supervised(
+        intensity=Intensity(max_restarts=3, max_seconds=5.0),
+        clock=clock,
+        on_give_up=lambda spec, reason: gave_up.append((spec.key, reason)),
+    )
     sup.start(ChildSpec("bad", Worker, None))
     sup.start(ChildSpec("good", Worker, None))
 
@@ -159,6 +165,7 @@ def test_stop_ends_a_child_for_good_and_announced_exits_are_expected() -> None:
 
 # -- real actors on simpleSystemBase ------------------------------------------------------------
 
+
 def start_boss(asys: ActorSystem, **config: Any) -> Any:
     boss = asys.createActor(Boss)
     status = asys.ask(boss, BossConfig(**config), ASK_S)
@@ -190,9 +197,11 @@ def ping(asys: ActorSystem, boss: Any, *path: str) -> Pong:
 
 def new_pid(asys: ActorSystem, boss: Any, *path: str, old: int) -> int:
     """The pid of the actor at `path` once it is no longer `old`."""
+
     def check() -> int | None:
         pong = try_ping(asys, boss, *path, timeout_s=0.5)
         return pong.pid if pong is not None and pong.pid != old else None
+
     return eventually(check)
 
 
@@ -213,13 +222,17 @@ def eventually(check: Callable[[], Any], timeout_s: float = 5.0) -> Any:
 
 
 @pytest.mark.timeout(10)
-@pytest.mark.parametrize("strategy, restarted", [
-    (Strategy.ONE_FOR_ONE, {"b"}),
-    (Strategy.ONE_FOR_ALL, {"a", "b", "c"}),
-    (Strategy.REST_FOR_ONE, {"b", "c"}),
-])
-def test_strategy_decides_which_children_restart(simple_system: ActorSystem, strategy: Strategy,
-                                                 restarted: set[str]) -> None:
+@pytest.mark.parametrize(
+    "strategy, restarted",
+    [
+        (Strategy.ONE_FOR_ONE, {"b"}),
+        (Strategy.ONE_FOR_ALL, {"a", "b", "c"}),
+        (Strategy.REST_FOR_ONE, {"b", "c"}),
+    ],
+)
+def test_strategy_decides_which_children_restart(
+    simple_system: ActorSystem, strategy: Strategy, restarted: set[str]
+) -> None:
     boss = start_boss(simple_system, children=workers("a", "b", "c"), strategy=strategy)
     before = {k: ping(simple_system, boss, k).incarnation for k in "abc"}
     simple_system.tell(boss, Forward("b", Boom()))
@@ -229,16 +242,20 @@ def test_strategy_decides_which_children_restart(simple_system: ActorSystem, str
 
 
 @pytest.mark.timeout(10)
-@pytest.mark.parametrize("restart, exit_by, comes_back", [
-    (RestartType.PERMANENT, Boom(), True),
-    (RestartType.TRANSIENT, Boom(), True),
-    (RestartType.TEMPORARY, Boom(), False),
-    (RestartType.PERMANENT, Stop(), True),
-    (RestartType.TRANSIENT, Stop(), False),
-    (RestartType.TEMPORARY, Stop(), False),
-])
+@pytest.mark.parametrize(
+    "restart, exit_by, comes_back",
+    [
+        (RestartType.PERMANENT, Boom(), True),
+        (RestartType.TRANSIENT, Boom(), True),
+        (RestartType.TEMPORARY, Boom(), False),
+        (RestartType.PERMANENT, Stop(), True),
+        (RestartType.TRANSIENT, Stop(), False),
+        (RestartType.TEMPORARY, Stop(), False),
+    ],
+)
 def test_restart_type_decides_whether_an_exited_child_comes_back(
-        simple_system: ActorSystem, restart: RestartType, exit_by: Any, comes_back: bool) -> None:
+    simple_system: ActorSystem, restart: RestartType, exit_by: Any, comes_back: bool
+) -> None:
     boss = start_boss(simple_system, children=workers("w", restart=restart))
     before = ping(simple_system, boss, "w").incarnation
     simple_system.tell(boss, Forward("w", exit_by))
@@ -250,8 +267,12 @@ def test_restart_type_decides_whether_an_exited_child_comes_back(
 
 @pytest.mark.timeout(10)
 def test_fourth_crash_within_the_window_gives_up_on_that_child_only(simple_system: ActorSystem) -> None:
-    boss = start_boss(simple_system, children=workers("bad", "good"), strategy=Strategy.ONE_FOR_ALL,
-                      intensity=Intensity(max_restarts=3, max_seconds=5.0))
+    boss = start_boss(
+        simple_system,
+        children=workers("bad", "good"),
+        strategy=Strategy.ONE_FOR_ALL,
+        intensity=Intensity(max_restarts=3, max_seconds=5.0),
+    )
     with structlog.testing.capture_logs() as logs:
         for _ in range(4):
             ping(simple_system, boss, "bad")
@@ -303,6 +324,7 @@ def test_idle_child_passivates_and_the_next_message_restores_it(simple_system: A
 
 
 # -- real processes on multiprocTCPBase ----------------------------------------------------------
+
 
 @pytest.mark.timeout(30)
 def test_sigkilled_child_is_restarted_with_a_new_process(multiproc_system: ActorSystem) -> None:

@@ -1,6 +1,7 @@
 """The Task's interface, as WorkflowMetal's Task has it: receive_tokens,
 preexecute, discard_tokens, force_abandon and update_workitem, sent by a
 client through the Engine to a task of a running case."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -16,13 +17,28 @@ pytestmark = pytest.mark.timeout(60)
 
 # An AND split into a manual branch and an automatic one, joined again:
 # the join task waits holding one token until the manual step is completed.
-JOIN = workflow("join", ["start", "p1", "p2", "q1", "q2", "end"], [
-    {"id": "split", "executor": "noop", "split": "and"},
-    {"id": "manual", "executor": "manual"},
-    {"id": "auto", "executor": "echo", "params": {"auto": 1}},
-    {"id": "join", "executor": "noop", "join": "and"},
-], ["start -> split", "split -> p1", "split -> p2", "p1 -> manual", "p2 -> auto",
-    "manual -> q1", "auto -> q2", "q1 -> join", "q2 -> join", "join -> end"])
+JOIN = workflow(
+    "join",
+    ["start", "p1", "p2", "q1", "q2", "end"],
+    [
+        {"id": "split", "executor": "noop", "split": "and"},
+        {"id": "manual", "executor": "manual"},
+        {"id": "auto", "executor": "echo", "params": {"auto": 1}},
+        {"id": "join", "executor": "noop", "join": "and"},
+    ],
+    [
+        "start -> split",
+        "split -> p1",
+        "split -> p2",
+        "p1 -> manual",
+        "p2 -> auto",
+        "manual -> q1",
+        "auto -> q2",
+        "q1 -> join",
+        "q2 -> join",
+        "join -> end",
+    ],
+)
 
 
 @pytest.fixture
@@ -31,14 +47,25 @@ def running(tmp_path):
         client.put_workflow(JOIN)
         case_id = client.start_case("join", {"x": 1})
         workitem_id = awaiting_workitem(client, case_id, "manual")
-        join = wait_for(lambda: next((t for t in client.get_case(case_id).tasks
-                                      if t.transition_id == "join" and t.state is TaskState.STARTED), None))
+        join = wait_for(
+            lambda: next(
+                (
+                    t
+                    for t in client.get_case(case_id).tasks
+                    if t.transition_id == "join" and t.state is TaskState.STARTED
+                ),
+                None,
+            )
+        )
         yield client, case_id, workitem_id, join
 
 
 def _task(client, case_id, transition_id, state=None):
-    return [t for t in client.get_case(case_id).tasks
-            if t.transition_id == transition_id and (state is None or t.state is state)]
+    return [
+        t
+        for t in client.get_case(case_id).tasks
+        if t.transition_id == transition_id and (state is None or t.state is state)
+    ]
 
 
 def test_preexecute_of_a_task_holding_its_tokens_returns_them_again(running):

@@ -1,4 +1,5 @@
 """The webhook HTTP server alone, with fake engine callables, on 127.0.0.1."""
+
 from __future__ import annotations
 
 import http.client
@@ -6,12 +7,13 @@ import json
 import socket
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from petriflow.ingress.webhook import WebhookServer
 from petriflow.engine.errors import InvalidWorkflow, NotFound, WorkflowDiscarded
+from petriflow.ingress.webhook import WebhookServer
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -70,8 +72,9 @@ def answer(response: http.client.HTTPResponse) -> tuple[int, Any]:
     return response.status, json.loads(response.read())
 
 
-def call(server: WebhookServer, method: str, path: str, body: bytes | None = None,
-         headers: dict[str, str] | None = None) -> tuple[int, Any]:
+def call(
+    server: WebhookServer, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     try:
         conn.request(method, path, body=body, headers=headers or {})
@@ -97,8 +100,7 @@ def send_raw_head(server: WebhookServer, path: str, headers: dict[str, str]) -> 
         conn.close()
 
 
-def test_post_submits_the_body_unchanged_and_answers_201(server: WebhookServer,
-                                                         engine: FakeEngine) -> None:
+def test_post_submits_the_body_unchanged_and_answers_201(server: WebhookServer, engine: FakeEngine) -> None:
     document = {"invoice": {"lines": [1, 2.5, None, True], "note": "Grüße, 発注 ✓"}, "empty": {}}
     assert post(server, "/hooks/invoice-hook", document) == (201, {"work_order_id": "wo-1"})
     assert engine.submitted == [("invoice-hook", document)]
@@ -110,8 +112,7 @@ def test_trigger_id_is_url_decoded(server: WebhookServer, engine: FakeEngine) ->
 
 
 @pytest.mark.parametrize("path", ["/hooks/", "/hooks/" + "x" * 201, "/hooks/%ff"])
-def test_empty_overlong_or_undecodable_id_is_400(server: WebhookServer, engine: FakeEngine,
-                                                 path: str) -> None:
+def test_empty_overlong_or_undecodable_id_is_400(server: WebhookServer, engine: FakeEngine, path: str) -> None:
     status, body = post(server, path, {})
     assert (status, body["error"]["code"]) == (400, "invalid_id")
     assert engine.submitted == []
@@ -121,8 +122,11 @@ def test_id_of_200_characters_is_accepted(server: WebhookServer) -> None:
     assert post(server, "/hooks/" + "x" * 200, {})[0] == 201
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"", b'{"a": NaN}', b'{"a": "\xff"}', b"[" * 100_000],
-                         ids=["syntax", "empty", "nan", "invalid-utf8", "too-deep"])
+@pytest.mark.parametrize(
+    "raw",
+    [b"{not json", b"", b'{"a": NaN}', b'{"a": "\xff"}', b"[" * 100_000],
+    ids=["syntax", "empty", "nan", "invalid-utf8", "too-deep"],
+)
 def test_malformed_body_is_400(server: WebhookServer, engine: FakeEngine, raw: bytes) -> None:
     status, body = call(server, "POST", "/hooks/h", raw)
     assert (status, body["error"]["code"]) == (400, "malformed_json")
@@ -131,7 +135,9 @@ def test_malformed_body_is_400(server: WebhookServer, engine: FakeEngine, raw: b
 
 def test_non_object_body_is_400(server: WebhookServer) -> None:
     assert post(server, "/hooks/h", [1, 2]) == (
-        400, {"error": {"code": "not_an_object", "message": "the body must be a JSON object, got array"}})
+        400,
+        {"error": {"code": "not_an_object", "message": "the body must be a JSON object, got array"}},
+    )
 
 
 def test_body_of_exactly_the_limit_is_accepted(server: WebhookServer) -> None:
@@ -150,20 +156,22 @@ def test_oversized_body_actually_sent_is_413(server: WebhookServer, engine: Fake
     assert engine.submitted == []
 
 
-def test_bytes_beyond_the_declared_length_are_not_read_as_body(server: WebhookServer,
-                                                               engine: FakeEngine) -> None:
+def test_bytes_beyond_the_declared_length_are_not_read_as_body(server: WebhookServer, engine: FakeEngine) -> None:
     raw = b'{"a": 1}'
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(b"POST /hooks/h HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(raw)
-                     + raw + b"x" * (2 * MAX_BODY))
+        sock.sendall(
+            b"POST /hooks/h HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(raw) + raw + b"x" * (2 * MAX_BODY)
+        )
         reply = sock.makefile("rb").read()
     assert reply.startswith(b"HTTP/1.0 201 ")
     assert engine.submitted == [("h", {"a": 1})]
 
 
-@pytest.mark.parametrize("headers", [{}, {"Content-Length": "abc"}, {"Content-Length": "-1"},
-                                     {"Transfer-Encoding": "chunked"}],
-                         ids=["missing", "not-a-number", "negative", "chunked"])
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Content-Length": "abc"}, {"Content-Length": "-1"}, {"Transfer-Encoding": "chunked"}],
+    ids=["missing", "not-a-number", "negative", "chunked"],
+)
 def test_body_without_a_usable_length_is_411(server: WebhookServer, headers: dict[str, str]) -> None:
     status, body = send_raw_head(server, "/hooks/h", headers)
     assert (status, body["error"]["code"]) == (411, "length_required")
@@ -178,18 +186,22 @@ def test_body_shorter_than_declared_is_400(server: WebhookServer) -> None:
     assert b'"incomplete_body"' in reply
 
 
-@pytest.mark.parametrize("error, status", [(NotFound("no trigger h"), 404),
-                                           (WorkflowDiscarded("workflow w was discarded"), 409),
-                                           (InvalidWorkflow(["no start place"]), 422)])
-def test_engine_errors_keep_their_code(server: WebhookServer, engine: FakeEngine,
-                                       error: Exception, status: int) -> None:
+@pytest.mark.parametrize(
+    "error, status",
+    [
+        (NotFound("no trigger h"), 404),
+        (WorkflowDiscarded("workflow w was discarded"), 409),
+        (InvalidWorkflow(["no start place"]), 422),
+    ],
+)
+def test_engine_errors_keep_their_code(
+    server: WebhookServer, engine: FakeEngine, error: Exception, status: int
+) -> None:
     engine.fail = error
-    assert post(server, "/hooks/h", {}) == (status, {"error": {"code": error.code,
-                                                               "message": error.message}})
+    assert post(server, "/hooks/h", {}) == (status, {"error": {"code": error.code, "message": error.message}})
 
 
-def test_unexpected_exception_is_500_and_the_server_keeps_serving(server: WebhookServer,
-                                                                  engine: FakeEngine) -> None:
+def test_unexpected_exception_is_500_and_the_server_keeps_serving(server: WebhookServer, engine: FakeEngine) -> None:
     engine.fail = RuntimeError("secret internals")
     status, body = post(server, "/hooks/h", {})
     assert (status, body["error"]["code"]) == (500, "internal")
@@ -199,8 +211,7 @@ def test_unexpected_exception_is_500_and_the_server_keeps_serving(server: Webhoo
 
 
 def test_get_work_order(server: WebhookServer) -> None:
-    assert call(server, "GET", "/workorders/wo-1") == (
-        200, {"work_order_id": "wo-1", "state": "completed", "runs": []})
+    assert call(server, "GET", "/workorders/wo-1") == (200, {"work_order_id": "wo-1", "state": "completed", "runs": []})
 
 
 def test_unknown_work_order_is_404(server: WebhookServer) -> None:
@@ -218,11 +229,11 @@ def test_unknown_path_is_404(server: WebhookServer, path: str) -> None:
     assert (status, body["error"]["code"]) == (404, "not_found")
 
 
-@pytest.mark.parametrize("method, path, allowed", [("GET", "/hooks/h", "POST"),
-                                                   ("DELETE", "/workorders/wo-1", "GET"),
-                                                   ("POST", "/health", "GET")])
-def test_wrong_method_is_405_with_allow(server: WebhookServer, method: str, path: str,
-                                        allowed: str) -> None:
+@pytest.mark.parametrize(
+    "method, path, allowed",
+    [("GET", "/hooks/h", "POST"), ("DELETE", "/workorders/wo-1", "GET"), ("POST", "/health", "GET")],
+)
+def test_wrong_method_is_405_with_allow(server: WebhookServer, method: str, path: str, allowed: str) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     try:
         conn.request(method, path, body=b"{}")
@@ -239,8 +250,7 @@ def test_http_servers_own_refusals_are_json(server: WebhookServer) -> None:
     assert (status, body["error"]["code"]) == (501, "not_implemented")
 
 
-def test_concurrent_posts_all_succeed_and_submit_is_never_reentered(server: WebhookServer,
-                                                                    engine: FakeEngine) -> None:
+def test_concurrent_posts_all_succeed_and_submit_is_never_reentered(server: WebhookServer, engine: FakeEngine) -> None:
     engine.busy_s = 0.01
     results: list[tuple[int, Any]] = []
 
@@ -258,8 +268,7 @@ def test_concurrent_posts_all_succeed_and_submit_is_never_reentered(server: Webh
     assert engine.most_inside == 1
 
 
-def test_a_client_that_never_sends_its_body_blocks_neither_others_nor_stop(
-        engine: FakeEngine) -> None:
+def test_a_client_that_never_sends_its_body_blocks_neither_others_nor_stop(engine: FakeEngine) -> None:
     webhook = WebhookServer(submit=engine.submit, work_order=engine.work_order)
     webhook.start()
     with socket.create_connection(("127.0.0.1", webhook.port), timeout=10) as stalled:

@@ -1,11 +1,12 @@
 """Work orders through the Engine: runs, steps, every run state, retry from a
 step, retry_many, cancel, events and cron (after Lightning.WorkOrders)."""
+
 from __future__ import annotations
 
 import json
 import sqlite3
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -21,13 +22,28 @@ JOURNAL = "tests.executors:Journal"
 
 # s splits into two branches joined below: b1 -> j and b2 -> j. b1 is slow, so b2
 # has completed when b1 fails for want of the release file.
-BRANCHES = workflow("branches", ["start", "p1", "p2", "q1", "q2", "end"], [
-    {"id": "s", "executor": JOURNAL, "split": "and"},
-    {"id": "b1", "executor": JOURNAL, "params": {"fail_unless_exists": "release", "seconds": 0.3}},
-    {"id": "b2", "executor": JOURNAL},
-    {"id": "j", "executor": JOURNAL, "join": "and"},
-], ["start -> s", "s -> p1", "s -> p2", "p1 -> b1", "p2 -> b2", "b1 -> q1", "b2 -> q2",
-    "q1 -> j", "q2 -> j", "j -> end"])
+BRANCHES = workflow(
+    "branches",
+    ["start", "p1", "p2", "q1", "q2", "end"],
+    [
+        {"id": "s", "executor": JOURNAL, "split": "and"},
+        {"id": "b1", "executor": JOURNAL, "params": {"fail_unless_exists": "release", "seconds": 0.3}},
+        {"id": "b2", "executor": JOURNAL},
+        {"id": "j", "executor": JOURNAL, "join": "and"},
+    ],
+    [
+        "start -> s",
+        "s -> p1",
+        "s -> p2",
+        "p1 -> b1",
+        "p2 -> b2",
+        "b1 -> q1",
+        "b2 -> q2",
+        "q1 -> j",
+        "q2 -> j",
+        "j -> end",
+    ],
+)
 
 STATES = {
     "success": [{"id": "t", "executor": "echo"}],
@@ -71,9 +87,14 @@ def test_a_submission_makes_a_work_order_with_one_successful_run(client):
     assert step.step_id == step.workitem_id and step.started_at <= step.finished_at
 
 
-@pytest.mark.parametrize("name,run_state", [
-    ("failed", RunState.FAILED), ("killed", RunState.KILLED), ("exception", RunState.EXCEPTION),
-])
+@pytest.mark.parametrize(
+    "name,run_state",
+    [
+        ("failed", RunState.FAILED),
+        ("killed", RunState.KILLED),
+        ("exception", RunState.EXCEPTION),
+    ],
+)
 def test_each_ending_of_a_case_is_a_run_state_and_the_work_order_state(client, name, run_state):
     view = client.wait_work_order(client.submit(name, {}).work_order_id)
     (run,) = view.runs
@@ -190,22 +211,32 @@ def test_subscribers_receive_work_order_and_run_events(client):
         if event.kind == "work_order_updated" and event.work_order.state is WorkOrderState.SUCCESS:
             break
     stream.close()
-    assert seen == [("work_order_created", None, "pending"), ("run_created", "available", "pending"),
-                    ("run_updated", "claimed", "pending"), ("run_updated", "started", "running"),
-                    ("work_order_updated", "started", "running"), ("run_updated", "success", "success"),
-                    ("work_order_updated", "success", "success")]
+    assert seen == [
+        ("work_order_created", None, "pending"),
+        ("run_created", "available", "pending"),
+        ("run_updated", "claimed", "pending"),
+        ("run_updated", "started", "running"),
+        ("work_order_updated", "started", "running"),
+        ("run_updated", "success", "success"),
+        ("work_order_updated", "success", "success"),
+    ]
 
 
 def test_cron_triggers_fire_once_per_tick_and_missed_ticks_once(client):
-    client.put_workflow(workflow("nightly", ["start", "end"], [{"id": "t", "executor": "echo"}],
-                                 ["start -> t", "t -> end"]) | {"triggers": [
-                                     {"id": "every-5", "type": "cron", "cron": "*/5 * * * *"}]})
-    t0 = datetime(2026, 1, 1, 10, 2, tzinfo=timezone.utc).timestamp()
+    client.put_workflow(
+        workflow("nightly", ["start", "end"], [{"id": "t", "executor": "echo"}], ["start -> t", "t -> end"])
+        | {"triggers": [{"id": "every-5", "type": "cron", "cron": "*/5 * * * *"}]}
+    )
+    t0 = datetime(2026, 1, 1, 10, 2, tzinfo=UTC).timestamp()
     assert client.fire_cron(t0) == [], "the first look only starts the clock"
     assert client.fire_cron(t0 + 60) == []
     (fired,) = client.fire_cron(t0 + 4 * 60)
     order = client.get_work_order(fired).work_order
-    assert (order.trigger_type, order.trigger_id, order.input) == ("cron", "every-5", {"tick": "2026-01-01T10:05:00+00:00"})
+    assert (order.trigger_type, order.trigger_id, order.input) == (
+        "cron",
+        "every-5",
+        {"tick": "2026-01-01T10:05:00+00:00"},
+    )
     assert client.fire_cron(t0 + 5 * 60) == []
     after_downtime = client.fire_cron(t0 + 3 * 3600)
     assert len(after_downtime) == 1, "missed ticks run at most once"
@@ -213,16 +244,20 @@ def test_cron_triggers_fire_once_per_tick_and_missed_ticks_once(client):
 
 
 def test_webhook_triggers_submit_their_workflow(client):
-    client.put_workflow(workflow("hooked", ["start", "end"], [{"id": "t", "executor": "echo"}],
-                                 ["start -> t", "t -> end"]) | {"triggers": [{"id": "hook-1", "type": "webhook"}]})
+    client.put_workflow(
+        workflow("hooked", ["start", "end"], [{"id": "t", "executor": "echo"}], ["start -> t", "t -> end"])
+        | {"triggers": [{"id": "hook-1", "type": "webhook"}]}
+    )
     submitted = client.submit_webhook("hook-1", {"body": [1, 2]})
     view = client.wait_work_order(submitted.work_order_id)
     assert view.work_order.state is WorkOrderState.SUCCESS and view.work_order.trigger_type == "webhook"
     with pytest.raises(NotFound, match="no active workflow has a webhook trigger 'nope'"):
         client.submit_webhook("nope", {})
     with pytest.raises(Invalid, match="already belongs to workflow 'hooked'"):
-        client.put_workflow(workflow("thief", ["start", "end"], [{"id": "t", "executor": "echo"}],
-                                     ["start -> t", "t -> end"]) | {"triggers": [{"id": "hook-1", "type": "webhook"}]})
+        client.put_workflow(
+            workflow("thief", ["start", "end"], [{"id": "t", "executor": "echo"}], ["start -> t", "t -> end"])
+            | {"triggers": [{"id": "hook-1", "type": "webhook"}]}
+        )
 
 
 def test_work_orders_are_listed_by_state_workflow_and_time(client):
@@ -243,7 +278,6 @@ def test_the_work_order_actor_tree_on_both_bases(base, home):
         views = [client.wait_work_order(o) for o in orders]
     assert all(v.work_order.state is WorkOrderState.SUCCESS for v in views)
     assert [v.runs[0].steps[0].output for v in views] == [{"i": i} for i in range(3)]
-
 
 
 def test_a_work_order_whose_runs_all_ended_is_settled_on_restore(home):

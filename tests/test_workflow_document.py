@@ -1,5 +1,6 @@
 """The workflow document: the JSON a user writes becomes the workflow they meant,
 and a document of the wrong shape is refused with a message naming the element."""
+
 from __future__ import annotations
 
 import copy
@@ -9,8 +10,19 @@ import pytest
 
 from petriflow.engine.document import load_workflow, parse_workflow_json, workflow_from_document, workflow_to_document
 from petriflow.engine.errors import InvalidWorkflow
-from petriflow.engine.workflow import (Arc, ArcDirection, JoinType, Place, PlaceType, RetryPolicy, SplitType, Transition,
-                             Trigger, Workflow, WorkflowState)
+from petriflow.engine.workflow import (
+    Arc,
+    ArcDirection,
+    JoinType,
+    Place,
+    PlaceType,
+    RetryPolicy,
+    SplitType,
+    Transition,
+    Trigger,
+    Workflow,
+    WorkflowState,
+)
 
 # The example of DESIGN.md section 9.
 INVOICE = {
@@ -19,30 +31,54 @@ INVOICE = {
     "places": [{"id": "start", "type": "start"}, {"id": "fetched"}, {"id": "end", "type": "end"}],
     "transitions": [
         {"id": "fetch", "executor": "echo", "params": {"source": "erp"}},
-        {"id": "post", "executor": "sleep", "params": {"seconds": 0.1},
-         "join": "none", "split": "none", "timeout_s": 30},
+        {
+            "id": "post",
+            "executor": "sleep",
+            "params": {"seconds": 0.1},
+            "join": "none",
+            "split": "none",
+            "timeout_s": 30,
+        },
     ],
-    "arcs": [{"from": "start", "to": "fetch"}, {"from": "fetch", "to": "fetched"},
-             {"from": "fetched", "to": "post"}, {"from": "post", "to": "end"}],
-    "triggers": [{"id": "invoice-hook", "type": "webhook"},
-                 {"id": "nightly", "type": "cron", "cron": "0 2 * * *"}],
+    "arcs": [
+        {"from": "start", "to": "fetch"},
+        {"from": "fetch", "to": "fetched"},
+        {"from": "fetched", "to": "post"},
+        {"from": "post", "to": "end"},
+    ],
+    "triggers": [{"id": "invoice-hook", "type": "webhook"}, {"id": "nightly", "type": "cron", "cron": "0 2 * * *"}],
 }
 
 INVOICE_NORMALISED = {
     "id": "invoice-flow",
     "version": 1,
     "state": "active",
-    "places": [{"id": "start", "type": "start"}, {"id": "fetched", "type": "normal"},
-               {"id": "end", "type": "end"}],
+    "places": [{"id": "start", "type": "start"}, {"id": "fetched", "type": "normal"}, {"id": "end", "type": "end"}],
     "transitions": [
-        {"id": "fetch", "executor": "echo", "params": {"source": "erp"}, "join": "none", "split": "none",
-         "timeout_s": None, "retry": {"max_attempts": 1, "backoff_s": 0.0}},
-        {"id": "post", "executor": "sleep", "params": {"seconds": 0.1}, "join": "none", "split": "none",
-         "timeout_s": 30, "retry": {"max_attempts": 1, "backoff_s": 0.0}},
+        {
+            "id": "fetch",
+            "executor": "echo",
+            "params": {"source": "erp"},
+            "join": "none",
+            "split": "none",
+            "timeout_s": None,
+            "retry": {"max_attempts": 1, "backoff_s": 0.0},
+        },
+        {
+            "id": "post",
+            "executor": "sleep",
+            "params": {"seconds": 0.1},
+            "join": "none",
+            "split": "none",
+            "timeout_s": 30,
+            "retry": {"max_attempts": 1, "backoff_s": 0.0},
+        },
     ],
     "arcs": INVOICE["arcs"],
-    "triggers": [{"id": "invoice-hook", "type": "webhook", "cron": None},
-                 {"id": "nightly", "type": "cron", "cron": "0 2 * * *"}],
+    "triggers": [
+        {"id": "invoice-hook", "type": "webhook", "cron": None},
+        {"id": "nightly", "type": "cron", "cron": "0 2 * * *"},
+    ],
     "metadata": {},
 }
 
@@ -68,12 +104,19 @@ def test_design_example_becomes_the_workflow_it_describes() -> None:
     wf = workflow_from_document(INVOICE)
 
     assert wf.id == "invoice-flow" and wf.version == 1 and wf.state is WorkflowState.ACTIVE
-    assert wf.places == (Place("start", PlaceType.START), Place("fetched", PlaceType.NORMAL),
-                         Place("end", PlaceType.END))
+    assert wf.places == (
+        Place("start", PlaceType.START),
+        Place("fetched", PlaceType.NORMAL),
+        Place("end", PlaceType.END),
+    )
     assert wf.transition("fetch") == Transition("fetch", executor="echo", params={"source": "erp"})
     assert wf.transition("post").timeout_s == 30
-    assert wf.arcs == (Arc("start", "fetch", ArcDirection.IN), Arc("fetched", "fetch", ArcDirection.OUT),
-                       Arc("fetched", "post", ArcDirection.IN), Arc("end", "post", ArcDirection.OUT))
+    assert wf.arcs == (
+        Arc("start", "fetch", ArcDirection.IN),
+        Arc("fetched", "fetch", ArcDirection.OUT),
+        Arc("fetched", "post", ArcDirection.IN),
+        Arc("end", "post", ArcDirection.OUT),
+    )
     assert wf.in_places("post") == ["fetched"] and wf.out_places("fetch") == ["fetched"]
     assert wf.triggers == (Trigger("invoice-hook", "webhook"), Trigger("nightly", "cron", "0 2 * * *"))
     assert wf.metadata == {}
@@ -84,8 +127,15 @@ def test_omitted_fields_take_the_documented_defaults() -> None:
 
     assert wf.version == 1 and wf.triggers == () and wf.state is WorkflowState.ACTIVE
     assert wf.place("p").type is PlaceType.NORMAL
-    assert wf.transition("t") == Transition("t", executor="noop", params={}, join=JoinType.NONE,
-                                            split=SplitType.NONE, timeout_s=None, retry=RetryPolicy(1, 0.0))
+    assert wf.transition("t") == Transition(
+        "t",
+        executor="noop",
+        params={},
+        join=JoinType.NONE,
+        split=SplitType.NONE,
+        timeout_s=None,
+        retry=RetryPolicy(1, 0.0),
+    )
 
 
 def test_document_round_trip_gives_the_normalised_document() -> None:
@@ -98,16 +148,30 @@ def test_document_round_trip_gives_the_normalised_document() -> None:
 
 def test_workflow_round_trip_keeps_every_field() -> None:
     wf = Workflow(
-        id="full", version=3, state=WorkflowState.DISCARDED, metadata={"owner": "ops", "tags": ["a"]},
+        id="full",
+        version=3,
+        state=WorkflowState.DISCARDED,
+        metadata={"owner": "ops", "tags": ["a"]},
         places=(Place("in", PlaceType.START), Place("left"), Place("right"), Place("out", PlaceType.END)),
         transitions=(
-            Transition("split", executor="mymodule:Split", params={"n": 2}, split=SplitType.AND,
-                       timeout_s=2.5, retry=RetryPolicy(max_attempts=4, backoff_s=0.5)),
+            Transition(
+                "split",
+                executor="mymodule:Split",
+                params={"n": 2},
+                split=SplitType.AND,
+                timeout_s=2.5,
+                retry=RetryPolicy(max_attempts=4, backoff_s=0.5),
+            ),
             Transition("join", executor="echo", join=JoinType.AND),
         ),
-        arcs=(Arc("in", "split", ArcDirection.IN), Arc("left", "split", ArcDirection.OUT),
-              Arc("right", "split", ArcDirection.OUT), Arc("left", "join", ArcDirection.IN),
-              Arc("right", "join", ArcDirection.IN), Arc("out", "join", ArcDirection.OUT)),
+        arcs=(
+            Arc("in", "split", ArcDirection.IN),
+            Arc("left", "split", ArcDirection.OUT),
+            Arc("right", "split", ArcDirection.OUT),
+            Arc("left", "join", ArcDirection.IN),
+            Arc("right", "join", ArcDirection.IN),
+            Arc("out", "join", ArcDirection.OUT),
+        ),
         triggers=(Trigger("hook", "webhook"), Trigger("daily", "cron", "0 2 * * *")),
     )
 
@@ -138,20 +202,25 @@ def test_a_document_that_is_not_an_object_is_refused() -> None:
     assert problems_of([INVOICE]) == ["workflow document must be a JSON object, got array"]
 
 
-@pytest.mark.parametrize(("doc", "problem"), [
-    (changed(id=None), "workflow: id is missing"),
-    (changed(id=7), "workflow: id must be a string, got number"),
-    (changed(version="1"), "workflow 'invoice-flow': version must be an integer, got string"),
-    (changed(version=True), "workflow 'invoice-flow': version must be an integer, got boolean"),
-    (changed(state="paused"),
-     "workflow 'invoice-flow': state must be 'active' or 'discarded', got 'paused'"),
-    (changed(places={"start": "start"}), "workflow 'invoice-flow': places must be an array, got object"),
-    (changed(transitions=None), "workflow 'invoice-flow': transitions is missing"),
-    (changed(arcs="start->fetch"), "workflow 'invoice-flow': arcs must be an array, got string"),
-    (changed(metadata=[]), "workflow 'invoice-flow': metadata must be an object, got array"),
-    (changed(triggers=[{"id": "nightly"}]), "trigger 'nightly': type is missing"),
-    (changed(triggers=[{"id": "n", "type": "cron", "cron": 2}]), "trigger 'n': cron must be a string or null, got number"),
-])
+@pytest.mark.parametrize(
+    ("doc", "problem"),
+    [
+        (changed(id=None), "workflow: id is missing"),
+        (changed(id=7), "workflow: id must be a string, got number"),
+        (changed(version="1"), "workflow 'invoice-flow': version must be an integer, got string"),
+        (changed(version=True), "workflow 'invoice-flow': version must be an integer, got boolean"),
+        (changed(state="paused"), "workflow 'invoice-flow': state must be 'active' or 'discarded', got 'paused'"),
+        (changed(places={"start": "start"}), "workflow 'invoice-flow': places must be an array, got object"),
+        (changed(transitions=None), "workflow 'invoice-flow': transitions is missing"),
+        (changed(arcs="start->fetch"), "workflow 'invoice-flow': arcs must be an array, got string"),
+        (changed(metadata=[]), "workflow 'invoice-flow': metadata must be an object, got array"),
+        (changed(triggers=[{"id": "nightly"}]), "trigger 'nightly': type is missing"),
+        (
+            changed(triggers=[{"id": "n", "type": "cron", "cron": 2}]),
+            "trigger 'n': cron must be a string or null, got number",
+        ),
+    ],
+)
 def test_workflow_level_shape_errors_name_the_field(doc: dict, problem: str) -> None:
     assert problem in problems_of(doc)
 
@@ -163,31 +232,49 @@ def with_element(kind: str, index: int, **fields: object) -> dict:
     return doc
 
 
-@pytest.mark.parametrize(("doc", "problem"), [
-    (changed(places=[{"id": "start", "type": "start"}, {"type": "normal"}, {"id": "end", "type": "end"}]),
-     "place 1: id is missing"),
-    (changed(places=[{"id": "start", "type": "start"}, "fetched", {"id": "end", "type": "end"}]),
-     "place 1: must be an object, got string"),
-    (with_element("places", 1, type="middle"),
-     "place 'fetched': type must be 'start', 'normal' or 'end', got 'middle'"),
-    (with_element("transitions", 1, join="xor"), "transition 'post': join must be 'none' or 'and', got 'xor'"),
-    (with_element("transitions", 1, split="AND"), "transition 'post': split must be 'none' or 'and', got 'AND'"),
-    (with_element("transitions", 1, id=None), "transition 1: id must be a string, got null"),
-    (with_element("transitions", 0, executor=["echo"]), "transition 'fetch': executor must be a string, got array"),
-    (with_element("transitions", 0, params="source=erp"), "transition 'fetch': params must be an object, got string"),
-    (with_element("transitions", 1, timeout_s="30s"),
-     "transition 'post': timeout_s must be a number or null, got string"),
-    (with_element("transitions", 1, retry=3), "transition 'post': retry must be an object, got number"),
-    (with_element("transitions", 1, retry={"max_attempts": "3"}),
-     "transition 'post': retry: max_attempts must be an integer, got string"),
-    (with_element("transitions", 1, retry={"backoff_s": None}),
-     "transition 'post': retry: backoff_s must be a number, got null"),
-    (with_element("arcs", 2, to="nowhere"), "arc 2 (fetched -> nowhere): unknown node 'nowhere'"),
-    (with_element("arcs", 1, to="post"), "arc 1 (fetch -> post): both ends are transitions"),
-    (with_element("arcs", 0, to="fetched"), "arc 0 (start -> fetched): both ends are places"),
-    (changed(arcs=[{"from": "start"}]), "arc 0: to is missing"),
-    (changed(arcs=[{"from": "start", "to": 3}]), "arc 0: to must be a string, got number"),
-])
+@pytest.mark.parametrize(
+    ("doc", "problem"),
+    [
+        (
+            changed(places=[{"id": "start", "type": "start"}, {"type": "normal"}, {"id": "end", "type": "end"}]),
+            "place 1: id is missing",
+        ),
+        (
+            changed(places=[{"id": "start", "type": "start"}, "fetched", {"id": "end", "type": "end"}]),
+            "place 1: must be an object, got string",
+        ),
+        (
+            with_element("places", 1, type="middle"),
+            "place 'fetched': type must be 'start', 'normal' or 'end', got 'middle'",
+        ),
+        (with_element("transitions", 1, join="xor"), "transition 'post': join must be 'none' or 'and', got 'xor'"),
+        (with_element("transitions", 1, split="AND"), "transition 'post': split must be 'none' or 'and', got 'AND'"),
+        (with_element("transitions", 1, id=None), "transition 1: id must be a string, got null"),
+        (with_element("transitions", 0, executor=["echo"]), "transition 'fetch': executor must be a string, got array"),
+        (
+            with_element("transitions", 0, params="source=erp"),
+            "transition 'fetch': params must be an object, got string",
+        ),
+        (
+            with_element("transitions", 1, timeout_s="30s"),
+            "transition 'post': timeout_s must be a number or null, got string",
+        ),
+        (with_element("transitions", 1, retry=3), "transition 'post': retry must be an object, got number"),
+        (
+            with_element("transitions", 1, retry={"max_attempts": "3"}),
+            "transition 'post': retry: max_attempts must be an integer, got string",
+        ),
+        (
+            with_element("transitions", 1, retry={"backoff_s": None}),
+            "transition 'post': retry: backoff_s must be a number, got null",
+        ),
+        (with_element("arcs", 2, to="nowhere"), "arc 2 (fetched -> nowhere): unknown node 'nowhere'"),
+        (with_element("arcs", 1, to="post"), "arc 1 (fetch -> post): both ends are transitions"),
+        (with_element("arcs", 0, to="fetched"), "arc 0 (start -> fetched): both ends are places"),
+        (changed(arcs=[{"from": "start"}]), "arc 0: to is missing"),
+        (changed(arcs=[{"from": "start", "to": 3}]), "arc 0: to must be a string, got number"),
+    ],
+)
 def test_element_shape_errors_name_the_element(doc: dict, problem: str) -> None:
     assert any(p.startswith(problem) for p in problems_of(doc)), problems_of(doc)
 
@@ -198,14 +285,17 @@ def test_every_shape_problem_is_listed_at_once() -> None:
 
     problems = problems_of(doc)
 
-    assert problems == ["transition 'post': join must be 'none' or 'and', got 'xor'",
-                        "transition 'post': timeout_s must be a number or null, got string",
-                        "arc 2 (fetched -> nowhere): unknown node 'nowhere'"]
+    assert problems == [
+        "transition 'post': join must be 'none' or 'and', got 'xor'",
+        "transition 'post': timeout_s must be a number or null, got string",
+        "arc 2 (fetched -> nowhere): unknown node 'nowhere'",
+    ]
 
 
 def test_arcs_are_not_reported_unknown_when_places_themselves_are_malformed() -> None:
     assert problems_of(changed(places="start fetched end")) == [
-        "workflow 'invoice-flow': places must be an array, got string"]
+        "workflow 'invoice-flow': places must be an array, got string"
+    ]
 
 
 JUNK = [None, True, 0, -1.5, "", "x", [], [1], {}, {"id": 1}]

@@ -7,6 +7,7 @@ A `Boss` supervises children per its `BossConfig`; a `Worker` answers
 Every request carries `reply_to`, filled in by the first boss that sees it,
 so an answer finds the test through any number of bosses.
 """
+
 from __future__ import annotations
 
 import os
@@ -104,9 +105,14 @@ class Boss(Worker):
         super().on_start(init)
         self.config = init
         self.gave_up: list[tuple[str, str]] = []
-        self.children = Supervisor(self, strategy=init.strategy, intensity=init.intensity,
-                                   idle_timeout_s=init.idle_timeout_s,
-                                   die_with_parent=init.die_with_parent, on_give_up=self._gave_up)
+        self.children = Supervisor(
+            self,
+            strategy=init.strategy,
+            intensity=init.intensity,
+            idle_timeout_s=init.idle_timeout_s,
+            die_with_parent=init.die_with_parent,
+            on_give_up=self._gave_up,
+        )
         for spec in init.children:
             self.children.start(spec)
 
@@ -134,6 +140,9 @@ class Boss(Worker):
 
     def _status(self) -> BossStatus:
         keys = self.children.keys()
-        return BossStatus(keys=keys, live={k: self.children.is_live(k) for k in keys},
-                          addresses={k: self.children.address(k) for k in keys},
-                          gave_up=list(self.gave_up))
+        return BossStatus(
+            keys=keys,
+            live={k: self.children.is_live(k) for k in keys},
+            addresses={k: self.children.address(k) for k in keys},
+            gave_up=list(self.gave_up),
+        )

@@ -32,11 +32,12 @@ Each broken rule is one `Violation(kind, entity_id, detail)`; the kinds:
 | `task_live_in_ended_case` | a task not terminal in a finished or terminated case |
 | `workitem_live_in_ended_case` | a workitem not terminal in a finished or terminated case |
 """
+
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from petriflow.engine.errors import NotFound
 from petriflow.engine.records import FINISHER, CaseRecord, RunRecord, TaskRecord, TokenRecord, WorkitemRecord
@@ -58,8 +59,9 @@ class Violation:
         return f"{self.kind} {self.entity_id}: {self.detail}"
 
 
-def audit(storage: WorkOrderStorage, work_order_ids: Iterable[str] | None = None, *,
-          require_final: bool = True) -> list[Violation]:
+def audit(
+    storage: WorkOrderStorage, work_order_ids: Iterable[str] | None = None, *, require_final: bool = True
+) -> list[Violation]:
     """Every rule above, over the given work orders (and their runs and
     cases), or over everything stored when `work_order_ids` is None (then
     cases started without a work order too). With `require_final=False`
@@ -83,8 +85,13 @@ def audit(storage: WorkOrderStorage, work_order_ids: Iterable[str] | None = None
         if runs and all(r.state in FINAL_RUN_STATES for r in runs) and order.state not in _UNFINISHED_ORDERS:
             latest = max(runs, key=lambda r: r.created_at)
             if order.state.value != latest.state.value:
-                found.append(Violation("work_order_state", order.id, f"work order is {order.state.value} but "
-                                       f"its latest run {latest.id} is {latest.state.value}"))
+                found.append(
+                    Violation(
+                        "work_order_state",
+                        order.id,
+                        f"work order is {order.state.value} but its latest run {latest.id} is {latest.state.value}",
+                    )
+                )
         for run in runs:
             case = _run_checks(storage, run, require_final, found)
             if case is not None:
@@ -96,26 +103,39 @@ def audit(storage: WorkOrderStorage, work_order_ids: Iterable[str] | None = None
     return found
 
 
-def _run_checks(storage: WorkOrderStorage, run: RunRecord, require_final: bool,
-                found: list[Violation]) -> CaseRecord | None:
+def _run_checks(
+    storage: WorkOrderStorage, run: RunRecord, require_final: bool, found: list[Violation]
+) -> CaseRecord | None:
     if require_final and run.state not in FINAL_RUN_STATES:
         found.append(Violation("run_unfinished", run.id, f"run of work order {run.work_order_id} is {run.state.value}"))
     try:
         case = storage.get_case(run.case_id)
     except NotFound:
         if run.state is not RunState.LOST:
-            found.append(Violation("run_case_missing", run.id, f"case {run.case_id} of the {run.state.value} "
-                                   f"run is not stored"))
+            found.append(
+                Violation("run_case_missing", run.id, f"case {run.case_id} of the {run.state.value} run is not stored")
+            )
         return None
     if case.run_id != run.id or case.work_order_id != run.work_order_id:
-        found.append(Violation("run_case_link", run.id, f"its case {case.id} names run {case.run_id} of "
-                               f"work order {case.work_order_id}, not run {run.id} of {run.work_order_id}"))
+        found.append(
+            Violation(
+                "run_case_link",
+                run.id,
+                f"its case {case.id} names run {case.run_id} of "
+                f"work order {case.work_order_id}, not run {run.id} of {run.work_order_id}",
+            )
+        )
     if run.state in FINAL_RUN_STATES and run.state is not RunState.LOST:
         expected = run_state_of_case(case.state.value, case.failure.kind if case.failure else None)
         if expected is not run.state:
-            found.append(Violation("run_case_state", run.id, f"run is {run.state.value} but its case {case.id} "
-                                   f"is {case.state.value}" + (f" with failure {case.failure.kind}"
-                                                               if case.failure else "")))
+            found.append(
+                Violation(
+                    "run_case_state",
+                    run.id,
+                    f"run is {run.state.value} but its case {case.id} "
+                    f"is {case.state.value}" + (f" with failure {case.failure.kind}" if case.failure else ""),
+                )
+            )
     return case
 
 
@@ -128,10 +148,15 @@ def audit_case(storage: WorkOrderStorage, case: CaseRecord) -> list[Violation]:
         except NotFound:
             run = None
         if run is None or run.case_id != case.id or run.work_order_id != case.work_order_id:
-            found.append(Violation("case_run_link", case.id, f"case names run {case.run_id} of work order "
-                                   f"{case.work_order_id}, which " + ("is not stored" if run is None else
-                                                                      f"has case {run.case_id} of work order "
-                                                                      f"{run.work_order_id}")))
+            found.append(
+                Violation(
+                    "case_run_link",
+                    case.id,
+                    f"case names run {case.run_id} of work order "
+                    f"{case.work_order_id}, which "
+                    + ("is not stored" if run is None else f"has case {run.case_id} of work order {run.work_order_id}"),
+                )
+            )
     try:
         workflow = storage.get_workflow(case.workflow_id, case.workflow_version)
     except NotFound:
@@ -148,32 +173,62 @@ def audit_case(storage: WorkOrderStorage, case: CaseRecord) -> list[Violation]:
     return found
 
 
-def _token_checks(case: CaseRecord, tokens: list[TokenRecord], tasks: dict[str, TaskRecord],
-                  found: list[Violation]) -> None:
+def _token_checks(
+    case: CaseRecord, tokens: list[TokenRecord], tasks: dict[str, TaskRecord], found: list[Violation]
+) -> None:
     for token in tokens:
         for role, task_id in (("locked", token.locked_by_task_id), ("consumed", token.consumed_by_task_id)):
             if task_id is not None and task_id not in tasks and not (role == "consumed" and task_id == FINISHER):
-                found.append(Violation("token_link", token.id, f"token of case {case.id} is {role} by task "
-                                       f"{task_id}, not a task of its case"))
+                found.append(
+                    Violation(
+                        "token_link",
+                        token.id,
+                        f"token of case {case.id} is {role} by task {task_id}, not a task of its case",
+                    )
+                )
         if token.state is TokenState.FREE and (token.locked_by_task_id or token.consumed_by_task_id):
-            found.append(Violation("token_state", token.id, f"free token of case {case.id} names "
-                                   f"locked_by={token.locked_by_task_id} consumed_by={token.consumed_by_task_id}"))
+            found.append(
+                Violation(
+                    "token_state",
+                    token.id,
+                    f"free token of case {case.id} names "
+                    f"locked_by={token.locked_by_task_id} consumed_by={token.consumed_by_task_id}",
+                )
+            )
         elif token.state is TokenState.LOCKED and (not token.locked_by_task_id or token.consumed_by_task_id):
-            found.append(Violation("token_state", token.id, f"locked token of case {case.id} names "
-                                   f"locked_by={token.locked_by_task_id} consumed_by={token.consumed_by_task_id}"))
+            found.append(
+                Violation(
+                    "token_state",
+                    token.id,
+                    f"locked token of case {case.id} names "
+                    f"locked_by={token.locked_by_task_id} consumed_by={token.consumed_by_task_id}",
+                )
+            )
         elif token.state is TokenState.CONSUMED:
             consumer = token.consumed_by_task_id
             if consumer is None or (consumer != FINISHER and token.locked_by_task_id != consumer):
-                found.append(Violation("token_state", token.id, f"consumed token of case {case.id} names "
-                                       f"locked_by={token.locked_by_task_id} consumed_by={consumer}"))
+                found.append(
+                    Violation(
+                        "token_state",
+                        token.id,
+                        f"consumed token of case {case.id} names "
+                        f"locked_by={token.locked_by_task_id} consumed_by={consumer}",
+                    )
+                )
             elif consumer in tasks and tasks[consumer].state is not TaskState.COMPLETED:
-                found.append(Violation("token_consumed_by_unfinished_task", token.id,
-                                       f"token of case {case.id} is consumed by task {consumer} "
-                                       f"({tasks[consumer].transition_id}), which is {tasks[consumer].state.value}"))
+                found.append(
+                    Violation(
+                        "token_consumed_by_unfinished_task",
+                        token.id,
+                        f"token of case {case.id} is consumed by task {consumer} "
+                        f"({tasks[consumer].transition_id}), which is {tasks[consumer].state.value}",
+                    )
+                )
 
 
-def _split_join_checks(workflow: Workflow, tokens: list[TokenRecord], tasks: dict[str, TaskRecord],
-                       found: list[Violation]) -> None:
+def _split_join_checks(
+    workflow: Workflow, tokens: list[TokenRecord], tasks: dict[str, TaskRecord], found: list[Violation]
+) -> None:
     consumed: dict[str, list[TokenRecord]] = defaultdict(list)
     issued: dict[str, list[TokenRecord]] = defaultdict(list)
     for token in tokens:
@@ -197,16 +252,34 @@ def _split_join_checks(workflow: Workflow, tokens: list[TokenRecord], tasks: dic
                 ok = len(mine_in) == 1 and mine_in[0] in in_places
                 rule = f"exactly one token from one of {sorted(in_places)} ('none' join)"
             if not ok:
-                found.append(Violation("task_consumed", task.id, f"completed task of {transition.id} in case "
-                                       f"{task.case_id} consumed tokens in {mine_in}, expected {rule}"))
+                found.append(
+                    Violation(
+                        "task_consumed",
+                        task.id,
+                        f"completed task of {transition.id} in case "
+                        f"{task.case_id} consumed tokens in {mine_in}, expected {rule}",
+                    )
+                )
             wanted = sorted(out_places) if transition.split is SplitType.AND else sorted(out_places[:1])
             if mine_out != wanted:
-                found.append(Violation("task_issued", task.id, f"completed task of {transition.id} in case "
-                                       f"{task.case_id} issued tokens in {mine_out}, expected {wanted} "
-                                       f"('{transition.split.value}' split)"))
+                found.append(
+                    Violation(
+                        "task_issued",
+                        task.id,
+                        f"completed task of {transition.id} in case "
+                        f"{task.case_id} issued tokens in {mine_out}, expected {wanted} "
+                        f"('{transition.split.value}' split)",
+                    )
+                )
         elif mine_out:
-            found.append(Violation("task_issued", task.id, f"{task.state.value} task of {transition.id} in case "
-                                   f"{task.case_id} issued tokens in {mine_out}; only completing issues any"))
+            found.append(
+                Violation(
+                    "task_issued",
+                    task.id,
+                    f"{task.state.value} task of {transition.id} in case "
+                    f"{task.case_id} issued tokens in {mine_out}; only completing issues any",
+                )
+            )
 
 
 def _is_acyclic(workflow: Workflow) -> bool:
@@ -244,14 +317,13 @@ def firing_bounds(workflow: Workflow, initial: Counter[str]) -> dict[str, int] |
         if arc.direction is ArcDirection.OUT:
             producers[arc.place_id].add(arc.transition_id)
     while pending:
-        ready = sorted(t for t in pending
-                       if all(not (producers[p] & pending) for p in workflow.in_places(t)))
+        ready = sorted(t for t in pending if all(not (producers[p] & pending) for p in workflow.in_places(t)))
         for transition_id in ready:
             transition = workflow.transition(transition_id)
             counts = [tokens[p] for p in workflow.in_places(transition_id)]
             fires[transition_id] = (min(counts) if transition.join is JoinType.AND else sum(counts)) if counts else 0
             outs = workflow.out_places(transition_id)
-            for place in (outs if transition.split is SplitType.AND else outs[:1]):
+            for place in outs if transition.split is SplitType.AND else outs[:1]:
                 tokens[place] += fires[transition_id]
             pending.discard(transition_id)
         if not ready:  # cannot happen in an acyclic net
@@ -259,8 +331,14 @@ def firing_bounds(workflow: Workflow, initial: Counter[str]) -> dict[str, int] |
     return fires
 
 
-def _bound_checks(workflow: Workflow, case: CaseRecord, tokens: list[TokenRecord], tasks: dict[str, TaskRecord],
-                  workitems: list[WorkitemRecord], found: list[Violation]) -> None:
+def _bound_checks(
+    workflow: Workflow,
+    case: CaseRecord,
+    tokens: list[TokenRecord],
+    tasks: dict[str, TaskRecord],
+    workitems: list[WorkitemRecord],
+    found: list[Violation],
+) -> None:
     initial = Counter(t.place_id for t in tokens if t.produced_by_task_id not in tasks)
     bounds = firing_bounds(workflow, initial)
     if bounds is None:
@@ -270,20 +348,33 @@ def _bound_checks(workflow: Workflow, case: CaseRecord, tokens: list[TokenRecord
     for transition_id in sorted(set(completed) | set(done_items)):
         bound = bounds.get(transition_id, 0)
         if completed[transition_id] > bound:
-            ids = sorted(t.id for t in tasks.values()
-                         if t.transition_id == transition_id and t.state is TaskState.COMPLETED)
-            found.append(Violation("transition_completed_twice", case.id, f"{transition_id} completed "
-                                   f"{completed[transition_id]} times (tasks {ids}); its tokens allow {bound}"))
+            ids = sorted(
+                t.id for t in tasks.values() if t.transition_id == transition_id and t.state is TaskState.COMPLETED
+            )
+            found.append(
+                Violation(
+                    "transition_completed_twice",
+                    case.id,
+                    f"{transition_id} completed "
+                    f"{completed[transition_id]} times (tasks {ids}); its tokens allow {bound}",
+                )
+            )
         if done_items[transition_id] > bound:
-            ids = sorted(w.id for w in workitems
-                         if w.transition_id == transition_id and w.state is WorkitemState.COMPLETED)
-            found.append(Violation("workitem_completed_twice", case.id, f"{transition_id} has "
-                                   f"{done_items[transition_id]} completed workitems ({ids}); its tokens "
-                                   f"allow {bound}"))
+            ids = sorted(
+                w.id for w in workitems if w.transition_id == transition_id and w.state is WorkitemState.COMPLETED
+            )
+            found.append(
+                Violation(
+                    "workitem_completed_twice",
+                    case.id,
+                    f"{transition_id} has "
+                    f"{done_items[transition_id]} completed workitems ({ids}); its tokens "
+                    f"allow {bound}",
+                )
+            )
 
 
-def _workitem_checks(tasks: dict[str, TaskRecord], workitems: list[WorkitemRecord],
-                     found: list[Violation]) -> None:
+def _workitem_checks(tasks: dict[str, TaskRecord], workitems: list[WorkitemRecord], found: list[Violation]) -> None:
     by_task: dict[str, list[WorkitemRecord]] = defaultdict(list)
     for workitem in workitems:
         by_task[workitem.task_id].append(workitem)
@@ -292,36 +383,74 @@ def _workitem_checks(tasks: dict[str, TaskRecord], workitems: list[WorkitemRecor
             continue
         items = by_task[task.id]
         if not items:
-            found.append(Violation("task_workitems", task.id, f"completed task of {task.transition_id} in case "
-                                   f"{task.case_id} has no workitem"))
+            found.append(
+                Violation(
+                    "task_workitems",
+                    task.id,
+                    f"completed task of {task.transition_id} in case {task.case_id} has no workitem",
+                )
+            )
         for workitem in items:
             if workitem.state is not WorkitemState.COMPLETED:
-                found.append(Violation("task_workitems", task.id, f"completed task of {task.transition_id} in "
-                                       f"case {task.case_id} has workitem {workitem.id} {workitem.state.value}"))
+                found.append(
+                    Violation(
+                        "task_workitems",
+                        task.id,
+                        f"completed task of {task.transition_id} in "
+                        f"case {task.case_id} has workitem {workitem.id} {workitem.state.value}",
+                    )
+                )
 
 
-def _ended_checks(case: CaseRecord, workflow: Workflow | None, tokens: list[TokenRecord],
-                  tasks: dict[str, TaskRecord], workitems: list[WorkitemRecord], found: list[Violation]) -> None:
+def _ended_checks(
+    case: CaseRecord,
+    workflow: Workflow | None,
+    tokens: list[TokenRecord],
+    tasks: dict[str, TaskRecord],
+    workitems: list[WorkitemRecord],
+    found: list[Violation],
+) -> None:
     if case.state is CaseState.FINISHED:
         for token in tokens:
             if token.state is not TokenState.CONSUMED:
-                found.append(Violation("token_live_in_finished_case", token.id, f"{token.state.value} token in "
-                                       f"place {token.place_id} of finished case {case.id}"))
+                found.append(
+                    Violation(
+                        "token_live_in_finished_case",
+                        token.id,
+                        f"{token.state.value} token in place {token.place_id} of finished case {case.id}",
+                    )
+                )
         ends = [t for t in tokens if t.consumed_by_task_id == FINISHER]
         end_place = workflow.end_place.id if workflow is not None else None
         if len(ends) != 1 or (end_place is not None and ends[0].place_id != end_place):
-            found.append(Violation("end_token", case.id, f"finished case has {len(ends)} tokens consumed by "
-                                   f"finishing it, in places {sorted(t.place_id for t in ends)}; expected one "
-                                   f"in {end_place}"))
+            found.append(
+                Violation(
+                    "end_token",
+                    case.id,
+                    f"finished case has {len(ends)} tokens consumed by "
+                    f"finishing it, in places {sorted(t.place_id for t in ends)}; expected one "
+                    f"in {end_place}",
+                )
+            )
     elif any(t.consumed_by_task_id == FINISHER for t in tokens):
         found.append(Violation("end_token", case.id, f"{case.state.value} case has a token consumed by finishing"))
     if not is_terminal(case.state):
         return
     for task in tasks.values():
         if not is_terminal(task.state):
-            found.append(Violation("task_live_in_ended_case", task.id, f"{task.state.value} task of "
-                                   f"{task.transition_id} in {case.state.value} case {case.id}"))
+            found.append(
+                Violation(
+                    "task_live_in_ended_case",
+                    task.id,
+                    f"{task.state.value} task of {task.transition_id} in {case.state.value} case {case.id}",
+                )
+            )
     for workitem in workitems:
         if not is_terminal(workitem.state):
-            found.append(Violation("workitem_live_in_ended_case", workitem.id, f"{workitem.state.value} workitem "
-                                   f"of {workitem.transition_id} in {case.state.value} case {case.id}"))
+            found.append(
+                Violation(
+                    "workitem_live_in_ended_case",
+                    workitem.id,
+                    f"{workitem.state.value} workitem of {workitem.transition_id} in {case.state.value} case {case.id}",
+                )
+            )

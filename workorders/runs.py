@@ -4,10 +4,12 @@ Everything here reads and writes storage only; the Engine calls it and then
 starts the actors. A retried run is planned by `engine.retry` and written,
 with its case and the tokens it begins with, in one transaction.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from petriflow.engine.errors import Invalid, NotFound, PetriflowError, WorkflowDiscarded
 from petriflow.engine.records import CaseRecord, RunRecord, TokenRecord, WorkOrderRecord, new_id
@@ -30,27 +32,54 @@ TokensOf = Callable[[CaseRecord], list[TokenRecord]]
 
 def _new_run(order: WorkOrderRecord, workflow: Workflow, tokens_of: TokensOf, **run_fields: Any) -> NewRun:
     run_id, case_id = new_id(), new_id()
-    case = CaseRecord(id=case_id, workflow_id=workflow.id, workflow_version=workflow.version,
-                      input=dict(order.input or {}), work_order_id=order.id, run_id=run_id)
-    run = RunRecord(id=run_id, work_order_id=order.id, workflow_id=workflow.id,
-                    workflow_version=workflow.version, case_id=case_id, **run_fields)
+    case = CaseRecord(
+        id=case_id,
+        workflow_id=workflow.id,
+        workflow_version=workflow.version,
+        input=dict(order.input or {}),
+        work_order_id=order.id,
+        run_id=run_id,
+    )
+    run = RunRecord(
+        id=run_id,
+        work_order_id=order.id,
+        workflow_id=workflow.id,
+        workflow_version=workflow.version,
+        case_id=case_id,
+        **run_fields,
+    )
     return NewRun(run=run, case=case, tokens=tokens_of(case))
 
 
 def _genesis(workflow: Workflow, order: WorkOrderRecord) -> TokensOf:
     def tokens_of(case: CaseRecord) -> list[TokenRecord]:
-        return [TokenRecord(id=new_id(), case_id=case.id, workflow_id=workflow.id,
-                            place_id=workflow.start_place.id, payload=dict(order.input or {}))]
+        return [
+            TokenRecord(
+                id=new_id(),
+                case_id=case.id,
+                workflow_id=workflow.id,
+                place_id=workflow.start_place.id,
+                payload=dict(order.input or {}),
+            )
+        ]
+
     return tokens_of
 
 
-def submit(storage: WorkOrderStorage, workflow: Workflow, input: dict, *, trigger_type: str = "manual",
-           trigger_id: str | None = None) -> NewRun:
+def submit(
+    storage: WorkOrderStorage,
+    workflow: Workflow,
+    input: dict,
+    *,
+    trigger_type: str = "manual",
+    trigger_id: str | None = None,
+) -> NewRun:
     """A new work order with its first run, stored in one transaction."""
     if workflow.state is WorkflowState.DISCARDED:
         raise WorkflowDiscarded(f"workflow {workflow.id!r} is discarded: no work order can start on it")
-    order = WorkOrderRecord(id=new_id(), workflow_id=workflow.id, trigger_type=trigger_type,
-                            trigger_id=trigger_id, input=dict(input))
+    order = WorkOrderRecord(
+        id=new_id(), workflow_id=workflow.id, trigger_type=trigger_type, trigger_id=trigger_id, input=dict(input)
+    )
     first = _new_run(order, workflow, _genesis(workflow, order))
     storage.create_work_order(order, first.run, first.case, first.tokens)
     return first
@@ -60,14 +89,15 @@ def _retryable(storage: WorkOrderStorage, order: WorkOrderRecord) -> Workflow:
     """Why a work order cannot take a new run, as an error; else its workflow."""
     busy = [r for r in storage.runs(order.id) if r.state not in FINAL_RUN_STATES]
     if busy:
-        raise Invalid(f"work order {order.id} has a run in progress ({busy[0].id}, {busy[0].state.value}): "
-                      f"wait for it to end or cancel it")
+        raise Invalid(
+            f"work order {order.id} has a run in progress ({busy[0].id}, {busy[0].state.value}): "
+            f"wait for it to end or cancel it"
+        )
     if order.input is None:
         raise Invalid(f"the input of work order {order.id} was wiped: it cannot be retried")
     latest = storage.get_workflow(order.workflow_id)
     if latest.state is WorkflowState.DISCARDED:
-        raise WorkflowDiscarded(f"workflow {order.workflow_id!r} is discarded: work order {order.id} "
-                                f"cannot be retried")
+        raise WorkflowDiscarded(f"workflow {order.workflow_id!r} is discarded: work order {order.id} cannot be retried")
     return latest
 
 
@@ -76,8 +106,9 @@ def retry_from_step(storage: WorkOrderStorage, run_id: str, step_id: str) -> New
     chosen nor downstream of `step_id`, and begins with the tokens that
     crossed from them into the part to execute again."""
     retried = planned_retry(storage, run_id, step_id)
-    storage.enqueue_runs([(retried.run, retried.case, retried.tokens)],
-                         {retried.run.work_order_id: update_state([], RunState.AVAILABLE)})
+    storage.enqueue_runs(
+        [(retried.run, retried.case, retried.tokens)], {retried.run.work_order_id: update_state([], RunState.AVAILABLE)}
+    )
     return retried
 
 
@@ -94,24 +125,44 @@ def planned_retry(storage: WorkOrderStorage, run_id: str, step_id: str) -> NewRu
         raise NotFound(f"step {step_id!r} is not a step of run {run_id}")
     kept_tasks = [storage.get_task(w.task_id) for w in kept_items]
     kept_task_ids = {t.id for t in kept_tasks}
-    consumed_by_kept = {t.id: t for w in kept_items for t in storage.tokens(w.case_id)
-                        if t.consumed_by_task_id in kept_task_ids}
-    plan = plan_retry(storage.tasks(run.case_id) + kept_tasks,
-                      storage.tokens(run.case_id) + list(consumed_by_kept.values()), chosen.task_id)
+    consumed_by_kept = {
+        t.id: t for w in kept_items for t in storage.tokens(w.case_id) if t.consumed_by_task_id in kept_task_ids
+    }
+    plan = plan_retry(
+        storage.tasks(run.case_id) + kept_tasks,
+        storage.tokens(run.case_id) + list(consumed_by_kept.values()),
+        chosen.task_id,
+    )
 
     def carried_over(case: CaseRecord) -> list[TokenRecord]:
-        return [TokenRecord(id=new_id(), case_id=case.id, workflow_id=workflow.id, place_id=t.place_id,
-                            payload=dict(t.payload), produced_by_task_id=t.produced_by_task_id)
-                for t in plan.seed_tokens]
+        return [
+            TokenRecord(
+                id=new_id(),
+                case_id=case.id,
+                workflow_id=workflow.id,
+                place_id=t.place_id,
+                payload=dict(t.payload),
+                produced_by_task_id=t.produced_by_task_id,
+            )
+            for t in plan.seed_tokens
+        ]
 
-    kept_steps = [w.id for w in kept_items + own_items
-                  if w.task_id in plan.kept_task_ids and w.state is WorkitemState.COMPLETED]
-    return _new_run(order, workflow, carried_over, retried_from_run_id=run.id,
-                    retried_from_step_id=step_id, kept_step_ids=kept_steps)
+    kept_steps = [
+        w.id for w in kept_items + own_items if w.task_id in plan.kept_task_ids and w.state is WorkitemState.COMPLETED
+    ]
+    return _new_run(
+        order,
+        workflow,
+        carried_over,
+        retried_from_run_id=run.id,
+        retried_from_step_id=step_id,
+        kept_step_ids=kept_steps,
+    )
 
 
-def retry_many(storage: WorkOrderStorage, work_order_ids: list[str],
-               steps: list[tuple[str, str]]) -> tuple[list[NewRun], int]:
+def retry_many(
+    storage: WorkOrderStorage, work_order_ids: list[str], steps: list[tuple[str, str]]
+) -> tuple[list[NewRun], int]:
     """Work orders retried from their first step (a fresh run on their
     input) and runs retried from a step; all enqueued in one transaction.
     Returns the new runs and how many requests were discarded (unknown,
@@ -134,8 +185,10 @@ def retry_many(storage: WorkOrderStorage, work_order_ids: list[str],
     orders = [n.run.work_order_id for n in planned]
     duplicates = len(orders) - len(set(orders))
     unique = list({n.run.work_order_id: n for n in planned}.values())
-    storage.enqueue_runs([(n.run, n.case, n.tokens) for n in unique],
-                         {n.run.work_order_id: update_state([], RunState.AVAILABLE) for n in unique})
+    storage.enqueue_runs(
+        [(n.run, n.case, n.tokens) for n in unique],
+        {n.run.work_order_id: update_state([], RunState.AVAILABLE) for n in unique},
+    )
     return unique, discarded + duplicates
 
 

@@ -11,6 +11,7 @@ The public Python API. Embedded, in your own process::
 Against a running daemon: ``Client.connect(port)``. Everything else in the
 package is its machinery; docs/architecture.md maps it.
 """
+
 from __future__ import annotations
 
 from petriflow.client import Client, EngineTimeout, boot_engine

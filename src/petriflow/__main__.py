@@ -1,4 +1,5 @@
 """`python -m petriflow`: the petriflow command."""
+
 import sys
 
 from petriflow.cli import main

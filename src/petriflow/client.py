@@ -3,28 +3,63 @@
 Every call is one `ask` of the Engine with an encoded request; an `Error`
 reply is raised as the petriflow exception of its code.
 """
+
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from thespian.actors import ActorSystem
 
 from petriflow.actors.engine import ENGINE_NAME, EngineActor
-from petriflow.system import connect_actor_system
 from petriflow.engine import codec
 from petriflow.engine.document import workflow_to_document
 from petriflow.engine.errors import error_for
-from petriflow.engine.messages import (AbandonWorkitem, ActorInfo, BootEngine, CancelWorkOrder, CaseList,
-                             CaseView, CompleteWorkitem, CronTick, DiscardWorkflow, EngineInfo,
-                             Error, Event, GetCase, GetTask, GetWorkflow, GetWorkitem, GetWorkOrder,
-                             ListActors, ListCases, ListWorkflows, ListWorkOrders, Ping, Preexecute,
-                             PutWorkflow, RetryMany, RetryRun, RunStep, Settings, StartCase,
-                             SubmitWebhook, SubmitWorkOrder, Subscribe, TerminateCase, Unsubscribe,
-                             WaitCase, WaitWorkOrder, WorkOrderSubmitted, WorkOrderView)
+from petriflow.engine.messages import (
+    AbandonWorkitem,
+    ActorInfo,
+    BootEngine,
+    CancelWorkOrder,
+    CaseList,
+    CaseView,
+    CompleteWorkitem,
+    CronTick,
+    DiscardWorkflow,
+    EngineInfo,
+    Error,
+    Event,
+    GetCase,
+    GetTask,
+    GetWorkflow,
+    GetWorkitem,
+    GetWorkOrder,
+    ListActors,
+    ListCases,
+    ListWorkflows,
+    ListWorkOrders,
+    Ping,
+    Preexecute,
+    PutWorkflow,
+    RetryMany,
+    RetryRun,
+    RunStep,
+    Settings,
+    StartCase,
+    SubmitWebhook,
+    SubmitWorkOrder,
+    Subscribe,
+    TerminateCase,
+    Unsubscribe,
+    WaitCase,
+    WaitWorkOrder,
+    WorkOrderSubmitted,
+    WorkOrderView,
+)
 from petriflow.engine.records import TaskRecord, TokenRecord, WorkitemRecord, WorkOrderRecord
 from petriflow.engine.workflow import Workflow
+from petriflow.system import connect_actor_system
 
 
 class EngineTimeout(TimeoutError):
@@ -47,7 +82,7 @@ class Client:
         self.engine = asys.createActor(EngineActor, globalName=ENGINE_NAME)
 
     @classmethod
-    def connect(cls, port: int, timeout_s: float = 30.0) -> "Client":
+    def connect(cls, port: int, timeout_s: float = 30.0) -> Client:
         """Connect to a daemon's multiprocTCPBase actor system on loopback."""
         return cls(connect_actor_system(port), timeout_s)
 
@@ -83,8 +118,7 @@ class Client:
 
     # -- cases ---------------------------------------------------------------------
 
-    def start_case(self, workflow_id: str, input: dict[str, Any] | None = None,
-                   version: int | None = None) -> str:
+    def start_case(self, workflow_id: str, input: dict[str, Any] | None = None, version: int | None = None) -> str:
         return self.request(StartCase(workflow_id, dict(input or {}), version)).case_id
 
     def get_case(self, case_id: str) -> CaseView:
@@ -126,8 +160,9 @@ class Client:
 
     # -- work orders -----------------------------------------------------------------
 
-    def submit(self, workflow_id: str, input: dict[str, Any] | None = None,
-               version: int | None = None) -> WorkOrderSubmitted:
+    def submit(
+        self, workflow_id: str, input: dict[str, Any] | None = None, version: int | None = None
+    ) -> WorkOrderSubmitted:
         """A manual submission: a work order with its first run."""
         return self.request(SubmitWorkOrder(workflow_id, dict(input or {}), version))
 
@@ -145,19 +180,20 @@ class Client:
         """Block until no run of the work order is unfinished."""
         return self.request(WaitWorkOrder(work_order_id), timeout_s)
 
-    def list_work_orders(self, states: list[str] | None = None, workflow_id: str | None = None,
-                         since: float | None = None) -> list[WorkOrderRecord]:
+    def list_work_orders(
+        self, states: list[str] | None = None, workflow_id: str | None = None, since: float | None = None
+    ) -> list[WorkOrderRecord]:
         return self.request(ListWorkOrders(states, workflow_id, since)).work_orders
 
     def retry(self, run_id: str, step_id: str) -> str:
         """Retry a run from a step; returns the new run's id."""
         return self.request(RetryRun(run_id, step_id)).run_id
 
-    def retry_many(self, work_order_ids: list[str] | None = None,
-                   steps: list[tuple[str, str]] | None = None) -> tuple[int, int]:
+    def retry_many(
+        self, work_order_ids: list[str] | None = None, steps: list[tuple[str, str]] | None = None
+    ) -> tuple[int, int]:
         """(enqueued, discarded)."""
-        result = self.request(RetryMany(list(work_order_ids or []),
-                                        [RunStep(r, s) for r, s in steps or []]))
+        result = self.request(RetryMany(list(work_order_ids or []), [RunStep(r, s) for r, s in steps or []]))
         return result.enqueued, result.discarded
 
     def cancel(self, work_order_id: str) -> None:

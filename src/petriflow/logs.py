@@ -1,4 +1,5 @@
 """Structured JSON logs, one line per event, carrying the entity ids."""
+
 from __future__ import annotations
 
 import logging

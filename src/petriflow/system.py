@@ -7,6 +7,7 @@ and the daemon). Thespian does not end everything on shutdown (children of a
 SIGKILLed actor are re-parented to init and outlive it), so closing a
 multiproc system also kills, by pid, every process left in its session.
 """
+
 from __future__ import annotations
 
 import functools
@@ -126,8 +127,7 @@ def close_actor_system(asys: ActorSystem, timeout_s: float = 5.0) -> None:
             survivors = processes.wait_until_gone(processes.kill_session(session.sid), timeout_s)
             _reap(session.sid)
             if survivors:
-                raise RuntimeError(f"processes {survivors} of actor system session "
-                                   f"{session.sid} survived SIGKILL")
+                raise RuntimeError(f"processes {survivors} of actor system session {session.sid} survived SIGKILL")
 
 
 def _refuse_port_in_use(port: int) -> None:
@@ -142,18 +142,18 @@ def _refuse_port_in_use(port: int) -> None:
 
 def _find_session(before: set[int], port: int) -> SystemSession:
     """The new child of ours that leads its own session started the system."""
-    leaders = [pid for pid in processes.children_of(os.getpid(), include_zombies=True)
-               if pid not in before and (info := processes.proc_info(pid)) is not None
-               and info.sid == pid]
+    leaders = [
+        pid
+        for pid in processes.children_of(os.getpid(), include_zombies=True)
+        if pid not in before and (info := processes.proc_info(pid)) is not None and info.sid == pid
+    ]
     if len(leaders) != 1:
         raise RuntimeError(f"cannot tell the new actor system's session among {leaders}")
     sid = leaders[0]
     members = [p for p in processes.all_processes() if p.sid == sid]
     member_pids = {p.pid for p in members}
-    admins = [p.pid for p in members if p.pid != sid and not p.zombie
-              and (p.ppid == sid or p.ppid not in member_pids)]
-    return SystemSession(sid=sid, admin_pid=admins[0] if len(admins) == 1 else None,
-                         admin_port=port)
+    admins = [p.pid for p in members if p.pid != sid and not p.zombie and (p.ppid == sid or p.ppid not in member_pids)]
+    return SystemSession(sid=sid, admin_pid=admins[0] if len(admins) == 1 else None, admin_port=port)
 
 
 def _reap(pid: int) -> None:

@@ -1,4 +1,5 @@
 """`python -m petriflow.bench`."""
+
 import sys
 
 from petriflow.bench import main

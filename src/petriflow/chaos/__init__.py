@@ -36,6 +36,7 @@ schedule relative to progress (fault i fires once a drawn number of work
 orders was submitted, and the next submission waits for it). The daemon is stopped and every process of it killed by
 pid at the end, even on Ctrl-C or error; `--keep` keeps the home.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,17 +54,18 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from petriflow import daemon, logs  # noqa: E402
 from petriflow.client import Client, EngineTimeout  # noqa: E402
-from petriflow.system import free_port  # noqa: E402
 from petriflow.engine.errors import AlreadyCompleted, Invalid, NotFound, PetriflowError  # noqa: E402
-from petriflow.workorders.audit import Violation, audit  # noqa: E402
 from petriflow.storage.store import open_storage  # noqa: E402
 from petriflow.supervision import processes  # noqa: E402
+from petriflow.system import free_port  # noqa: E402
+from petriflow.workorders.audit import Violation, audit  # noqa: E402
 
 EX = "petriflow.chaos.executors:"
 KINDS = ("workitem", "task", "case", "work_order", "engine", "daemon")
@@ -77,9 +79,12 @@ JOURNALING = (EX + "Journal", EX + "FlakyOnce")
 def _workflow(id: str, places: list[str], transitions: list[dict], arcs: list[str]) -> dict:
     """A document from compact arcs "a -> b"; the first place starts, the last ends."""
     return {
-        "id": id, "version": 1,
-        "places": [{"id": p, "type": "start" if i == 0 else "end" if i == len(places) - 1 else "normal"}
-                   for i, p in enumerate(places)],
+        "id": id,
+        "version": 1,
+        "places": [
+            {"id": p, "type": "start" if i == 0 else "end" if i == len(places) - 1 else "normal"}
+            for i, p in enumerate(places)
+        ],
         "transitions": transitions,
         "arcs": [dict(zip(("from", "to"), (s.strip() for s in arc.split("->")))) for arc in arcs],
         "triggers": [{"id": f"{id}-hook", "type": "webhook"}],
@@ -93,51 +98,117 @@ def _journal(id: str, seconds: float = 0.05, **more: Any) -> dict:
 BRANCHES = ["b1", "b2", "b3", "b4"]
 WORKFLOWS: dict[str, tuple[dict, str, int]] = {
     # id: (document, the state its work orders must end in, weight in the mix)
-    "chaos-seq": (_workflow("chaos-seq", ["start", "p1", "p2", "end"],
-                            [_journal("a"), _journal("b"), _journal("c")],
-                            ["start -> a", "a -> p1", "p1 -> b", "b -> p2", "p2 -> c", "c -> end"]),
-                  "success", 3),
-    "chaos-and": (_workflow("chaos-and", ["start", *[f"{b}-in" for b in BRANCHES],
-                                          *[f"{b}-out" for b in BRANCHES], "end"],
-                            [_journal("fork", split="and"), *[_journal(b, 0.2) for b in BRANCHES],
-                             _journal("join", join="and")],
-                            ["start -> fork", *[f"fork -> {b}-in" for b in BRANCHES],
-                             *[f"{b}-in -> {b}" for b in BRANCHES], *[f"{b} -> {b}-out" for b in BRANCHES],
-                             *[f"{b}-out -> join" for b in BRANCHES], "join -> end"]),
-                  "success", 3),
-    "chaos-choice": (_workflow("chaos-choice", ["start", "picked", "end"],
-                               [_journal("left", 0.1), _journal("right", 0.1), _journal("after")],
-                               ["start -> left", "start -> right", "left -> picked", "right -> picked",
-                                "picked -> after", "after -> end"]),
-                     "success", 2),
-    "chaos-manual": (_workflow("chaos-manual", ["start", "prepared", "approved", "end"],
-                               [_journal("prepare"), {"id": "approve", "executor": "manual"}, _journal("post")],
-                               ["start -> prepare", "prepare -> prepared", "prepared -> approve",
-                                "approve -> approved", "approved -> post", "post -> end"]),
-                     "success", 2),
-    "chaos-sleep": (_workflow("chaos-sleep", ["start", "rested", "end"],
-                              [{"id": "nap", "executor": "sleep", "params": {"seconds": 1.0}, "timeout_s": 30},
-                               _journal("note")],
-                              ["start -> nap", "nap -> rested", "rested -> note", "note -> end"]),
-                    "success", 2),
-    "chaos-flaky": (_workflow("chaos-flaky", ["start", "end"],
-                              [{"id": "flaky", "executor": EX + "FlakyOnce", "params": {"seconds": 0.05},
-                                "retry": {"max_attempts": 3, "backoff_s": 0.2}}],
-                              ["start -> flaky", "flaky -> end"]),
-                    "success", 2),
-    "chaos-raise": (_workflow("chaos-raise", ["start", "ready", "end"],
-                              [_journal("ready-up"), {"id": "boom", "executor": EX + "Raise"}],
-                              ["start -> ready-up", "ready-up -> ready", "ready -> boom", "boom -> end"]),
-                    "failed", 1),
-    "chaos-hang": (_workflow("chaos-hang", ["start", "end"],
-                             [{"id": "stall", "executor": EX + "Hang", "params": {"seconds": 120},
-                               "timeout_s": 1.5}],
-                             ["start -> stall", "stall -> end"]),
-                   "killed", 1),
-    "chaos-killself": (_workflow("chaos-killself", ["start", "end"],
-                                 [{"id": "die", "executor": EX + "KillSelf"}],
-                                 ["start -> die", "die -> end"]),
-                       "crashed", 1),
+    "chaos-seq": (
+        _workflow(
+            "chaos-seq",
+            ["start", "p1", "p2", "end"],
+            [_journal("a"), _journal("b"), _journal("c")],
+            ["start -> a", "a -> p1", "p1 -> b", "b -> p2", "p2 -> c", "c -> end"],
+        ),
+        "success",
+        3,
+    ),
+    "chaos-and": (
+        _workflow(
+            "chaos-and",
+            ["start", *[f"{b}-in" for b in BRANCHES], *[f"{b}-out" for b in BRANCHES], "end"],
+            [_journal("fork", split="and"), *[_journal(b, 0.2) for b in BRANCHES], _journal("join", join="and")],
+            [
+                "start -> fork",
+                *[f"fork -> {b}-in" for b in BRANCHES],
+                *[f"{b}-in -> {b}" for b in BRANCHES],
+                *[f"{b} -> {b}-out" for b in BRANCHES],
+                *[f"{b}-out -> join" for b in BRANCHES],
+                "join -> end",
+            ],
+        ),
+        "success",
+        3,
+    ),
+    "chaos-choice": (
+        _workflow(
+            "chaos-choice",
+            ["start", "picked", "end"],
+            [_journal("left", 0.1), _journal("right", 0.1), _journal("after")],
+            ["start -> left", "start -> right", "left -> picked", "right -> picked", "picked -> after", "after -> end"],
+        ),
+        "success",
+        2,
+    ),
+    "chaos-manual": (
+        _workflow(
+            "chaos-manual",
+            ["start", "prepared", "approved", "end"],
+            [_journal("prepare"), {"id": "approve", "executor": "manual"}, _journal("post")],
+            [
+                "start -> prepare",
+                "prepare -> prepared",
+                "prepared -> approve",
+                "approve -> approved",
+                "approved -> post",
+                "post -> end",
+            ],
+        ),
+        "success",
+        2,
+    ),
+    "chaos-sleep": (
+        _workflow(
+            "chaos-sleep",
+            ["start", "rested", "end"],
+            [{"id": "nap", "executor": "sleep", "params": {"seconds": 1.0}, "timeout_s": 30}, _journal("note")],
+            ["start -> nap", "nap -> rested", "rested -> note", "note -> end"],
+        ),
+        "success",
+        2,
+    ),
+    "chaos-flaky": (
+        _workflow(
+            "chaos-flaky",
+            ["start", "end"],
+            [
+                {
+                    "id": "flaky",
+                    "executor": EX + "FlakyOnce",
+                    "params": {"seconds": 0.05},
+                    "retry": {"max_attempts": 3, "backoff_s": 0.2},
+                }
+            ],
+            ["start -> flaky", "flaky -> end"],
+        ),
+        "success",
+        2,
+    ),
+    "chaos-raise": (
+        _workflow(
+            "chaos-raise",
+            ["start", "ready", "end"],
+            [_journal("ready-up"), {"id": "boom", "executor": EX + "Raise"}],
+            ["start -> ready-up", "ready-up -> ready", "ready -> boom", "boom -> end"],
+        ),
+        "failed",
+        1,
+    ),
+    "chaos-hang": (
+        _workflow(
+            "chaos-hang",
+            ["start", "end"],
+            [{"id": "stall", "executor": EX + "Hang", "params": {"seconds": 120}, "timeout_s": 1.5}],
+            ["start -> stall", "stall -> end"],
+        ),
+        "killed",
+        1,
+    ),
+    "chaos-killself": (
+        _workflow(
+            "chaos-killself",
+            ["start", "end"],
+            [{"id": "die", "executor": EX + "KillSelf"}],
+            ["start -> die", "die -> end"],
+        ),
+        "crashed",
+        1,
+    ),
 }
 
 
@@ -202,10 +273,25 @@ class Daemon:
 
     def start(self) -> None:
         """As a user does: `petriflow start`."""
-        done = subprocess.run([sys.executable, "-m", "petriflow", "start", "--home", str(self.home), "--port",
-                               str(self.port), "--http-port", str(self.http_port)],
-                              capture_output=True, text=True, timeout=120, env=self.env,
-                              stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "petriflow",
+                "start",
+                "--home",
+                str(self.home),
+                "--port",
+                str(self.port),
+                "--http-port",
+                str(self.http_port),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+        )
         self._note()
         if done.returncode != 0:
             raise RuntimeError(f"petriflow start failed ({done.returncode}): {done.stderr.strip() or done.stdout}")
@@ -263,8 +349,11 @@ class Chaos:
         self.args = args
         self.plan = plan
         self.journal = home / "journal.jsonl"
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("PETRIFLOW_HOME", "PETRIFLOW_PORT", "PETRIFLOW_HTTP_PORT", "PETRIFLOW_STORAGE")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("PETRIFLOW_HOME", "PETRIFLOW_PORT", "PETRIFLOW_HTTP_PORT", "PETRIFLOW_STORAGE")
+        }
         env["PETRIFLOW_TEST_JOURNAL"] = str(self.journal)
         self.daemon = Daemon(home / "home", free_port(), free_port(), env)
         self.client: Client | None = None
@@ -333,16 +422,21 @@ class Chaos:
         except (RuntimeError, OSError, EngineTimeout, PetriflowError, urllib.error.URLError) as exc:
             # no submission is in flight while a fault is injected, so this is the daemon's failure;
             # the request may have taken effect: look before submitting again
-            self.failures.append(Violation(f"{sub.via}_submit_failed", sub.tag,
-                                           f"{sub.workflow_id}: {type(exc).__name__}: {exc}"))
+            self.failures.append(
+                Violation(f"{sub.via}_submit_failed", sub.tag, f"{sub.workflow_id}: {type(exc).__name__}: {exc}")
+            )
             self.connect()
             self.refresh()
             if sub.tag not in self.orders:
                 self.orders[sub.tag] = self.call(lambda c: c.submit(sub.workflow_id, body)).work_order_id
 
     def _post(self, path: str, body: dict) -> dict:
-        request = urllib.request.Request(f"{self.daemon.config.http_url}{path}", data=json.dumps(body).encode(),
-                                         method="POST", headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{self.daemon.config.http_url}{path}",
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=45) as response:
             return json.loads(response.read())
 
@@ -383,10 +477,14 @@ class Chaos:
         else:
             members = self.daemon.members()
             now = time.monotonic()
-            candidates = sorted((a for a in self.call(lambda c: c.list_actors())
-                                 if a.kind == fault.kind and a.pid in members
-                                 and now - self.recent.get(a.entity_id, -99.0) > 6.0),
-                                key=lambda a: a.entity_id)
+            candidates = sorted(
+                (
+                    a
+                    for a in self.call(lambda c: c.list_actors())
+                    if a.kind == fault.kind and a.pid in members and now - self.recent.get(a.entity_id, -99.0) > 6.0
+                ),
+                key=lambda a: a.entity_id,
+            )
             if not candidates:
                 return False
             chosen = candidates[min(len(candidates) - 1, int(fault.pick * len(candidates)))]
@@ -486,17 +584,26 @@ class Chaos:
                 continue
             if len(found) > 1:
                 duplicated += len(found) - 1
-                violations.append(Violation("submission_duplicated", sub.tag,
-                                            f"{len(found)} work orders: {[o.id for o in found]}"))
+                violations.append(
+                    Violation("submission_duplicated", sub.tag, f"{len(found)} work orders: {[o.id for o in found]}")
+                )
             order = found[0]
             if order.state.value in UNFINISHED:
                 lost += 1
-                violations.append(Violation("work_order_unfinished", order.id,
-                                            f"{sub.workflow_id} ({sub.tag}) is {order.state.value}"))
+                violations.append(
+                    Violation(
+                        "work_order_unfinished", order.id, f"{sub.workflow_id} ({sub.tag}) is {order.state.value}"
+                    )
+                )
             elif order.state.value != expected:
                 unexpected += 1
-                violations.append(Violation("unexpected_state", order.id, f"{sub.workflow_id} ({sub.tag}) "
-                                            f"ended {order.state.value}, expected {expected}"))
+                violations.append(
+                    Violation(
+                        "unexpected_state",
+                        order.id,
+                        f"{sub.workflow_id} ({sub.tag}) ended {order.state.value}, expected {expected}",
+                    )
+                )
         self.daemon.stop()
         self.client = None
         storage = open_storage(self.daemon.config.storage_url)
@@ -511,8 +618,15 @@ class Chaos:
         integrity = self.integrity()
         if integrity != "ok":
             violations.append(Violation("sqlite_integrity", str(self.daemon.config.storage_url), integrity))
-        counted = {"submission_lost", "submission_duplicated", "work_order_unfinished", "unexpected_state",
-                   "side_effect_missing", "side_effect_applied_twice", "step_applied_twice"}
+        counted = {
+            "submission_lost",
+            "submission_duplicated",
+            "work_order_unfinished",
+            "unexpected_state",
+            "side_effect_missing",
+            "side_effect_applied_twice",
+            "step_applied_twice",
+        }
         others = [v for v in violations if v.kind not in counted]
         status = 1 if lost or duplicated or unexpected or others else 0
         (self.daemon.home.parent / "chaos.log").write_text("".join(f"{n}\n" for n in self.notes))
@@ -522,9 +636,12 @@ class Chaos:
             print(f"violation: {violation}", flush=True)
         faults = ",".join(f"{k}:{self.injected[k]}" for k in (f"kill_{k}" for k in KINDS))
         skipped = ",".join(f"{k}:{n}" for k, n in sorted(self.skipped.items())) or "0"
-        print(f"chaos seed={self.args.seed} work_orders={len(self.plan.submissions)} faults={faults} "
-              f"skipped={skipped} replayed={self.replayed} lost={lost} duplicated={duplicated} "
-              f"unexpected={unexpected} violations={len(others)} wall={self.wall:.1f}s", flush=True)
+        print(
+            f"chaos seed={self.args.seed} work_orders={len(self.plan.submissions)} faults={faults} "
+            f"skipped={skipped} replayed={self.replayed} lost={lost} duplicated={duplicated} "
+            f"unexpected={unexpected} violations={len(others)} wall={self.wall:.1f}s",
+            flush=True,
+        )
         return status
 
     def check_journal(self, storage: Any, records: list[Any]) -> tuple[int, int, list[Violation]]:
@@ -557,20 +674,36 @@ class Chaos:
         for (case_id, transition), keys in keys_of_step.items():
             if len(keys) > 1:
                 duplicated += len(keys) - 1
-                found.append(Violation("step_applied_twice", case_id, f"{transition} applied under "
-                                       f"{len(keys)} idempotency keys {sorted(keys)}"))
+                found.append(
+                    Violation(
+                        "step_applied_twice",
+                        case_id,
+                        f"{transition} applied under {len(keys)} idempotency keys {sorted(keys)}",
+                    )
+                )
         lost = 0
-        journaling = {wf: {t["id"] for t in document["transitions"] if t["executor"] in JOURNALING}
-                      for wf, (document, _, _) in WORKFLOWS.items()}
+        journaling = {
+            wf: {t["id"] for t in document["transitions"] if t["executor"] in JOURNALING}
+            for wf, (document, _, _) in WORKFLOWS.items()
+        }
         for order in records:
             for run in storage.runs(order.id):
                 for workitem in storage.workitems(case_id=run.case_id):
-                    if workitem.transition_id in journaling.get(order.workflow_id, ()) \
-                            and workitem.state.value == "completed" and not applied.get(workitem.id):
+                    if (
+                        workitem.transition_id in journaling.get(order.workflow_id, ())
+                        and workitem.state.value == "completed"
+                        and not applied.get(workitem.id)
+                    ):
                         lost += 1
-                        found.append(Violation("side_effect_missing", workitem.id, f"completed step "
-                                               f"{workitem.transition_id} of case {run.case_id} has no "
-                                               f"side effect in the journal"))
+                        found.append(
+                            Violation(
+                                "side_effect_missing",
+                                workitem.id,
+                                f"completed step "
+                                f"{workitem.transition_id} of case {run.case_id} has no "
+                                f"side effect in the journal",
+                            )
+                        )
         return lost, duplicated, found
 
     def integrity(self) -> str:
@@ -584,12 +717,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="petriflow-chaos", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=None, help="replay the choices of this seed (default: random)")
     parser.add_argument("--work-orders", type=int, default=200, help="work orders to submit (default 200)")
-    parser.add_argument("--faults", type=int, default=2 * len(KINDS),
-                        help=f"faults to inject, spread over {', '.join(KINDS)} (default {2 * len(KINDS)})")
-    parser.add_argument("--timeout", type=float, default=None,
-                        help="seconds to wait for every work order to end (default 60 + 1.5 per work order)")
-    parser.add_argument("--stall", type=float, default=60.0,
-                        help="give up waiting once no work order changed state for this long (default 60)")
+    parser.add_argument(
+        "--faults",
+        type=int,
+        default=2 * len(KINDS),
+        help=f"faults to inject, spread over {', '.join(KINDS)} (default {2 * len(KINDS)})",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds to wait for every work order to end (default 60 + 1.5 per work order)",
+    )
+    parser.add_argument(
+        "--stall",
+        type=float,
+        default=60.0,
+        help="give up waiting once no work order changed state for this long (default 60)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary home for inspection")
     args = parser.parse_args(argv)
     if args.work_orders < 1 or args.faults < 0:

@@ -1,4 +1,5 @@
 """`python -m petriflow.chaos`."""
+
 import sys
 
 from petriflow.chaos import main

@@ -13,6 +13,7 @@ The journal is a JSON-lines file named by `params.journal`, else by
 `applied` is true for the one execution that performed the side effect and
 false for a re-execution the key deduplicated.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -42,9 +43,14 @@ def apply_once(ctx: ExecutionContext) -> bool:
         try:
             journal.seek(0)
             applied = any(_applied_key(line) == ctx.idempotency_key for line in journal)
-            entry: dict[str, Any] = {"key": ctx.idempotency_key, "case_id": ctx.case_id,
-                                     "transition": ctx.transition_id, "attempt": ctx.attempt,
-                                     "pid": os.getpid(), "applied": not applied}
+            entry: dict[str, Any] = {
+                "key": ctx.idempotency_key,
+                "case_id": ctx.case_id,
+                "transition": ctx.transition_id,
+                "attempt": ctx.attempt,
+                "pid": os.getpid(),
+                "applied": not applied,
+            }
             journal.write(json.dumps(entry) + "\n")
             journal.flush()
             os.fsync(journal.fileno())

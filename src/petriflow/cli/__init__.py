@@ -9,20 +9,21 @@ HTTP port 19471). `--json` prints one JSON object per command (`watch`
 prints one per event); errors exit with 2 and, with `--json`, print
 `{"error": {"code", "message"}}`.
 """
+
 from __future__ import annotations
 
 import argparse
 import contextlib
 import dataclasses
 import json
-import os
 import re
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from petriflow import daemon
 from petriflow.client import Client, EngineTimeout
@@ -38,8 +39,12 @@ DEMO_WORKFLOW = {
     "version": 1,
     "places": [
         {"id": "start", "type": "start"},
-        {"id": "vat-todo"}, {"id": "credit-todo"}, {"id": "approval-todo"},
-        {"id": "vat-ok"}, {"id": "credit-ok"}, {"id": "approved"},
+        {"id": "vat-todo"},
+        {"id": "credit-todo"},
+        {"id": "approval-todo"},
+        {"id": "vat-ok"},
+        {"id": "credit-ok"},
+        {"id": "approved"},
         {"id": "end", "type": "end"},
     ],
     "transitions": [
@@ -52,12 +57,18 @@ DEMO_WORKFLOW = {
     "triggers": [{"id": "demo-invoice-hook", "type": "webhook"}],
     "arcs": [
         {"from": "start", "to": "fetch"},
-        {"from": "fetch", "to": "vat-todo"}, {"from": "fetch", "to": "credit-todo"},
+        {"from": "fetch", "to": "vat-todo"},
+        {"from": "fetch", "to": "credit-todo"},
         {"from": "fetch", "to": "approval-todo"},
-        {"from": "vat-todo", "to": "check-vat"}, {"from": "check-vat", "to": "vat-ok"},
-        {"from": "credit-todo", "to": "check-credit"}, {"from": "check-credit", "to": "credit-ok"},
-        {"from": "approval-todo", "to": "approve"}, {"from": "approve", "to": "approved"},
-        {"from": "vat-ok", "to": "post"}, {"from": "credit-ok", "to": "post"}, {"from": "approved", "to": "post"},
+        {"from": "vat-todo", "to": "check-vat"},
+        {"from": "check-vat", "to": "vat-ok"},
+        {"from": "credit-todo", "to": "check-credit"},
+        {"from": "check-credit", "to": "credit-ok"},
+        {"from": "approval-todo", "to": "approve"},
+        {"from": "approve", "to": "approved"},
+        {"from": "vat-ok", "to": "post"},
+        {"from": "credit-ok", "to": "post"},
+        {"from": "approved", "to": "post"},
         {"from": "post", "to": "end"},
     ],
 }
@@ -73,8 +84,10 @@ def demo(args: argparse.Namespace) -> int:
     started = not daemon.running_pid(config)
     if started:
         pid = daemon.start_background(config)
-        print(f"daemon started: pid {pid}, admin port {config.port} (loopback), webhooks at {config.http_url}, "
-              f"storage {config.storage_url}")
+        print(
+            f"daemon started: pid {pid}, admin port {config.port} (loopback), webhooks at {config.http_url}, "
+            f"storage {config.storage_url}"
+        )
     try:
         client = daemon.connect(config)
         workflow_id, version = client.put_workflow(DEMO_WORKFLOW)
@@ -100,8 +113,9 @@ def client_url(config: daemon.DaemonConfig) -> str:
 
 
 def _post_webhook(url: str, body: dict[str, Any]) -> str:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())["work_order_id"]
 
@@ -113,15 +127,25 @@ def _follow_steps(client: Client, work_order_ids: list[str], timeout_s: float) -
         views = [client.get_work_order(w) for w in work_order_ids]
         for view in views:
             for step in (s for r in view.runs for s in r.steps):
-                waiting = step.state == WorkitemState.STARTED.value and step.transition_id == "approve" \
+                waiting = (
+                    step.state == WorkitemState.STARTED.value
+                    and step.transition_id == "approve"
                     and client.get_workitem(step.workitem_id).awaiting
+                )
                 if seen.get(step.step_id) == (step.state, waiting):
                     continue
                 seen[step.step_id] = (step.state, waiting)
-                detail = " (waiting for a person)" if waiting else \
-                    f" -> {json.dumps(step.output, sort_keys=True)}" if step.output is not None else ""
-                print(f"  {time.monotonic() - began:6.2f}s  {view.work_order.id[:8]}  step {step.transition_id:<13}"
-                      f" {step.state:<9}{detail}")
+                detail = (
+                    " (waiting for a person)"
+                    if waiting
+                    else f" -> {json.dumps(step.output, sort_keys=True)}"
+                    if step.output is not None
+                    else ""
+                )
+                print(
+                    f"  {time.monotonic() - began:6.2f}s  {view.work_order.id[:8]}  step {step.transition_id:<13}"
+                    f" {step.state:<9}{detail}"
+                )
                 if waiting:
                     client.complete_workitem(step.workitem_id, {"approved_by": "demo"})
                     print(f"  {time.monotonic() - began:6.2f}s  {view.work_order.id[:8]}  the demo approves it")
@@ -135,8 +159,12 @@ def _follow_steps(client: Client, work_order_ids: list[str], timeout_s: float) -
 
 
 def _config(args: argparse.Namespace) -> daemon.DaemonConfig:
-    return daemon.resolve_config(home=args.home, port=args.port, http_port=getattr(args, "http_port", None),
-                                 storage=getattr(args, "storage", None))
+    return daemon.resolve_config(
+        home=args.home,
+        port=args.port,
+        http_port=getattr(args, "http_port", None),
+        storage=getattr(args, "storage", None),
+    )
 
 
 def _print(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -148,17 +176,22 @@ def start(args: argparse.Namespace) -> int:
     if args.foreground:
         return daemon.Daemon(config).serve()
     pid = daemon.start_background(config)
-    _print(args, {"started": True, "pid": pid, "port": config.port, "http_url": config.http_url,
-                  "home": config.home}, f"petriflow daemon started: pid {pid}, port {config.port}, "
-                                         f"webhooks at {config.http_url}, home {config.home}")
+    _print(
+        args,
+        {"started": True, "pid": pid, "port": config.port, "http_url": config.http_url, "home": config.home},
+        f"petriflow daemon started: pid {pid}, port {config.port}, webhooks at {config.http_url}, home {config.home}",
+    )
     return 0
 
 
 def stop(args: argparse.Namespace) -> int:
     config = _config(args)
     stopped = daemon.stop(config)
-    _print(args, {"stopped": stopped, "home": config.home},
-           "petriflow daemon stopped" if stopped else f"no petriflow daemon runs for home {config.home}")
+    _print(
+        args,
+        {"stopped": stopped, "home": config.home},
+        "petriflow daemon stopped" if stopped else f"no petriflow daemon runs for home {config.home}",
+    )
     return 0
 
 
@@ -168,10 +201,20 @@ def status(args: argparse.Namespace) -> int:
         _print(args, info, f"not running (home {info['home']})")
         return 3
     counts = ", ".join(f"{state} {n}" for state, n in sorted(info["work_orders"].items())) or "none"
-    _print(args, info, "\n".join([
-        f"running    pid {info['pid']}, up {info.get('uptime_s', 0):.0f}s",
-        f"port       {info['port']}", f"home       {info['home']}", f"storage    {info['storage']}",
-        f"webhooks   {info['http_url']}", f"work orders {counts}"]))
+    _print(
+        args,
+        info,
+        "\n".join(
+            [
+                f"running    pid {info['pid']}, up {info.get('uptime_s', 0):.0f}s",
+                f"port       {info['port']}",
+                f"home       {info['home']}",
+                f"storage    {info['storage']}",
+                f"webhooks   {info['http_url']}",
+                f"work orders {counts}",
+            ]
+        ),
+    )
     return 0
 
 
@@ -238,7 +281,7 @@ def _took(started: float | None, finished: float | None) -> str:
 
 def _clip(value: Any) -> str:
     text = "-" if value is None else json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= CELL_WIDTH else text[:CELL_WIDTH - 1] + "…"
+    return text if len(text) <= CELL_WIDTH else text[: CELL_WIDTH - 1] + "…"
 
 
 def _table(headers: list[str], rows: list[list[Any]], empty: str) -> str:
@@ -258,12 +301,20 @@ def workflow_load(args: argparse.Namespace) -> int:
 
 def workflow_list(args: argparse.Namespace) -> int:
     documents = _connect(args).list_workflows()
-    rows = [[d["id"], d["version"], d["state"],
-             ", ".join(f"{t['id']} ({t.get('cron') or t['type']})" for t in d["triggers"]) or "-"]
-            for d in documents]
-    _print(args, {"workflows": [{key: d[key] for key in ("id", "version", "state", "triggers")}
-                                for d in documents]},
-           _table(["ID", "VERSION", "STATE", "TRIGGERS"], rows, "no workflows"))
+    rows = [
+        [
+            d["id"],
+            d["version"],
+            d["state"],
+            ", ".join(f"{t['id']} ({t.get('cron') or t['type']})" for t in d["triggers"]) or "-",
+        ]
+        for d in documents
+    ]
+    _print(
+        args,
+        {"workflows": [{key: d[key] for key in ("id", "version", "state", "triggers")} for d in documents]},
+        _table(["ID", "VERSION", "STATE", "TRIGGERS"], rows, "no workflows"),
+    )
     return 0
 
 
@@ -300,8 +351,10 @@ def _follow_order(client: Client, work_order_id: str, timeout_s: float, report: 
             if is_settled(view):
                 return view
             if time.monotonic() > deadline:
-                raise PetriflowError(f"work order {work_order_id} is still {view.work_order.state.value} "
-                                     f"after {timeout_s:g}s", code="timeout")
+                raise PetriflowError(
+                    f"work order {work_order_id} is still {view.work_order.state.value} after {timeout_s:g}s",
+                    code="timeout",
+                )
             time.sleep(0.2)
     finally:
         if tty and shown:
@@ -313,8 +366,11 @@ def submit(args: argparse.Namespace) -> int:
     client = _connect(args)
     submitted = client.submit(args.workflow, payload)
     if not args.wait:
-        _print(args, dataclasses.asdict(submitted),
-               f"work order {submitted.work_order_id} submitted, run {submitted.run_id}")
+        _print(
+            args,
+            dataclasses.asdict(submitted),
+            f"work order {submitted.work_order_id} submitted, run {submitted.run_id}",
+        )
         return 0
     if not args.json:
         print(f"work order {submitted.work_order_id} submitted, run {submitted.run_id}")
@@ -331,36 +387,65 @@ def workorders(args: argparse.Namespace) -> int:
 
 
 def _orders_table(orders: list[WorkOrderRecord]) -> str:
-    rows = [[o.id, o.workflow_id, o.state.value, f"{o.trigger_type}:{o.trigger_id}" if o.trigger_id else o.trigger_type,
-             _when(o.created_at)] for o in orders]
+    rows = [
+        [
+            o.id,
+            o.workflow_id,
+            o.state.value,
+            f"{o.trigger_type}:{o.trigger_id}" if o.trigger_id else o.trigger_type,
+            _when(o.created_at),
+        ]
+        for o in orders
+    ]
     return _table(["ID", "WORKFLOW", "STATE", "TRIGGER", "CREATED"], rows, "no work orders")
 
 
 def _step_row(step: StepView) -> list[Any]:
     outcome = f"! {step.failure.kind}: {step.failure.reason}" if step.failure else _clip(step.output)
-    return [step.step_id, step.transition_id, step.state, step.attempt, "yes" if step.kept else "no",
-            _clock(step.started_at), _clock(step.finished_at), _took(step.started_at, step.finished_at),
-            _clip(step.input), outcome]
+    return [
+        step.step_id,
+        step.transition_id,
+        step.state,
+        step.attempt,
+        "yes" if step.kept else "no",
+        _clock(step.started_at),
+        _clock(step.finished_at),
+        _took(step.started_at, step.finished_at),
+        _clip(step.input),
+        outcome,
+    ]
 
 
 def _describe_run(view: RunView) -> str:
     run = view.run
-    lines = [f"run {run.id}  {run.state.value}  workflow v{run.workflow_version}  "
-             f"started {_when(run.started_at)}  took {_took(run.started_at, run.finished_at)}"]
+    lines = [
+        f"run {run.id}  {run.state.value}  workflow v{run.workflow_version}  "
+        f"started {_when(run.started_at)}  took {_took(run.started_at, run.finished_at)}"
+    ]
     if run.retried_from_run_id:
         lines.append(f"  retried from run {run.retried_from_run_id} at step {run.retried_from_step_id}")
     if run.failure:
         lines.append(f"  failure {run.failure.kind}: {run.failure.reason}")
-    lines.append(_table(["STEP", "TRANSITION", "STATE", "ATTEMPT", "KEPT", "STARTED", "FINISHED", "TOOK",
-                         "INPUT", "OUTPUT"], [_step_row(step) for step in view.steps], "  no steps yet"))
+    lines.append(
+        _table(
+            ["STEP", "TRANSITION", "STATE", "ATTEMPT", "KEPT", "STARTED", "FINISHED", "TOOK", "INPUT", "OUTPUT"],
+            [_step_row(step) for step in view.steps],
+            "  no steps yet",
+        )
+    )
     return "\n".join(lines)
 
 
 def _describe_order(view: WorkOrderView) -> str:
     order = view.work_order
-    head = [f"work order {order.id}", f"  workflow {order.workflow_id}", f"  state    {order.state.value}",
-            f"  trigger  {order.trigger_type}" + (f" {order.trigger_id}" if order.trigger_id else ""),
-            f"  created  {_when(order.created_at)}", f"  input    {_clip(order.input)}"]
+    head = [
+        f"work order {order.id}",
+        f"  workflow {order.workflow_id}",
+        f"  state    {order.state.value}",
+        f"  trigger  {order.trigger_type}" + (f" {order.trigger_id}" if order.trigger_id else ""),
+        f"  created  {_when(order.created_at)}",
+        f"  input    {_clip(order.input)}",
+    ]
     return "\n\n".join(["\n".join(head)] + [_describe_run(run) for run in view.runs])
 
 
@@ -397,9 +482,14 @@ def complete(args: argparse.Namespace) -> int:
 
 def _event_json(event: Event) -> dict[str, Any]:
     run = event.run
-    return {"kind": event.kind, "work_order_id": event.work_order.id, "workflow_id": event.work_order.workflow_id,
-            "state": event.work_order.state.value, "run_id": run.id if run else None,
-            "run_state": run.state.value if run else None}
+    return {
+        "kind": event.kind,
+        "work_order_id": event.work_order.id,
+        "workflow_id": event.work_order.workflow_id,
+        "state": event.work_order.state.value,
+        "run_id": run.id if run else None,
+        "run_state": run.state.value if run else None,
+    }
 
 
 def watch(args: argparse.Namespace) -> int:
@@ -409,8 +499,12 @@ def watch(args: argparse.Namespace) -> int:
         with contextlib.closing(_connect(args).events(args.timeout)) as events:
             for event in events:
                 data = _event_json(event)
-                _print(args, data, f"{_when(time.time())}  {data['kind']:<18}  work order {data['work_order_id']} "
-                                   f"{data['state']:<9}  run {data['run_id'] or '-'} {data['run_state'] or ''}".rstrip())
+                _print(
+                    args,
+                    data,
+                    f"{_when(time.time())}  {data['kind']:<18}  work order {data['work_order_id']} "
+                    f"{data['state']:<9}  run {data['run_id'] or '-'} {data['run_state'] or ''}".rstrip(),
+                )
                 sys.stdout.flush()
     except KeyboardInterrupt:
         pass
@@ -419,9 +513,13 @@ def watch(args: argparse.Namespace) -> int:
 
 def actors(args: argparse.Namespace) -> int:
     found = _connect(args).list_actors()
-    _print(args, {"actors": [dataclasses.asdict(actor) for actor in found]},
-           _table(["KIND", "ENTITY", "STATE", "PID"], [[a.kind, a.entity_id, a.state, a.pid] for a in found],
-                  "no live actors"))
+    _print(
+        args,
+        {"actors": [dataclasses.asdict(actor) for actor in found]},
+        _table(
+            ["KIND", "ENTITY", "STATE", "PID"], [[a.kind, a.entity_id, a.state, a.pid] for a in found], "no live actors"
+        ),
+    )
     return 0
 
 
@@ -437,8 +535,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="petriflow", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, run: Callable[[argparse.Namespace], int], help: str,
-                group: Any = commands) -> argparse.ArgumentParser:
+    def command(
+        name: str, run: Callable[[argparse.Namespace], int], help: str, group: Any = commands
+    ) -> argparse.ArgumentParser:
         sub = group.add_parser(name, help=help)
         sub.set_defaults(run=run)
         sub.add_argument("--home", help="the daemon's home (default $PETRIFLOW_HOME or ./.petriflow)")
@@ -472,8 +571,9 @@ def main(argv: list[str] | None = None) -> int:
     run_submit.add_argument("--wait", action="store_true", help="follow it to a final state; exit 1 unless success")
     run_submit.add_argument("--timeout", type=float, default=300.0, help="with --wait: give up after S seconds")
     run_orders = command("workorders", workorders, "list work orders")
-    run_orders.add_argument("--state", action="append", choices=[s.value for s in WorkOrderState],
-                            help="only in this state (repeatable)")
+    run_orders.add_argument(
+        "--state", action="append", choices=[s.value for s in WorkOrderState], help="only in this state (repeatable)"
+    )
     run_orders.add_argument("--workflow", help="only of this workflow")
     run_orders.add_argument("--since", help="created since an ISO 8601 time or a duration ago (10m, 2h, 1d)")
     command("show", show, "a work order, its runs and their steps").add_argument("work_order")
@@ -481,7 +581,8 @@ def main(argv: list[str] | None = None) -> int:
     run_retry.add_argument("run_id", metavar="RUN")
     run_retry.add_argument("--from", dest="step", required=True, help="the step to execute again")
     command("retry-many", retry_many, "retry work orders from their first step").add_argument(
-        "work_orders", nargs="+", metavar="WORKORDER")
+        "work_orders", nargs="+", metavar="WORKORDER"
+    )
     command("cancel", cancel, "cancel a work order's unfinished runs").add_argument("work_order")
     run_complete = command("complete", complete, "complete a waiting workitem (a manual step)")
     run_complete.add_argument("workitem")

@@ -1,4 +1,5 @@
 """`python -m petriflow.cli`."""
+
 import sys
 
 from petriflow.cli import main

@@ -13,6 +13,7 @@ Settings come from flags, then the environment (`PETRIFLOW_HOME`,
 defaults: home `./.petriflow`, admin port 19470, HTTP port 19471, storage
 `sqlite:///<home>/petriflow.db`.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -25,21 +26,22 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import structlog
 
 from petriflow import logs
 from petriflow.client import Client, boot_engine
-from petriflow.system import close_actor_system, open_actor_system, system_session
-from petriflow.ingress.webhook import WebhookServer
 from petriflow.engine.errors import PetriflowError
 from petriflow.engine.messages import EngineInfo, Settings
 from petriflow.engine.views import work_order_json
+from petriflow.ingress.webhook import WebhookServer
 from petriflow.storage.store import open_storage
 from petriflow.supervision import processes
+from petriflow.system import close_actor_system, open_actor_system, system_session
 
 log = structlog.get_logger("petriflow.daemon")
 
@@ -80,8 +82,14 @@ class DaemonConfig:
         return f"http://127.0.0.1:{self.http_port}"
 
 
-def resolve_config(*, home: str | None = None, port: int | None = None, http_port: int | None = None,
-                   storage: str | None = None, env: Mapping[str, str] = os.environ) -> DaemonConfig:
+def resolve_config(
+    *,
+    home: str | None = None,
+    port: int | None = None,
+    http_port: int | None = None,
+    storage: str | None = None,
+    env: Mapping[str, str] = os.environ,
+) -> DaemonConfig:
     """Flags first, then the environment, then the defaults."""
     home_path = Path(home or env.get("PETRIFLOW_HOME") or ".petriflow").resolve()
 
@@ -146,8 +154,9 @@ class _HomeLock:
         except OSError as exc:
             self.file.close()
             if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise DaemonError(f"another petriflow daemon is using home {home}; stop it first "
-                                  f"(petriflow stop --home {home})") from None
+                raise DaemonError(
+                    f"another petriflow daemon is using home {home}; stop it first (petriflow stop --home {home})"
+                ) from None
             raise
 
     def release(self) -> None:
@@ -187,8 +196,13 @@ class Daemon:
         self.config = config
         self.stopping = threading.Event()
         self.lock = threading.Lock()
-        self.settings = Settings(storage_url=config.storage_url, idle_timeout_s=config.idle_timeout_s,
-                                 die_with_parent=True, log_path=str(config.log_path), cron=True)
+        self.settings = Settings(
+            storage_url=config.storage_url,
+            idle_timeout_s=config.idle_timeout_s,
+            die_with_parent=True,
+            log_path=str(config.log_path),
+            cron=True,
+        )
 
     def serve(self) -> int:
         """Run until SIGTERM or SIGINT; returns the exit status.
@@ -209,8 +223,9 @@ class Daemon:
             try:
                 self.asys = open_actor_system(MULTIPROC, admin_port=config.port)
             except RuntimeError as exc:
-                raise DaemonError(f"cannot start on port {config.port}: {exc}; choose another with --port "
-                                  f"or PETRIFLOW_PORT") from None
+                raise DaemonError(
+                    f"cannot start on port {config.port}: {exc}; choose another with --port or PETRIFLOW_PORT"
+                ) from None
             try:
                 return self._run()
             finally:
@@ -223,21 +238,30 @@ class Daemon:
     def _run(self) -> int:
         self.info = boot_engine(self.asys, self.settings)
         self.client = Client(self.asys)
-        webhook = WebhookServer(submit=self._locked(lambda trigger, body: self.client.submit_webhook(
-                                    trigger, body).work_order_id),
-                                work_order=self._locked(lambda wid: work_order_json(self.client.get_work_order(wid))),
-                                port=self.config.http_port)
+        webhook = WebhookServer(
+            submit=self._locked(lambda trigger, body: self.client.submit_webhook(trigger, body).work_order_id),
+            work_order=self._locked(lambda wid: work_order_json(self.client.get_work_order(wid))),
+            port=self.config.http_port,
+        )
         try:
             webhook.start()
         except OSError as exc:
-            raise DaemonError(f"cannot serve webhooks on port {self.config.http_port}: {exc.strerror}; "
-                              f"choose another with --http-port or PETRIFLOW_HTTP_PORT") from None
+            raise DaemonError(
+                f"cannot serve webhooks on port {self.config.http_port}: {exc.strerror}; "
+                f"choose another with --http-port or PETRIFLOW_HTTP_PORT"
+            ) from None
         try:
             self._announce()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self.stopping.set())
-            log.info("daemon_started", pid=os.getpid(), port=self.config.port, http_url=self.config.http_url,
-                     storage=self.config.storage_url, engine_pid=self.info.pid)
+            log.info(
+                "daemon_started",
+                pid=os.getpid(),
+                port=self.config.port,
+                http_url=self.config.http_url,
+                storage=self.config.storage_url,
+                engine_pid=self.info.pid,
+            )
             while not self.stopping.wait(0.5):
                 _reap()
                 self._keep_engine()
@@ -250,13 +274,19 @@ class Daemon:
         def locked(*args: Any) -> Any:
             with self.lock:
                 return call(*args)
+
         return locked
 
     def _announce(self) -> None:
         config = self.config
         session = system_session(self.asys)
-        state = {**asdict(config), "pid": os.getpid(), "http_url": config.http_url, "started_at": time.time(),
-                 "actor_sid": session.sid if session else None}
+        state = {
+            **asdict(config),
+            "pid": os.getpid(),
+            "http_url": config.http_url,
+            "started_at": time.time(),
+            "actor_sid": session.sid if session else None,
+        }
         config.state_file.write_text(json.dumps(state, indent=2))
         config.pid_file.write_text(str(os.getpid()))
 
@@ -283,9 +313,26 @@ def start_background(config: DaemonConfig, timeout_s: float = 30.0) -> int:
     end_orphans(config)
     out = open(Path(config.home) / "daemon.out", "ab")
     child = subprocess.Popen(
-        [sys.executable, "-m", "petriflow", "start", "--foreground", "--home", config.home, "--port", str(config.port),
-         "--http-port", str(config.http_port), "--storage", config.storage_url],
-        stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "petriflow",
+            "start",
+            "--foreground",
+            "--home",
+            config.home,
+            "--port",
+            str(config.port),
+            "--http-port",
+            str(config.http_port),
+            "--storage",
+            config.storage_url,
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=out,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if child.poll() is not None:
@@ -317,7 +364,8 @@ def kill_all(daemon_pid: int | None, sid: int | None) -> list[int]:
     killed: list[int] = []
     while True:
         victims = ([daemon_pid] if daemon_pid and processes.is_alive(daemon_pid) else []) + (
-            processes.session_pids(sid) if sid else [])
+            processes.session_pids(sid) if sid else []
+        )
         if not victims:
             return killed
         for victim in victims:
@@ -359,8 +407,9 @@ def connect(config: DaemonConfig, timeout_s: float = 30.0) -> Client:
     try:
         return Client.connect(port, timeout_s)
     except ConnectionRefusedError:
-        raise DaemonError(f"the daemon of home {config.home} does not answer on port {port}; "
-                          f"see {config.log_path}") from None
+        raise DaemonError(
+            f"the daemon of home {config.home} does not answer on port {port}; see {config.log_path}"
+        ) from None
 
 
 def stop(config: DaemonConfig, timeout_s: float = 20.0) -> bool:
@@ -393,15 +442,25 @@ def processes_of(pid: int) -> list[int]:
 
 def status(config: DaemonConfig) -> dict[str, Any]:
     pid = running_pid(config)
-    result: dict[str, Any] = {"running": bool(pid), "pid": pid, "port": config.port, "home": config.home,
-                              "storage": config.storage_url, "http_url": config.http_url,
-                              "work_orders": {}}
+    result: dict[str, Any] = {
+        "running": bool(pid),
+        "pid": pid,
+        "port": config.port,
+        "home": config.home,
+        "storage": config.storage_url,
+        "http_url": config.http_url,
+        "work_orders": {},
+    }
     if not pid:
         return result
     try:
         state = json.loads(config.state_file.read_text())
-        result.update(port=state["port"], storage=state["storage_url"], http_url=state["http_url"],
-                      uptime_s=round(time.time() - state["started_at"], 1))
+        result.update(
+            port=state["port"],
+            storage=state["storage_url"],
+            http_url=state["http_url"],
+            uptime_s=round(time.time() - state["started_at"], 1),
+        )
         info: EngineInfo = connect(config).ping()
         result.update(work_orders=info.work_orders, engine_pid=info.pid, live_work_orders=info.live_work_orders)
     except (OSError, ValueError, KeyError, PetriflowError, TimeoutError) as exc:

@@ -7,6 +7,7 @@ actor-system connection, which is not thread-safe, so every call to them is
 serialised by one lock while requests are read and answered on threads of
 their own: a slow client never blocks the others.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,10 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, TypeVar, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import quote, unquote
 
 import structlog
@@ -31,8 +33,15 @@ MAX_ID_CHARS = 200
 _LINGER_S = 2.0
 _LINGER_BYTES = 16 * 1024 * 1024
 _DIGITS = re.compile(r"[0-9]+")
-_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number",
-               bool: "boolean", type(None): "null"}
+_JSON_TYPES = {
+    dict: "object",
+    list: "array",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
 # An error that says which entity is missing or gone; any other invalid request is 422,
 # any other PetriflowError 400.
 _STATUS_BY_CODE = {"not_found": 404, "workflow_discarded": 409}
@@ -43,8 +52,7 @@ T = TypeVar("T")
 class _HttpError(Exception):
     """A request refused before or instead of calling the engine."""
 
-    def __init__(self, status: int, code: str, message: str,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
         self.headers = headers or {}
@@ -64,11 +72,11 @@ def _path_id(raw: str) -> str:
     try:
         ident = unquote(raw, errors="strict")
     except UnicodeDecodeError:
-        raise _HttpError(400, "invalid_id", "the id in the path is not valid percent-encoded UTF-8")
+        raise _HttpError(400, "invalid_id", "the id in the path is not valid percent-encoded UTF-8") from None
     if not 0 < len(ident) <= MAX_ID_CHARS:
-        raise _HttpError(400, "invalid_id",
-                         f"the id in the path must have 1 to {MAX_ID_CHARS} characters, "
-                         f"got {len(ident)}")
+        raise _HttpError(
+            400, "invalid_id", f"the id in the path must have 1 to {MAX_ID_CHARS} characters, got {len(ident)}"
+        )
     return ident
 
 
@@ -112,8 +120,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self._require("POST")
                 trigger_id = _path_id(raw)
                 work_order_id = app.locked(app.submit, trigger_id, self._read_json_object())
-                return (201, {"work_order_id": work_order_id},
-                        {"Location": "/workorders/" + quote(str(work_order_id), safe="")})
+                return (
+                    201,
+                    {"work_order_id": work_order_id},
+                    {"Location": "/workorders/" + quote(str(work_order_id), safe="")},
+                )
             case ["workorders", raw]:
                 self._require("GET")
                 return 200, app.locked(app.work_order, _path_id(raw)), {}
@@ -121,15 +132,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _require(self, method: str) -> None:
         if self.command != method:
-            raise _HttpError(405, "method_not_allowed", f"{self.command} is not allowed here; use {method}",
-                             {"Allow": method})
+            raise _HttpError(
+                405, "method_not_allowed", f"{self.command} is not allowed here; use {method}", {"Allow": method}
+            )
 
     def _read_json_object(self) -> dict:
         """The body, read only up to its declared, capped size: a chunked body has
         no size to check before reading, so it is refused."""
         if "Transfer-Encoding" in self.headers:
-            raise _HttpError(411, "length_required",
-                             "chunked transfer is not accepted; send the body with a Content-Length")
+            raise _HttpError(
+                411, "length_required", "chunked transfer is not accepted; send the body with a Content-Length"
+            )
         lengths = set(self.headers.get_all("Content-Length", []))
         declared = lengths.pop() if len(lengths) == 1 else ""
         if not _DIGITS.fullmatch(declared.strip()):
@@ -140,16 +153,17 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             raw = self.rfile.read(size)
         except TimeoutError:
-            raise _HttpError(408, "timeout", f"the body did not arrive within {REQUEST_TIMEOUT_S}s")
+            raise _HttpError(408, "timeout", f"the body did not arrive within {REQUEST_TIMEOUT_S}s") from None
         if len(raw) < size:
             raise _HttpError(400, "incomplete_body", f"the body ended after {len(raw)} of {size} bytes")
         try:
             body = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
         except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-            raise _HttpError(400, "malformed_json", f"the body is not UTF-8 JSON: {exc}")
+            raise _HttpError(400, "malformed_json", f"the body is not UTF-8 JSON: {exc}") from None
         if not isinstance(body, dict):
-            raise _HttpError(400, "not_an_object",
-                             f"the body must be a JSON object, got {_JSON_TYPES.get(type(body), 'value')}")
+            raise _HttpError(
+                400, "not_an_object", f"the body must be a JSON object, got {_JSON_TYPES.get(type(body), 'value')}"
+            )
         return body
 
     def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
@@ -223,8 +237,15 @@ class _Server(ThreadingHTTPServer):
 class WebhookServer:
     """Serves `POST /hooks/<trigger_id>`, `GET /workorders/<id>` and `GET /health`."""
 
-    def __init__(self, *, submit: Callable[[str, dict], str], work_order: Callable[[str], dict],
-                 host: str = "127.0.0.1", port: int = 0, max_body_bytes: int = 1_048_576) -> None:
+    def __init__(
+        self,
+        *,
+        submit: Callable[[str, dict], str],
+        work_order: Callable[[str], dict],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_body_bytes: int = 1_048_576,
+    ) -> None:
         self.submit = submit
         self.work_order = work_order
         self.max_body_bytes = max_body_bytes
@@ -245,8 +266,9 @@ class WebhookServer:
         self._server = _Server(self._address, self)
         self._address = cast(tuple[str, int], self._server.server_address[:2])
         # A short poll interval only makes `stop` quick; serving does not poll.
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="petriflow-webhook", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="petriflow-webhook", daemon=True
+        )
         self._thread.start()
         log.info("webhook_started", url=self.url)
 
