@@ -78,12 +78,21 @@ from petriflow.engine.messages import (
     WorkOrderSubmitted,
     WorkOrderView,
 )
-from petriflow.engine.records import CaseRecord, TokenRecord, new_id
-from petriflow.engine.states import CaseState, TaskState, WorkitemState, is_terminal
+from petriflow.engine.records import CaseRecord, new_id
+from petriflow.engine.routing import genesis_token
+from petriflow.engine.states import (
+    FINAL_RUN_STATES,
+    UNFINISHED_WORK_ORDER_STATES,
+    CaseState,
+    TaskState,
+    WorkitemState,
+    WorkOrderState,
+    is_terminal,
+)
 from petriflow.engine.validation import validate
 from petriflow.engine.views import is_settled, run_view
 from petriflow.engine.workflow import Workflow, WorkflowState
-from petriflow.engine.workorders import FINAL_RUN_STATES, WorkOrderState, run_state_of_case
+from petriflow.engine.workorders import run_state_of_case
 from petriflow.supervision.childspec import ChildSpec
 from petriflow.supervision.processes import is_alive
 from petriflow.workorders import runs
@@ -93,7 +102,6 @@ log = structlog.get_logger("petriflow.engine")
 ENGINE_NAME = "petriflow-engine"
 RESTORE_BATCH = 32  # work orders or cases restored at once after a restart
 StateT = TypeVar("StateT", bound=StrEnum)
-UNFINISHED_ORDERS = (WorkOrderState.PENDING, WorkOrderState.RUNNING)
 
 
 def _states(machine: type[StateT], names: list[str] | None) -> list[StateT] | None:
@@ -151,7 +159,9 @@ class EngineActor(EntityActor):
             self.handlers = self._handlers()
             self.booted_at = time.time()
             self.booted = True
-            orders = [o for o in self.storage.list_work_orders(UNFINISHED_ORDERS) if self._order_needs_actor(o.id)]
+            orders = [
+                o for o in self.storage.list_work_orders(UNFINISHED_WORK_ORDER_STATES) if self._order_needs_actor(o.id)
+            ]
             cases = [
                 c
                 for c in self.storage.list_cases([CaseState.CREATED, CaseState.ACTIVE])
@@ -261,7 +271,7 @@ class EngineActor(EntityActor):
         for subscriber in list(self.subscribers):
             self.answer(subscriber, event)
         order = event.work_order
-        if event.kind == "work_order_updated" and order.state not in UNFINISHED_ORDERS:
+        if event.kind == "work_order_updated" and order.state not in UNFINISHED_WORK_ORDER_STATES:
             waiters = self.order_waiters.pop(order.id, [])
             if waiters:
                 view = self._order_view(order.id)
@@ -388,14 +398,7 @@ class EngineActor(EntityActor):
         case = CaseRecord(
             id=new_id(), workflow_id=workflow.id, workflow_version=workflow.version, input=dict(request.input)
         )
-        genesis = TokenRecord(
-            id=new_id(),
-            case_id=case.id,
-            workflow_id=workflow.id,
-            place_id=workflow.start_place.id,
-            payload=dict(request.input),
-        )
-        self.storage.create_case(case, [genesis])
+        self.storage.create_case(case, [genesis_token(workflow, case.id, request.input)])
         log.info("case_created", case_id=case.id, workflow_id=workflow.id, version=workflow.version)
         self._ensure_case(case.id)
         return CaseStarted(case_id=case.id)
@@ -530,7 +533,7 @@ class EngineActor(EntityActor):
         """Every live actor of the tree, read from storage: each entity records
         the pid of the actor that claimed it last."""
         found = [ActorInfo(kind="engine", entity_id=ENGINE_NAME, state="running", pid=os.getpid())]
-        for order in self.storage.list_work_orders(UNFINISHED_ORDERS):
+        for order in self.storage.list_work_orders(UNFINISHED_WORK_ORDER_STATES):
             found.append(ActorInfo("work_order", order.id, order.state.value, order.pid))
         for case in self.storage.list_cases([CaseState.CREATED, CaseState.ACTIVE]):
             found.append(ActorInfo("case", case.id, case.state.value, case.pid))

@@ -26,7 +26,8 @@ from petriflow.engine.messages import (
     TerminateCase,
 )
 from petriflow.engine.records import Failure, RunRecord, WorkOrderRecord
-from petriflow.engine.workorders import FINAL_RUN_STATES, RunState, run_state_of_case, update_state
+from petriflow.engine.states import FINAL_RUN_STATES, RunState
+from petriflow.engine.workorders import run_state_of_case, update_state
 from petriflow.supervision.childspec import ChildSpec
 from petriflow.workorders.runs import needs_actor
 

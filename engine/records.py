@@ -14,8 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from petriflow.engine.states import CaseState, TaskState, TokenState, WorkitemState
-from petriflow.engine.workorders import RunState, WorkOrderState
+from petriflow.engine.states import CaseState, RunState, TaskState, TokenState, WorkitemState, WorkOrderState
 
 GENESIS = "genesis"
 """`produced_by_task_id` of the token a case starts with."""

@@ -18,6 +18,13 @@ def _oldest(tokens: Iterable[TokenRecord]) -> TokenRecord:
     return min(tokens, key=lambda t: (t.created_at, t.id))
 
 
+def genesis_token(workflow: Workflow, case_id: str, payload: dict[str, Any]) -> TokenRecord:
+    """The token a new case begins with: the input, in the start place."""
+    return TokenRecord(
+        id=new_id(), case_id=case_id, workflow_id=workflow.id, place_id=workflow.start_place.id, payload=dict(payload)
+    )
+
+
 def tokens_to_lock(workflow: Workflow, transition_id: str, offered: Iterable[TokenRecord]) -> list[TokenRecord] | None:
     """The tokens that enable the transition, or None when it is not enabled.
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from petriflow.engine.messages import RunView, StepView, WorkOrderView
 from petriflow.engine.records import RunRecord, WorkitemRecord, WorkOrderRecord
-from petriflow.engine.workorders import FINAL_RUN_STATES, WorkOrderState
+from petriflow.engine.states import FINAL_RUN_STATES, WorkOrderState
 
 FINAL_WORK_ORDER_STATES = frozenset(WorkOrderState) - {WorkOrderState.PENDING, WorkOrderState.RUNNING}
 

@@ -1,70 +1,17 @@
-"""Work orders and runs, after OpenFn Lightning (DESIGN.md section 4).
+"""How a work order's state follows its runs, after OpenFn Lightning
+(docs/architecture.md, "Work orders, runs and steps").
 
 A work order is one input (a webhook call, a cron tick, a manual
 submission); each run is one case of the workflow for it, and a retry adds a
-run to the same work order. The work order's state follows its runs.
-
-This module must not import `engine.records`: the records import it.
+run to the same work order. The states themselves are in `engine.states`.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
-
-from petriflow.engine.errors import IllegalTransition, Invalid
-from petriflow.engine.states import CaseState
-
-
-class RunState(StrEnum):
-    AVAILABLE = "available"
-    CLAIMED = "claimed"
-    STARTED = "started"
-    SUCCESS = "success"
-    FAILED = "failed"
-    CRASHED = "crashed"
-    CANCELLED = "cancelled"
-    KILLED = "killed"
-    EXCEPTION = "exception"
-    LOST = "lost"
-
-
-class WorkOrderState(StrEnum):
-    REJECTED = "rejected"
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCESS = "success"
-    FAILED = "failed"
-    CRASHED = "crashed"
-    CANCELLED = "cancelled"
-    KILLED = "killed"
-    EXCEPTION = "exception"
-    LOST = "lost"
-
+from petriflow.engine.errors import Invalid
+from petriflow.engine.states import CaseState, RunState, WorkOrderState
 
 _R = RunState
-
-FINAL_RUN_STATES: frozenset[RunState] = frozenset(
-    {_R.SUCCESS, _R.FAILED, _R.CRASHED, _R.CANCELLED, _R.KILLED, _R.EXCEPTION, _R.LOST}
-)
-
-_ENDINGS_BEFORE_START = frozenset({_R.CANCELLED, _R.LOST, _R.EXCEPTION})
-"""A run that never started can be cancelled, lost or fail in the engine;
-it cannot succeed, fail, crash or time out, since none of its steps ran."""
-
-RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
-    _R.AVAILABLE: frozenset({_R.CLAIMED}) | _ENDINGS_BEFORE_START,
-    _R.CLAIMED: frozenset({_R.STARTED}) | _ENDINGS_BEFORE_START,
-    _R.STARTED: FINAL_RUN_STATES,
-    **{final: frozenset() for final in FINAL_RUN_STATES},
-}
-
-
-def advance_run(current: RunState, target: RunState) -> RunState:
-    """Return `target` if a run may move from `current` to it, else raise."""
-    if target not in RUN_TRANSITIONS[current]:
-        raise IllegalTransition(f"run: illegal transition {current} -> {target}")
-    return target
-
 
 _UNFINISHED_PRECEDENCE = (_R.STARTED, _R.AVAILABLE, _R.CLAIMED)
 _STATE_OF_UNFINISHED = {

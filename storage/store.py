@@ -36,9 +36,19 @@ from petriflow.engine.records import (
     new_id,
     now,
 )
-from petriflow.engine.states import CaseState, TaskState, TokenState, WorkitemState, can_advance, is_terminal
+from petriflow.engine.states import (
+    FINAL_RUN_STATES,
+    CaseState,
+    RunState,
+    TaskState,
+    TokenState,
+    WorkitemState,
+    WorkOrderState,
+    advance,
+    can_advance,
+    is_terminal,
+)
 from petriflow.engine.workflow import Workflow, WorkflowState
-from petriflow.engine.workorders import FINAL_RUN_STATES, RunState, WorkOrderState, advance_run
 from petriflow.storage.backend import Backend, Row, Tx
 
 R = TypeVar("R")
@@ -568,7 +578,7 @@ class WorkOrderStorage(Storage):
                 tx.insert("runs", _to_row(run))
                 self._insert_case(tx, case, tokens)
             for work_order_id, state in work_order_states.items():
-                tx.update("work_orders", work_order_id, {"state": state.value, "updated_at": now()})
+                self._move_work_order(tx, self._get(tx, WorkOrderRecord, work_order_id), state)
 
     def get_work_order(self, work_order_id: str) -> WorkOrderRecord:
         return self._read(WorkOrderRecord, work_order_id)
@@ -587,11 +597,16 @@ class WorkOrderStorage(Storage):
 
     def set_work_order_state(self, work_order_id: str, state: WorkOrderState) -> WorkOrderRecord:
         with self.backend.transaction() as tx:
-            order = self._get(tx, WorkOrderRecord, work_order_id)
-            if order.state is state:
-                return order
-            tx.update("work_orders", work_order_id, {"state": state.value, "updated_at": now()})
-            return dataclasses.replace(order, state=state)
+            return self._move_work_order(tx, self._get(tx, WorkOrderRecord, work_order_id), state)
+
+    @staticmethod
+    def _move_work_order(tx: Tx, order: WorkOrderRecord, state: WorkOrderState) -> WorkOrderRecord:
+        """Along the work-order machine; reaching the state it is in changes nothing."""
+        if order.state is state:
+            return order
+        advance(order.state, state, entity=f"work order {order.id}")
+        tx.update("work_orders", order.id, {"state": state.value, "updated_at": now()})
+        return dataclasses.replace(order, state=state)
 
     def runs(self, work_order_id: str) -> list[RunRecord]:
         return self._find(RunRecord, {"work_order_id": work_order_id})
@@ -608,12 +623,10 @@ class WorkOrderStorage(Storage):
         with self.backend.transaction() as tx:
             run = self._get(tx, RunRecord, run_id)
             if order_state is not None:
-                order = self._get(tx, WorkOrderRecord, run.work_order_id)
-                if order.state is not order_state:
-                    tx.update("work_orders", order.id, {"state": order_state.value, "updated_at": now()})
+                self._move_work_order(tx, self._get(tx, WorkOrderRecord, run.work_order_id), order_state)
             if run.state is target:
                 return run
-            advance_run(run.state, target)
+            advance(run.state, target, entity=f"run {run_id}")
             stamp = {RunState.CLAIMED: "claimed_at", RunState.STARTED: "started_at"}.get(
                 target, "finished_at" if target in FINAL_RUN_STATES else None
             )

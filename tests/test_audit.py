@@ -9,9 +9,8 @@ import pytest
 from petriflow.engine import routing
 from petriflow.engine.document import workflow_from_document
 from petriflow.engine.records import FINISHER, Failure, TokenRecord, new_id
-from petriflow.engine.states import CaseState, TaskState, TokenState, WorkitemState
+from petriflow.engine.states import CaseState, RunState, TaskState, TokenState, WorkitemState, WorkOrderState
 from petriflow.engine.validation import validate
-from petriflow.engine.workorders import RunState, WorkOrderState
 from petriflow.storage import open_backend
 from petriflow.storage.store import Fence, WorkOrderStorage
 from petriflow.workorders import runs

@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 
 from petriflow import daemon
-from petriflow.engine.workorders import WorkOrderState
+from petriflow.engine.states import WorkOrderState
 from petriflow.storage import open_backend
 from petriflow.supervision import processes
 from tests.daemons import daemon_in

@@ -12,7 +12,19 @@ from petriflow.engine import codec, messages, routing
 from petriflow.engine.errors import ExecutorNotFound, IllegalTransition, Invalid
 from petriflow.engine.executors import Completed, ExecutionContext, Failed, Started, merge_payloads, resolve_executor
 from petriflow.engine.records import TokenRecord
-from petriflow.engine.states import CaseState, TaskState, TokenState, WorkitemState, advance, is_terminal, predecessors
+from petriflow.engine.states import (
+    TRANSITIONS,
+    CaseState,
+    RunState,
+    TaskState,
+    TokenState,
+    WorkitemState,
+    WorkOrderState,
+    advance,
+    is_terminal,
+    machine_name,
+    predecessors,
+)
 from petriflow.engine.workflow import Arc, ArcDirection, JoinType, Place, PlaceType, SplitType, Transition, Workflow
 
 # -- state machines -------------------------------------------------------------
@@ -35,6 +47,14 @@ LEGAL = [
     (WorkitemState.CREATED, WorkitemState.ABANDONED),
     (WorkitemState.STARTED, WorkitemState.ABANDONED),
     (WorkitemState.STARTED, WorkitemState.FAILED),
+    (RunState.AVAILABLE, RunState.CLAIMED),
+    (RunState.CLAIMED, RunState.STARTED),
+    (RunState.STARTED, RunState.SUCCESS),
+    (RunState.AVAILABLE, RunState.CANCELLED),
+    (WorkOrderState.PENDING, WorkOrderState.RUNNING),
+    (WorkOrderState.RUNNING, WorkOrderState.SUCCESS),
+    (WorkOrderState.PENDING, WorkOrderState.CANCELLED),
+    (WorkOrderState.FAILED, WorkOrderState.PENDING),  # a retry adds a run
 ]
 ILLEGAL = [
     (CaseState.FINISHED, CaseState.ACTIVE),
@@ -50,6 +70,11 @@ ILLEGAL = [
     (WorkitemState.COMPLETED, WorkitemState.STARTED),
     (WorkitemState.CREATED, WorkitemState.COMPLETED),
     (WorkitemState.FAILED, WorkitemState.COMPLETED),
+    (RunState.AVAILABLE, RunState.SUCCESS),
+    (RunState.SUCCESS, RunState.STARTED),
+    (WorkOrderState.REJECTED, WorkOrderState.PENDING),
+    (WorkOrderState.SUCCESS, WorkOrderState.RUNNING),
+    (WorkOrderState.SUCCESS, WorkOrderState.FAILED),
 ]
 
 
@@ -65,8 +90,28 @@ def test_state_machines_refuse_everything_else(current, target):
         advance(current, target)
 
 
+def test_every_machine_is_checked_the_same_way():
+    """Walk every pair of states of all six machines: what the table allows
+    passes, everything else is refused naming the machine and both states."""
+    assert set(TRANSITIONS) == {CaseState, TokenState, TaskState, WorkitemState, RunState, WorkOrderState}
+    for machine, table in TRANSITIONS.items():
+        assert set(table) == set(machine)
+        for current in machine:
+            for target in machine:
+                if target in table[current]:
+                    assert advance(current, target) is target
+                else:
+                    expected = f"^{machine_name(machine)}: illegal transition {current.value} -> {target.value}$"
+                    with pytest.raises(IllegalTransition, match=expected):
+                        advance(current, target)
+
+
+def test_machines_are_named_in_errors_as_users_say_them():
+    assert [machine_name(m) for m in TRANSITIONS] == ["case", "token", "task", "workitem", "run", "work order"]
+
+
 def test_terminal_states_are_exactly_the_designed_ones():
-    terminal = {s for machine in (CaseState, TokenState, TaskState, WorkitemState) for s in machine if is_terminal(s)}
+    terminal = {s for machine in TRANSITIONS for s in machine if is_terminal(s)}
     assert terminal == {
         CaseState.FINISHED,
         CaseState.TERMINATED,
@@ -76,6 +121,8 @@ def test_terminal_states_are_exactly_the_designed_ones():
         WorkitemState.COMPLETED,
         WorkitemState.ABANDONED,
         WorkitemState.FAILED,
+        *(RunState(s) for s in ("success", "failed", "crashed", "cancelled", "killed", "exception", "lost")),
+        WorkOrderState.REJECTED,
     }
 
 

@@ -48,7 +48,9 @@ def test_one_top_level_import_name_from_anywhere(tmp_path: Path, editable: bool)
     elsewhere.mkdir()
 
     top_level = _python(
-        python, "import importlib.metadata as m; print(m.distribution('petriflow').read_text('top_level.txt'))", elsewhere
+        python,
+        "import importlib.metadata as m; print(m.distribution('petriflow').read_text('top_level.txt'))",
+        elsewhere,
     )
     assert top_level.stdout.split() == ["petriflow"], top_level.stderr
 
@@ -56,7 +58,7 @@ def test_one_top_level_import_name_from_anywhere(tmp_path: Path, editable: bool)
         public = _python(
             python,
             "from petriflow import Client, boot_engine, open_actor_system, close_actor_system, Settings, Workflow\n"
-            "import petriflow.engine, petriflow.storage, petriflow.supervision, petriflow.actors, petriflow.workorders\n"
+            f"import {', '.join('petriflow.' + layer for layer in LAYERS)}\n"
             "print(petriflow.engine.__file__)",
             cwd,
         )

@@ -282,7 +282,7 @@ def test_two_tasks_racing_for_one_token_never_both_win(storage_url, store):
 
 def test_enqueue_runs_is_one_transaction_all_or_nothing(storage_url):
     from petriflow.engine.records import RunRecord, WorkOrderRecord
-    from petriflow.engine.workorders import WorkOrderState
+    from petriflow.engine.states import WorkOrderState
     from petriflow.storage.store import WorkOrderStorage
 
     store = WorkOrderStorage(open_backend(storage_url))

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from petriflow.engine.errors import StorageFailure
-from petriflow.engine.workorders import RunState, WorkOrderState
+from petriflow.engine.states import RunState, WorkOrderState
 from petriflow.storage import open_backend
 from petriflow.storage.store import WorkOrderStorage
 from tests.engines import awaiting_workitem, running_engine, workflow

@@ -8,14 +8,8 @@ from itertools import permutations
 import pytest
 
 from petriflow.engine.errors import IllegalTransition, Invalid
-from petriflow.engine.workorders import (
-    FINAL_RUN_STATES,
-    RunState,
-    WorkOrderState,
-    advance_run,
-    run_state_of_case,
-    update_state,
-)
+from petriflow.engine.states import FINAL_RUN_STATES, RunState, WorkOrderState, advance
+from petriflow.engine.workorders import run_state_of_case, update_state
 
 R = RunState
 
@@ -98,7 +92,7 @@ def test_final_run_states():
 
 @pytest.mark.parametrize("current,target", sorted(LEGAL))
 def test_run_machine_allows(current, target):
-    assert advance_run(RunState(current), RunState(target)) is RunState(target)
+    assert advance(RunState(current), RunState(target)) is RunState(target)
 
 
 @pytest.mark.parametrize(
@@ -106,7 +100,7 @@ def test_run_machine_allows(current, target):
 )
 def test_run_machine_refuses_everything_else(current, target):
     with pytest.raises(IllegalTransition, match=f"run: illegal transition {current} -> {target}$"):
-        advance_run(RunState(current), RunState(target))
+        advance(RunState(current), RunState(target))
 
 
 # -- a run's state from its case ------------------------------------------------------

@@ -41,12 +41,19 @@ from dataclasses import dataclass
 
 from petriflow.engine.errors import NotFound
 from petriflow.engine.records import FINISHER, CaseRecord, RunRecord, TaskRecord, TokenRecord, WorkitemRecord
-from petriflow.engine.states import CaseState, TaskState, TokenState, WorkitemState, is_terminal
+from petriflow.engine.states import (
+    FINAL_RUN_STATES,
+    UNFINISHED_WORK_ORDER_STATES,
+    CaseState,
+    RunState,
+    TaskState,
+    TokenState,
+    WorkitemState,
+    is_terminal,
+)
 from petriflow.engine.workflow import ArcDirection, JoinType, SplitType, Workflow
-from petriflow.engine.workorders import FINAL_RUN_STATES, RunState, WorkOrderState, run_state_of_case
+from petriflow.engine.workorders import run_state_of_case
 from petriflow.storage.store import WorkOrderStorage
-
-_UNFINISHED_ORDERS = (WorkOrderState.PENDING, WorkOrderState.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -80,9 +87,9 @@ def audit(
     case_ids: list[str] = []
     for order in orders:
         runs = storage.runs(order.id)
-        if require_final and order.state in _UNFINISHED_ORDERS:
+        if require_final and order.state in UNFINISHED_WORK_ORDER_STATES:
             found.append(Violation("work_order_unfinished", order.id, f"work order is {order.state.value}"))
-        if runs and all(r.state in FINAL_RUN_STATES for r in runs) and order.state not in _UNFINISHED_ORDERS:
+        if runs and all(r.state in FINAL_RUN_STATES for r in runs) and order.state not in UNFINISHED_WORK_ORDER_STATES:
             latest = max(runs, key=lambda r: r.created_at)
             if order.state.value != latest.state.value:
                 found.append(

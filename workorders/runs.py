@@ -14,9 +14,10 @@ from typing import Any
 from petriflow.engine.errors import Invalid, NotFound, PetriflowError, WorkflowDiscarded
 from petriflow.engine.records import CaseRecord, RunRecord, TokenRecord, WorkOrderRecord, new_id
 from petriflow.engine.retry import plan_retry
-from petriflow.engine.states import WorkitemState
+from petriflow.engine.routing import genesis_token
+from petriflow.engine.states import FINAL_RUN_STATES, RunState, WorkitemState
 from petriflow.engine.workflow import Workflow, WorkflowState
-from petriflow.engine.workorders import FINAL_RUN_STATES, RunState, update_state
+from petriflow.engine.workorders import update_state
 from petriflow.storage.store import WorkOrderStorage
 
 
@@ -53,15 +54,7 @@ def _new_run(order: WorkOrderRecord, workflow: Workflow, tokens_of: TokensOf, **
 
 def _genesis(workflow: Workflow, order: WorkOrderRecord) -> TokensOf:
     def tokens_of(case: CaseRecord) -> list[TokenRecord]:
-        return [
-            TokenRecord(
-                id=new_id(),
-                case_id=case.id,
-                workflow_id=workflow.id,
-                place_id=workflow.start_place.id,
-                payload=dict(order.input or {}),
-            )
-        ]
+        return [genesis_token(workflow, case.id, order.input or {})]
 
     return tokens_of
 

@@ -993,7 +993,8 @@ def scenario_recovery(opts: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     try:
         engine.client.put_workflow(seq3())
         engine.kill_everything()
-        from petriflow.engine.records import CaseRecord, TokenRecord, new_id
+        from petriflow.engine.records import CaseRecord, new_id
+        from petriflow.engine.routing import genesis_token
         from petriflow.storage.store import open_storage
 
         storage = open_storage(f"sqlite:///{engine.storage_path}")
@@ -1001,18 +1002,7 @@ def scenario_recovery(opts: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         case_ids = []
         for i in range(n):
             case = CaseRecord(id=new_id(), workflow_id=workflow.id, workflow_version=workflow.version, input={"i": i})
-            storage.create_case(
-                case,
-                [
-                    TokenRecord(
-                        id=new_id(),
-                        case_id=case.id,
-                        workflow_id=workflow.id,
-                        place_id=workflow.start_place.id,
-                        payload={"i": i},
-                    )
-                ],
-            )
+            storage.create_case(case, [genesis_token(workflow, case.id, {"i": i})])
             case_ids.append(case.id)
         storage.close()
         accepted["in_flight_at_kill"] = storage_rows(engine.storage_path, UNFINISHED)[0][0]

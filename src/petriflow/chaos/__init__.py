@@ -62,6 +62,7 @@ from typing import Any
 from petriflow import daemon, logs  # noqa: E402
 from petriflow.client import Client, EngineTimeout  # noqa: E402
 from petriflow.engine.errors import AlreadyCompleted, Invalid, NotFound, PetriflowError  # noqa: E402
+from petriflow.engine.states import UNFINISHED_WORK_ORDER_STATES  # noqa: E402
 from petriflow.storage.store import open_storage  # noqa: E402
 from petriflow.supervision import processes  # noqa: E402
 from petriflow.system import free_port  # noqa: E402
@@ -69,7 +70,7 @@ from petriflow.workorders.audit import Violation, audit  # noqa: E402
 
 EX = "petriflow.chaos.executors:"
 KINDS = ("workitem", "task", "case", "work_order", "engine", "daemon")
-UNFINISHED = ("pending", "running")
+UNFINISHED = {state.value for state in UNFINISHED_WORK_ORDER_STATES}
 JOURNALING = (EX + "Journal", EX + "FlakyOnce")
 
 

@@ -30,9 +30,8 @@ from petriflow.client import Client, EngineTimeout
 from petriflow.engine.errors import Invalid, PetriflowError
 from petriflow.engine.messages import Event, RunView, StepView, WorkOrderView
 from petriflow.engine.records import WorkOrderRecord
-from petriflow.engine.states import WorkitemState
+from petriflow.engine.states import WorkitemState, WorkOrderState
 from petriflow.engine.views import is_settled, work_order_json, work_order_summary
-from petriflow.engine.workorders import WorkOrderState
 
 DEMO_WORKFLOW = {
     "id": "demo-invoice",
