@@ -10,44 +10,40 @@ is read back from storage, so a restored case simply offers again.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 
 from petriflow.actors.entity import EntityActor, gave_up_failure, workflow_for
-from petriflow.actors.envelope import Routed
 from petriflow.actors.task import TaskActor
 from petriflow.engine import routing
 from petriflow.engine.errors import AlreadyCompleted, Invalid, NotFound
 from petriflow.engine.messages import (
-    AbandonWorkitem,
     CaseActivated,
     CaseEnded,
     CompleteTask,
-    CompleteWorkitem,
     DiscardTokens,
-    Error,
     ForceAbandon,
     InitCase,
     InitTask,
-    Ok,
-    Preexecute,
     ReceiveTokens,
+    Routed,
     TaskAbandoned,
     TaskCompleted,
     TaskFailed,
-    TerminateCase,
     TokensLocked,
-    UpdateWorkitem,
 )
 from petriflow.engine.records import CaseRecord, Failure, TokenRecord
 from petriflow.engine.states import TaskState, TokenState, is_terminal
+from petriflow.engine.wire import AbandonWorkitem, CompleteWorkitem, Error, Ok, Preexecute, TerminateCase
 from petriflow.storage.store import Fence
 from petriflow.supervision.childspec import ChildSpec
 
 log = structlog.get_logger("petriflow.case")
 
-TASK_REQUESTS = (Preexecute, ReceiveTokens, DiscardTokens, ForceAbandon, UpdateWorkitem)
+# The client requests a case routes down to one of its tasks (wire types only).
+TASK_REQUESTS = (Preexecute,)
 WORKITEM_REQUESTS = (CompleteWorkitem, AbandonWorkitem)
 
 
@@ -223,17 +219,20 @@ class CaseActor(EntityActor):
             if isinstance(message, Routed):
                 self.answer(message.reply_to, Error("invalid", f"case {self.case.id} is {self.case.state.value}"))
             return
-        if isinstance(message, Routed):
-            self.serve(message, lambda body: self._request(message))
-        elif isinstance(message, TokensLocked):
-            self._withdraw(message)
-        elif isinstance(message, CompleteTask):
-            self._complete_task(message)
-        elif isinstance(message, TaskAbandoned):
-            self.offered.pop(message.task_id, None)
-            self._offer()
-        elif isinstance(message, TaskFailed):
-            self.terminate(message.failure)
+        self.dispatch(message, sender)
+
+    def handlers(self) -> dict[type, Callable[[Any, Any], None]]:
+        return {
+            Routed: lambda routed, _: self.serve(routed, lambda body: self._request(routed)),
+            TokensLocked: lambda message, _: self._withdraw(message),
+            CompleteTask: lambda message, _: self._complete_task(message),
+            TaskAbandoned: lambda message, _: self._task_abandoned(message.task_id),
+            TaskFailed: lambda message, _: self.terminate(message.failure),
+        }
+
+    def _task_abandoned(self, task_id: str) -> None:
+        self.offered.pop(task_id, None)
+        self._offer()
 
     def _request(self, routed: Routed) -> Any:
         body = routed.body

@@ -18,23 +18,33 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 import structlog
-from thespian.actors import PoisonMessage, WakeupMessage
+from thespian.actors import ActorSystemMessage, PoisonMessage, WakeupMessage
 
 from petriflow.actors.case import TASK_REQUESTS, WORKITEM_REQUESTS, CaseActor
 from petriflow.actors.entity import EntityActor, gave_up_failure
-from petriflow.actors.envelope import Routed
 from petriflow.actors.workorder import WorkOrderActor
 from petriflow.engine import codec
 from petriflow.engine.cron import CronSchedule, due_ticks
 from petriflow.engine.document import workflow_from_document, workflow_to_document
 from petriflow.engine.errors import AlreadyCompleted, Invalid, NotFound, PetriflowError, WorkflowDiscarded
-from petriflow.engine.messages import (
+from petriflow.engine.messages import BootEngine, CaseActivated, CaseEnded, InitCase, InitWorkOrder, Routed, StartRun
+from petriflow.engine.records import CaseRecord, new_id
+from petriflow.engine.routing import genesis_token
+from petriflow.engine.states import (
+    FINAL_RUN_STATES,
+    UNFINISHED_WORK_ORDER_STATES,
+    CaseState,
+    TaskState,
+    WorkitemState,
+    WorkOrderState,
+    is_terminal,
+)
+from petriflow.engine.validation import validate
+from petriflow.engine.views import is_settled, run_view
+from petriflow.engine.wire import (
     ActorInfo,
     ActorList,
-    BootEngine,
     CancelWorkOrder,
-    CaseActivated,
-    CaseEnded,
     CaseList,
     CaseStarted,
     CaseView,
@@ -49,8 +59,6 @@ from petriflow.engine.messages import (
     GetWorkflow,
     GetWorkitem,
     GetWorkOrder,
-    InitCase,
-    InitWorkOrder,
     ListActors,
     ListCases,
     ListWorkflows,
@@ -63,7 +71,6 @@ from petriflow.engine.messages import (
     RetryRun,
     RunEnqueued,
     StartCase,
-    StartRun,
     SubmitWebhook,
     SubmitWorkOrder,
     Subscribe,
@@ -78,19 +85,6 @@ from petriflow.engine.messages import (
     WorkOrderSubmitted,
     WorkOrderView,
 )
-from petriflow.engine.records import CaseRecord, new_id
-from petriflow.engine.routing import genesis_token
-from petriflow.engine.states import (
-    FINAL_RUN_STATES,
-    UNFINISHED_WORK_ORDER_STATES,
-    CaseState,
-    TaskState,
-    WorkitemState,
-    WorkOrderState,
-    is_terminal,
-)
-from petriflow.engine.validation import validate
-from petriflow.engine.views import is_settled, run_view
 from petriflow.engine.workflow import Workflow, WorkflowState
 from petriflow.engine.workorders import run_state_of_case
 from petriflow.supervision.childspec import ChildSpec
@@ -133,19 +127,39 @@ class EngineActor(EntityActor):
         if self.children.handle(message, sender):
             self._restore_more()
             return
-        if isinstance(message, (bytes, bytearray, memoryview)):
-            self._client(message, sender)
-        elif isinstance(message, Event):
-            self._publish(message)
-        elif isinstance(message, CaseEnded):
-            self._case_ended(message.case_id)
-        elif isinstance(message, CaseActivated):
-            pass  # a case without a work order has no run to mark started
-        elif isinstance(message, WakeupMessage) and message.payload is _CronWakeup:
+        self.dispatch(message, sender)
+
+    def handlers(self) -> dict[type, Callable[[Any, Any], None]]:
+        """What reaches the Engine: clients' encoded wire requests, and its
+        children's and Thespian's messages. Nothing else is accepted."""
+        return {
+            bytes: self._client,
+            bytearray: self._client,
+            memoryview: self._client,
+            Event: lambda event, _: self._publish(event),
+            CaseEnded: lambda message, _: self._case_ended(message.case_id),
+            CaseActivated: lambda message, _: None,  # a case without a work order has no run to mark started
+            WakeupMessage: lambda wakeup, _: self._wake(wakeup.payload),
+            PoisonMessage: lambda message, sender: self._unsubscribe(sender),
+        }
+
+    def unknown(self, message: Any, sender: Any) -> None:
+        """A message of no known type came from outside the tree: refused."""
+        super().unknown(message, sender)
+        if sender is not None and not isinstance(message, ActorSystemMessage):
+            self.answer(
+                sender,
+                Error(
+                    "invalid",
+                    f"the engine accepts only msgpack-encoded wire requests (petriflow.engine.wire); "
+                    f"{type(message).__name__} is not one",
+                ),
+            )
+
+    def _wake(self, payload: Any) -> None:
+        if payload is _CronWakeup:
             self._fire_cron(time.time())
             self._schedule_cron()
-        elif isinstance(message, PoisonMessage):
-            self._unsubscribe(sender)
 
     # -- boot and restore -----------------------------------------------------------
 
@@ -156,7 +170,7 @@ class EngineActor(EntityActor):
             self.case_waiters: dict[str, list[Any]] = {}
             self.order_waiters: dict[str, list[Any]] = {}
             self.subscribers: list[Any] = []  # Thespian addresses compare but do not hash
-            self.handlers = self._handlers()
+            self.requests = self._requests()
             self.booted_at = time.time()
             self.booted = True
             orders = [
@@ -204,7 +218,6 @@ class EngineActor(EntityActor):
             counts[order.state.value] = counts.get(order.state.value, 0) + 1
         return EngineInfo(
             pid=os.getpid(),
-            sid=os.getsid(0),
             storage=self.storage.url,
             live_cases=sum(1 for k in live if self.kinds.get(k) == "case"),
             live_work_orders=sum(1 for k in live if self.kinds.get(k) == "work_order"),
@@ -313,7 +326,7 @@ class EngineActor(EntityActor):
     def _client(self, data: Any, sender: Any) -> None:
         try:
             request = codec.decode(data)
-            handler = self.handlers.get(type(request))
+            handler = self.requests.get(type(request))
             if handler is None:
                 raise Invalid(f"the engine does not accept {type(request).__name__} requests")
             result = handler(request, sender)
@@ -326,7 +339,7 @@ class EngineActor(EntityActor):
         if result is not None:
             self.answer(sender, result)
 
-    def _handlers(self) -> dict[type, Callable[[Any, Any], Any]]:
+    def _requests(self) -> dict[type, Callable[[Any, Any], Any]]:
         handlers: dict[type, Callable[[Any, Any], Any]] = {
             Ping: lambda r, s: self._info(),
             PutWorkflow: self._put_workflow,

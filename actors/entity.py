@@ -12,12 +12,12 @@ from typing import Any
 
 import structlog
 
-from petriflow import logs
-from petriflow.actors.envelope import Routed
 from petriflow.engine import codec
 from petriflow.engine.errors import PetriflowError, StorageFailure
-from petriflow.engine.messages import Error, Settings
+from petriflow.engine.messages import Routed
 from petriflow.engine.records import Failure
+from petriflow.engine.settings import Settings
+from petriflow.engine.wire import Error
 from petriflow.engine.workflow import Workflow
 from petriflow.storage.store import Storage, open_storage
 from petriflow.supervision.childspec import Intensity, Strategy
@@ -58,8 +58,38 @@ class EntityActor(SupervisedActor):
 
     def open(self, settings: Settings) -> None:
         self.settings = settings
-        logs.configure(settings.log_path)
         self.storage = storage_for(settings.storage_url)
+
+    def handlers(self) -> dict[type, Callable[[Any, Any], None]]:
+        """Each message type this actor handles, with its handler `(message, sender)`."""
+        raise NotImplementedError
+
+    def dispatch(self, message: Any, sender: Any) -> None:
+        """Hand `message` to the handler of its type. The table is built once
+        per actor; a message of no type in it is logged and never dropped
+        silently (see `unknown`)."""
+        table = self.__dict__.get("_table")
+        if table is None:
+            table = self._table = self.handlers()
+        handler = table.get(type(message))
+        if handler is None:
+            self.unknown(message, sender)
+        else:
+            handler(message, sender)
+
+    def unknown(self, message: Any, sender: Any) -> None:
+        """A message this actor has no handler for: a warning with the entity
+        ids, and an `invalid` answer if a client waits for one."""
+        body = message.body if isinstance(message, Routed) else message
+        log.warning(
+            "unknown_message", message_type=type(body).__name__, receiver=type(self).__name__, **self.log_context()
+        )
+        if isinstance(message, Routed):
+            self.answer(message.reply_to, Error("invalid", f"{self.entity_name()} cannot handle {type(body).__name__}"))
+
+    def entity_name(self) -> str:
+        """How errors name this actor's entity to a client."""
+        return type(self).__name__.removesuffix("Actor").lower()
 
     def supervise(self, on_give_up: Callable[[Any, str], None]) -> Supervisor:
         return Supervisor(

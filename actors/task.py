@@ -12,28 +12,24 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 
 from petriflow.actors.entity import EntityActor, gave_up_failure, workflow_for
-from petriflow.actors.envelope import Routed
 from petriflow.actors.workitem import WorkitemActor
 from petriflow.engine import routing
 from petriflow.engine.errors import IllegalTransition, Invalid, TaskNotEnabled, TokensNotAvailable
 from petriflow.engine.executors import merge_payloads, resolve_executor
 from petriflow.engine.messages import (
-    AbandonWorkitem,
     CompleteTask,
-    CompleteWorkitem,
     DiscardTokens,
     ForceAbandon,
     InitTask,
     InitWorkitem,
-    LockedTokens,
-    Ok,
-    Preexecute,
     ReceiveTokens,
+    Routed,
     TaskAbandoned,
     TaskCompleted,
     TaskFailed,
@@ -42,6 +38,7 @@ from petriflow.engine.messages import (
 )
 from petriflow.engine.records import Failure, TaskRecord, TokenRecord, WorkitemRecord
 from petriflow.engine.states import TaskState, TokenState, WorkitemState, is_terminal
+from petriflow.engine.wire import AbandonWorkitem, CompleteWorkitem, LockedTokens, Preexecute
 from petriflow.storage.store import Fence
 from petriflow.supervision.childspec import ChildSpec
 
@@ -223,16 +220,6 @@ class TaskActor(EntityActor):
             return
         self._check_workitems()
 
-    def _checked(self, message: UpdateWorkitem) -> UpdateWorkitem:
-        """A client's report of a workitem's state must match storage: only the
-        workitem itself moves its state."""
-        if message.workitem_id not in self.workitems:
-            raise Invalid(f"workitem {message.workitem_id} does not belong to task {self.task.id}")
-        stored = self.storage.get_workitem(message.workitem_id)
-        if stored.state is not message.state:
-            raise Invalid(f"workitem {stored.id} is {stored.state.value}, not {message.state.value}")
-        return UpdateWorkitem(self.task.id, stored.id, stored.state, stored.output, stored.failure)
-
     def _check_workitems(self) -> None:
         if self.task.state is not TaskState.EXECUTING or self.completing or not self.workitems:
             return
@@ -265,23 +252,22 @@ class TaskActor(EntityActor):
             if self.ending and not any(self.children.is_live(k) for k in self.children.keys()):
                 self.stop_normally("abandoned")
             return
-        if isinstance(message, Routed):
-            if isinstance(message.body, (CompleteWorkitem, AbandonWorkitem)):
-                self.serve(message, lambda body: self._forward(message))
-            else:
-                self.serve(message, self._request)
-        elif isinstance(message, ReceiveTokens):
-            self._take_tokens(message.tokens)
-        elif isinstance(message, DiscardTokens):
-            self._discard(message.tokens)
-        elif isinstance(message, UpdateWorkitem):
-            self._update(message)
-        elif isinstance(message, TaskCompleted):
-            self.task = self.storage.get_task(self.task.id)
-            log.info("task_completed", **self.log_context())
-            self.stop_normally("completed")
-        elif isinstance(message, ForceAbandon):
-            self._force_abandon()
+        self.dispatch(message, sender)
+
+    def handlers(self) -> dict[type, Callable[[Any, Any], None]]:
+        return {
+            Routed: lambda routed, _: self.serve(routed, lambda body: self._request(routed)),
+            ReceiveTokens: lambda message, _: self._take_tokens(message.tokens),
+            DiscardTokens: lambda message, _: self._discard(message.tokens),
+            UpdateWorkitem: lambda message, _: self._update(message),
+            TaskCompleted: lambda message, _: self._completed(),
+            ForceAbandon: lambda message, _: self._force_abandon(),
+        }
+
+    def _completed(self) -> None:
+        self.task = self.storage.get_task(self.task.id)
+        log.info("task_completed", **self.log_context())
+        self.stop_normally("completed")
 
     def _forward(self, routed: Routed) -> None:
         """The workitem answers the client itself."""
@@ -291,20 +277,13 @@ class TaskActor(EntityActor):
         self._ensure_workitem(workitem_id)
         self.children.send(workitem_id, routed)
 
-    def _request(self, body: Any) -> Any:
-        if isinstance(body, Preexecute):
+    def _request(self, routed: Routed) -> Any:
+        """A client's request: WorkflowMetal's `preexecute`, or one for a workitem of this task."""
+        if isinstance(routed.body, Preexecute):
             return LockedTokens(self.preexecute())
-        if isinstance(body, ReceiveTokens):
-            self._take_tokens(body.tokens)
-        elif isinstance(body, DiscardTokens):
-            self._discard(body.tokens)
-        elif isinstance(body, ForceAbandon):
-            self._force_abandon()
-        elif isinstance(body, UpdateWorkitem):
-            self._update(self._checked(body))
-        else:
-            raise Invalid(f"a task cannot handle {type(body).__name__}")
-        return Ok()
+        if isinstance(routed.body, (CompleteWorkitem, AbandonWorkitem)):
+            return self._forward(routed)
+        raise Invalid(f"a task cannot handle {type(routed.body).__name__}")
 
     def _take_tokens(self, tokens: list[TokenRecord]) -> None:
         in_places = set(self.workflow.in_places(self.task.transition_id))

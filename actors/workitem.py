@@ -12,18 +12,19 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 from thespian.actors import WakeupMessage
 
 from petriflow.actors.entity import EntityActor, workflow_for
-from petriflow.actors.envelope import Routed
 from petriflow.engine.errors import AlreadyCompleted, ExecutorNotFound, IllegalTransition, Invalid
 from petriflow.engine.executors import Completed, ExecutionContext, Executor, Failed, Outcome, Started, resolve_executor
-from petriflow.engine.messages import AbandonWorkitem, CompleteWorkitem, InitWorkitem, Ok, UpdateWorkitem
+from petriflow.engine.messages import InitWorkitem, Routed, UpdateWorkitem
 from petriflow.engine.records import Failure, WorkitemRecord
 from petriflow.engine.states import WorkitemState, is_terminal
+from petriflow.engine.wire import AbandonWorkitem, CompleteWorkitem, Ok
 from petriflow.engine.workflow import Transition
 from petriflow.storage.store import Fence
 
@@ -183,15 +184,20 @@ class WorkitemActor(EntityActor):
             )
 
     def on_message(self, message: Any, sender: Any) -> None:
-        if isinstance(message, WakeupMessage):
-            if message.payload is _Poll and self.thread is not None:
-                self._poll()
-            elif message.payload is _Retry and not is_terminal(self.workitem.state):
-                self._run()
-        elif isinstance(message, Routed):
-            self.serve(message, self._request)
-        elif isinstance(message, AbandonWorkitem):
-            self._abandon()
+        self.dispatch(message, sender)
+
+    def handlers(self) -> dict[type, Callable[[Any, Any], None]]:
+        return {
+            WakeupMessage: lambda wakeup, _: self._wake(wakeup.payload),
+            Routed: lambda routed, _: self.serve(routed, self._request),
+            AbandonWorkitem: lambda message, _: self._abandon(),
+        }
+
+    def _wake(self, payload: Any) -> None:
+        if payload is _Poll and self.thread is not None:
+            self._poll()
+        elif payload is _Retry and not is_terminal(self.workitem.state):
+            self._run()
 
     def _request(self, body: Any) -> Any:
         if isinstance(body, CompleteWorkitem):

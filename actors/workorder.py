@@ -6,27 +6,18 @@ exits once no run of it is unfinished; a retry brings it back."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 
 from petriflow.actors.case import CaseActor
 from petriflow.actors.entity import EntityActor, gave_up_failure, workflow_for
-from petriflow.actors.envelope import Routed
 from petriflow.engine.errors import AlreadyCompleted, Invalid, PetriflowError, StorageFailure
-from petriflow.engine.messages import (
-    CancelWorkOrder,
-    CaseActivated,
-    CaseEnded,
-    Event,
-    InitCase,
-    InitWorkOrder,
-    Ok,
-    StartRun,
-    TerminateCase,
-)
+from petriflow.engine.messages import CaseActivated, CaseEnded, InitCase, InitWorkOrder, Routed, StartRun
 from petriflow.engine.records import Failure, RunRecord, WorkOrderRecord
 from petriflow.engine.states import FINAL_RUN_STATES, RunState
+from petriflow.engine.wire import CancelWorkOrder, Event, Ok, TerminateCase
 from petriflow.engine.workorders import run_state_of_case, update_state
 from petriflow.supervision.childspec import ChildSpec
 from petriflow.workorders.runs import needs_actor
@@ -153,16 +144,20 @@ class WorkOrderActor(EntityActor):
             if not self._unfinished() and not any(self.children.is_live(k) for k in self.children.keys()):
                 self.stop_normally(self.order.state.value)
             return
-        if isinstance(message, CaseActivated):
-            run = self.storage.get_run(self.storage.get_case(message.case_id).run_id)
-            if run.state is RunState.CLAIMED:
-                self._advance(run, RunState.STARTED)
-        elif isinstance(message, CaseEnded):
-            self._case_ended(message.case_id)
-        elif isinstance(message, StartRun):
-            self._start(self.storage.get_run(message.run_id))
-        elif isinstance(message, Routed):
-            self.serve(message, lambda body: self._request(message))
+        self.dispatch(message, sender)
+
+    def handlers(self) -> dict[type, Callable[[Any, Any], None]]:
+        return {
+            CaseActivated: lambda message, _: self._case_activated(message.case_id),
+            CaseEnded: lambda message, _: self._case_ended(message.case_id),
+            StartRun: lambda message, _: self._start(self.storage.get_run(message.run_id)),
+            Routed: lambda routed, _: self.serve(routed, lambda body: self._request(routed)),
+        }
+
+    def _case_activated(self, case_id: str) -> None:
+        run = self.storage.get_run(self.storage.get_case(case_id).run_id)
+        if run.state is RunState.CLAIMED:
+            self._advance(run, RunState.STARTED)
 
     def _request(self, routed: Routed) -> Any:
         if isinstance(routed.body, CancelWorkOrder):

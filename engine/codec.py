@@ -1,6 +1,9 @@
-"""The msgpack codec for everything that crosses a process boundary.
+"""The msgpack codec of the wire protocol (`engine.wire`): what crosses
+between a client and the Engine.
 
-A message is a registered frozen dataclass, packed as a map with its type
+Only the wire types and the records they carry are registered, so the
+actors' internal messages (`engine.messages`) cannot be decoded from
+outside. A message is a registered frozen dataclass, packed as a map with its type
 name under `~`. Decoding checks the type name, the field names and each
 field's type against the dataclass's annotations, so a malformed, truncated
 or hostile message is refused with `Invalid` naming what is wrong instead of
@@ -17,7 +20,7 @@ from typing import Any, Union
 
 import msgpack
 
-from petriflow.engine import messages, records
+from petriflow.engine import records, wire
 from petriflow.engine.errors import Invalid
 
 TYPE_KEY = "~"
@@ -169,7 +172,7 @@ def _from_plain(value: Any, hint: Any, where: str) -> Any:
     raise Invalid(f"{where}: cannot decode a field of type {hint}")
 
 
-for _module in (messages, records):
+for _module in (wire, records):
     for _value in list(vars(_module).values()):
         if isinstance(_value, type) and dataclasses.is_dataclass(_value) and _value.__module__ == _module.__name__:
             register(_value)

@@ -49,7 +49,8 @@ _JSON_TYPES: tuple[tuple[type | tuple[type, ...], str], ...] = (
 )
 
 
-def _json_type(value: object) -> str:
+def json_type(value: object) -> str:
+    """What JSON calls the type of a parsed value, for errors a user reads."""
     return next((name for cls, name in _JSON_TYPES if isinstance(value, cls)), type(value).__name__)
 
 
@@ -119,7 +120,7 @@ class _Reader:
         if (value is None and nullable) or _EXPECTED[expected](value):
             return value
         wanted = f"{expected} or null" if nullable else expected
-        self.problems.append(f"{owner}: {key} must be {wanted}, got {_json_type(value)}")
+        self.problems.append(f"{owner}: {key} must be {wanted}, got {json_type(value)}")
         return None
 
     def choice(self, obj: dict[str, Any], key: str, owner: str, enum: type[StrEnum], default: StrEnum) -> Any:
@@ -138,7 +139,7 @@ class _Reader:
             return None
         for index, item in enumerate(items):
             if not isinstance(item, dict):
-                self.problems.append(f"{kind} {index}: must be an object, got {_json_type(item)}")
+                self.problems.append(f"{kind} {index}: must be an object, got {json_type(item)}")
         return [(index, item) for index, item in enumerate(items) if isinstance(item, dict)]
 
 
@@ -207,7 +208,7 @@ def workflow_from_document(doc: dict[str, Any]) -> Workflow:
     """The workflow a document describes; raises InvalidWorkflow naming every
     element of the wrong shape. Does not check the net's rules: see `validate`."""
     if not isinstance(doc, dict):
-        raise InvalidWorkflow([f"workflow document must be a JSON object, got {_json_type(doc)}"])
+        raise InvalidWorkflow([f"workflow document must be a JSON object, got {json_type(doc)}"])
     reader = _Reader()
     owner = element_label("workflow", None, doc.get("id"))
     workflow_id = reader.field(doc, "id", owner, "a string")

@@ -7,9 +7,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from petriflow.engine.messages import RunView, StepView, WorkOrderView
 from petriflow.engine.records import RunRecord, WorkitemRecord, WorkOrderRecord
 from petriflow.engine.states import FINAL_RUN_STATES, WorkOrderState
+from petriflow.engine.wire import RunView, StepView, WorkOrderView
 
 FINAL_WORK_ORDER_STATES = frozenset(WorkOrderState) - {WorkOrderState.PENDING, WorkOrderState.RUNNING}
 

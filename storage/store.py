@@ -268,14 +268,6 @@ class Storage:
                 case = self._advance(tx, case, CaseState.ACTIVE)
             return case
 
-    def activate_case(self, fence: Fence) -> CaseRecord:
-        with self.backend.transaction() as tx:
-            self._check_fence(tx, fence)
-            case = self._get(tx, CaseRecord, fence.id)
-            if case.state is CaseState.ACTIVE:
-                return case
-            return self._advance(tx, case, CaseState.ACTIVE)
-
     def finish_case(self, fence: Fence, end_place_id: str) -> CaseRecord:
         """The case is done: its end token is consumed so no live token remains."""
         with self.backend.transaction() as tx:
@@ -354,14 +346,10 @@ class Storage:
     def tokens(self, case_id: str, states: Iterable[TokenState] | None = None) -> list[TokenRecord]:
         return self._find(TokenRecord, {"case_id": case_id}, states)
 
-    def lock_tokens(self, fence: Fence, token_ids: list[str]) -> list[TokenRecord]:
+    def _lock(self, tx: Tx, fence: Fence, token_ids: list[str]) -> list[TokenRecord]:
         """Compare-and-set every token free -> locked by the task, all or none,
         and move the task to `allocated`. Idempotent: a task that already holds
         exactly these tokens gets them back."""
-        with self.backend.transaction() as tx:
-            return self._lock(tx, fence, token_ids)
-
-    def _lock(self, tx: Tx, fence: Fence, token_ids: list[str]) -> list[TokenRecord]:
         self._check_fence(tx, fence)
         task = self._get(tx, TaskRecord, fence.id)
         tokens = [self._get(tx, TokenRecord, tid) for tid in token_ids]
@@ -383,9 +371,9 @@ class Storage:
         return locked
 
     def allocate(self, fence: Fence, token_ids: list[str], input: dict[str, Any]) -> WorkitemRecord:
-        """`lock_tokens` and `create_workitem` in one transaction: the task
-        passes through `allocated` to `executing` with its workitem. Refused
-        as `lock_tokens` refuses; idempotent as both are."""
+        """Lock the tokens (`_lock`) and create the workitem in one transaction:
+        the task passes through `allocated` to `executing` with its workitem.
+        Idempotent, and refused as a whole when any token is not free."""
         with self.backend.transaction() as tx:
             self._lock(tx, fence, token_ids)
             return self._create_workitem(tx, fence, input)

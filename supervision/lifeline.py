@@ -17,6 +17,14 @@ import sys
 from typing import NoReturn
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _prctl(option: int, value: int) -> bool:
+    """Linux's prctl(2); False where it is not available or refused."""
+    if not sys.platform.startswith("linux"):
+        return False
+    return ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0) == 0
 
 
 def creator_pid() -> int:
@@ -33,10 +41,7 @@ def arm_parent_death_signal() -> bool:
 
     Returns False where that is not available (not Linux, or prctl refused):
     the caller must then poll `orphaned`."""
-    if not sys.platform.startswith("linux"):
-        return False
-    libc = ctypes.CDLL(None, use_errno=True)
-    return libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+    return _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
 
 
 def orphaned(creator: int) -> bool:
@@ -49,3 +54,9 @@ def die() -> NoReturn:
     """Exit the way the kernel's death signal would: at once, no cleanup."""
     os.kill(os.getpid(), signal.SIGKILL)
     raise SystemExit(1)  # not reached: SIGKILL cannot be caught
+
+
+def become_subreaper() -> bool:
+    """Have orphaned descendants (actors whose parent was SIGKILLed) re-parented
+    to this process instead of init, so a whole daemon is one process tree."""
+    return _prctl(_PR_SET_CHILD_SUBREAPER, 1)

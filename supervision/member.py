@@ -103,13 +103,6 @@ class SupervisedActor(Actor):
         else:
             self.send(self.parent, ChildStopping(self.key, reason))
 
-    def crash(self, reason: str) -> None:
-        """Exit abnormally on purpose (e.g. a storage write fenced off as
-        stale): the supervisor restarts the entity from storage. The caller
-        should return at once; no further message is handled."""
-        log.error("actor_crashed", reason=reason, **self._fields())
-        self._exit_abnormally(f"crashed: {reason}")
-
     # -- Thespian's side --------------------------------------------------------------
 
     def receiveMessage(self, message: Any, sender: Any) -> None:

@@ -1,9 +1,10 @@
-"""Find and end the processes of one actor system by pid, from /proc.
+"""Find and end the processes of one actor system by pid, with psutil.
 
 Thespian's multiproc admin calls setsid(), so every process of one actor
 system (admin, logger, actors, and orphans of SIGKILLed actors) shares the
 admin's session id, while the caller keeps its own. Processes are never
-looked up or killed by name.
+looked up or killed by name: a name only tells whether a pid found by its
+session or its pid file still runs petriflow (`is_petriflow_process`).
 """
 
 from __future__ import annotations
@@ -11,53 +12,51 @@ from __future__ import annotations
 import os
 import signal
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
-_PROC = Path("/proc")
+import psutil
 
-
-@dataclass(frozen=True)
-class ProcInfo:
-    pid: int
-    ppid: int
-    sid: int
-    state: str
-
-    @property
-    def zombie(self) -> bool:
-        """Dead, waiting to be reaped: nothing left to kill or wait for."""
-        return self.state in ("Z", "X")
+_GONE = (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied)
 
 
-def proc_info(pid: int) -> ProcInfo | None:
-    """The process's /proc/<pid>/stat fields we need, or None if it is gone."""
+def _status(pid: int) -> str | None:
     try:
-        stat = (_PROC / str(pid) / "stat").read_text()
-    except OSError:
+        return psutil.Process(pid).status()
+    except _GONE:
         return None
-    # The command name is in parentheses and may contain spaces: split after it.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return ProcInfo(pid=pid, state=fields[0], ppid=int(fields[1]), sid=int(fields[3]))
-
-
-def all_processes() -> list[ProcInfo]:
-    infos = (proc_info(int(entry.name)) for entry in _PROC.iterdir() if entry.name.isdigit())
-    return [info for info in infos if info is not None]
 
 
 def is_alive(pid: int) -> bool:
-    info = proc_info(pid)
-    return info is not None and not info.zombie
+    """Running, not a zombie waiting to be reaped (nothing left to kill or wait for)."""
+    return _status(pid) not in (None, psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+
+
+def session_of(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except OSError:
+        return None
 
 
 def session_pids(sid: int) -> list[int]:
     """Live (non-zombie) processes whose session id is `sid`."""
-    return sorted(p.pid for p in all_processes() if p.sid == sid and not p.zombie)
+    return sorted(pid for pid in psutil.pids() if session_of(pid) == sid and is_alive(pid))
 
 
 def children_of(pid: int, *, include_zombies: bool = False) -> list[int]:
-    return sorted(p.pid for p in all_processes() if p.ppid == pid and (include_zombies or not p.zombie))
+    try:
+        children = psutil.Process(pid).children()
+    except _GONE:
+        return []
+    return sorted(c.pid for c in children if include_zombies or is_alive(c.pid))
+
+
+def is_petriflow_process(pid: int) -> bool:
+    """Whether `pid` still runs petriflow: a pid from a stale pid file or a
+    session may have been reused by an unrelated process since."""
+    try:
+        return any("petriflow" in part for part in psutil.Process(pid).cmdline())
+    except _GONE:
+        return False
 
 
 def kill_session(sid: int) -> list[int]:
@@ -88,10 +87,6 @@ def wait_until_gone(pids: list[int], timeout_s: float = 5.0) -> list[int]:
 def process_pss_kb(pid: int) -> int | None:
     """Proportional set size of a process in kB (memory it really costs), if known."""
     try:
-        rollup = (_PROC / str(pid) / "smaps_rollup").read_text()
-    except OSError:
+        return int(psutil.Process(pid).memory_full_info().pss) // 1024
+    except (*_GONE, AttributeError):
         return None
-    for line in rollup.splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1])
-    return None

@@ -9,9 +9,13 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import structlog
+
+from petriflow import logs
 from petriflow.client import Client, boot_engine
-from petriflow.engine.messages import CaseView, Settings
+from petriflow.engine.settings import Settings
 from petriflow.engine.states import WorkitemState
+from petriflow.engine.wire import CaseView
 from petriflow.system import close_actor_system, free_port, open_actor_system
 
 BASES = ["simpleSystemBase", "multiprocTCPBase"]
@@ -26,18 +30,20 @@ def running_engine(
     log_path: str | None = None,
     port: int | None = None,
 ) -> Iterator[Client]:
+    """With `log_path`, the test is the application that configures logging,
+    as the daemon does: JSON lines to that file, from this process and every
+    actor process it forks; the previous configuration comes back after."""
     multiproc = base != "simpleSystemBase"
+    previous = structlog.get_config()
+    if log_path:
+        logs.configure(log_path)
     asys = open_actor_system(base, admin_port=(port or free_port()) if multiproc else None)
     try:
-        boot_engine(
-            asys,
-            Settings(
-                storage_url=storage_url, idle_timeout_s=idle_timeout_s, die_with_parent=multiproc, log_path=log_path
-            ),
-        )
+        boot_engine(asys, Settings(storage_url=storage_url, idle_timeout_s=idle_timeout_s, die_with_parent=multiproc))
         yield Client(asys, timeout_s=30)
     finally:
         close_actor_system(asys)
+        structlog.configure(**previous)
 
 
 def wait_for(check: Callable[[], Any], timeout_s: float = 20.0, interval_s: float = 0.02) -> Any:
@@ -90,3 +96,15 @@ def storage_dump(path: Any) -> list:
     with sqlite3.connect(path) as db:
         tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         return [(t, sorted(map(repr, db.execute(f'SELECT * FROM "{t}"').fetchall()))) for t in sorted(tables)]
+
+
+def tell_entity(client: Client, actor_class: type, entity_id: str, message: Any) -> None:
+    """Send an internal message straight to the live actor of an entity, as
+    its parent or child would. On simpleSystemBase only: the test looks the
+    actor up in Thespian's in-process registry, which no client can reach."""
+    for ref in list(client.asys._systemBase.actorRegistry.values()):
+        actor = getattr(ref, "instance", None)
+        if isinstance(actor, actor_class) and actor.key == entity_id:
+            client.asys.tell(ref.address, message)
+            return
+    raise LookupError(f"no live {actor_class.__name__} for {entity_id}")

@@ -68,7 +68,8 @@ class Case:
         store.advance_run(self.run_id, RunState.CLAIMED)
         case = store.claim_case(self.id)
         self.fence = Fence("cases", case.id, case.incarnation)
-        store.activate_case(self.fence)
+        case = store.claim_case(self.id, activate=True)
+        self.fence = Fence("cases", case.id, case.incarnation)
         store.advance_run(self.run_id, RunState.STARTED)
         store.set_work_order_state(self.order_id, WorkOrderState.RUNNING)
 
@@ -80,8 +81,7 @@ class Case:
         free = self.store.tokens(self.id, [TokenState.FREE])
         chosen = routing.tokens_to_lock(self.workflow, transition_id, free)
         assert chosen, f"{transition_id} is not enabled"
-        self.store.lock_tokens(task_fence, [t.id for t in chosen])
-        workitem = self.store.claim_workitem(self.store.create_workitem(task_fence, {}).id)
+        workitem = self.store.claim_workitem(self.store.allocate(task_fence, [t.id for t in chosen], {}).id)
         item_fence = Fence("workitems", workitem.id, workitem.incarnation)
         self.store.begin_attempt(item_fence)
         if complete:

@@ -11,7 +11,7 @@ import typing
 import msgpack
 import pytest
 
-from petriflow.engine import codec, messages
+from petriflow.engine import codec, wire
 from tests.engines import running_engine, storage_dump, wait_for, workflow
 
 pytestmark = pytest.mark.timeout(120)
@@ -45,13 +45,9 @@ def _requests() -> list[type]:
         "ListActors",
         "CompleteWorkitem",
         "AbandonWorkitem",
-        "ReceiveTokens",
         "Preexecute",
-        "DiscardTokens",
-        "ForceAbandon",
-        "UpdateWorkitem",
     ]
-    return [getattr(messages, name) for name in names]
+    return [getattr(wire, name) for name in names]
 
 
 def _garbage_values(hint) -> list:
@@ -111,7 +107,7 @@ def test_wrong_types_in_every_field_are_refused_and_nothing_changes(engine_and_d
         for bad in _garbage_values(hints[name]):
             plain = {"~": request_type.__name__, name: bad}
             reply = _ask(client, msgpack.packb(plain, use_bin_type=True))
-            assert isinstance(reply, messages.Error) and reply.code == "invalid", (name, bad, reply)
+            assert isinstance(reply, wire.Error) and reply.code == "invalid", (name, bad, reply)
             assert request_type.__name__ in reply.message
     assert storage_dump(db) == before
     assert client.ping().pid > 0
@@ -138,15 +134,8 @@ def test_unknown_ids_get_not_found_and_nothing_changes(engine_and_db, request_ty
         values[field.name] = {str: "no-such-id", int: 1, float: 1.0}.get(
             hint, [] if typing.get_origin(hint) is list else {}
         )
-    if request_type is messages.UpdateWorkitem:
-        values["state"] = "completed"
-    reply = _ask(
-        client,
-        codec.encode(request_type(**values))
-        if request_type is not messages.UpdateWorkitem
-        else msgpack.packb({"~": "UpdateWorkitem", **values}),
-    )
-    assert isinstance(reply, messages.Error) and reply.code in ("not_found", "invalid"), reply
+    reply = _ask(client, codec.encode(request_type(**values)))
+    assert isinstance(reply, wire.Error) and reply.code in ("not_found", "invalid"), reply
     assert storage_dump(db) == before
 
 
@@ -156,7 +145,7 @@ def test_unknown_ids_get_not_found_and_nothing_changes(engine_and_db, request_ty
         b"",
         b"\x00",
         b"\xc1" * 100,
-        codec.encode(messages.Ping())[:-1],
+        codec.encode(wire.Ping())[:-1],
         msgpack.packb({"~": "SubmitWorkOrder", "workflow_id": "flow"})[:-2],
         b"\x91" * 10_000,
         msgpack.packb("just a string"),
@@ -167,15 +156,15 @@ def test_truncated_and_hostile_bytes_are_refused(engine_and_db, data):
     client, db, _ = engine_and_db
     before = storage_dump(db)
     reply = _ask(client, data)
-    assert isinstance(reply, messages.Error) and reply.code == "invalid"
+    assert isinstance(reply, wire.Error) and reply.code == "invalid"
     assert storage_dump(db) == before
 
 
 @pytest.mark.parametrize(
-    "query", [messages.ListCases(["object"]), messages.ListWorkOrders(["sleeping"])], ids=lambda r: type(r).__name__
+    "query", [wire.ListCases(["object"]), wire.ListWorkOrders(["sleeping"])], ids=lambda r: type(r).__name__
 )
 def test_unknown_states_in_filters_are_named(engine_and_db, query):
     client, _, _ = engine_and_db
     reply = _ask(client, codec.encode(query))
-    assert isinstance(reply, messages.Error) and reply.code == "invalid"
+    assert isinstance(reply, wire.Error) and reply.code == "invalid"
     assert repr(query.states[0]) in reply.message

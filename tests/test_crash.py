@@ -15,7 +15,7 @@ from collections import Counter
 import pytest
 
 from petriflow.client import Client, boot_engine
-from petriflow.engine.messages import Settings
+from petriflow.engine.settings import Settings
 from petriflow.engine.states import CaseState, TaskState, TokenState, WorkitemState
 from petriflow.supervision import processes
 from petriflow.system import close_actor_system, free_port, open_actor_system, system_session

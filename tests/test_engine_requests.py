@@ -17,8 +17,8 @@ from petriflow.engine.errors import (
     PetriflowError,
     WorkflowDiscarded,
 )
-from petriflow.engine.messages import StartCase
 from petriflow.engine.states import CaseState, WorkitemState
+from petriflow.engine.wire import StartCase
 from tests.engines import BASES, awaiting_workitem, running_engine, workflow
 
 pytestmark = pytest.mark.timeout(60)
@@ -101,7 +101,8 @@ def test_unknown_ids_are_not_found(client, call, error, fragment):
         (b"\x00\xff garbage", "malformed message"),
         (b"", "malformed message"),
         (msgpack.packb({"~": "StartCase", "workflow_id": ["x"]}), "StartCase.workflow_id: expected a string"),
-        (msgpack.packb({"~": "CaseEnded", "case_id": "x", "state": "finished"}), "does not accept CaseEnded"),
+        (msgpack.packb({"~": "CaseEnded", "case_id": "x", "state": "finished"}), "unknown message type 'CaseEnded'"),
+        (msgpack.packb({"~": "Failure", "kind": "failed", "reason": "x"}), "does not accept Failure"),
         (msgpack.packb({"~": "Nope"}), "unknown message type 'Nope'"),
     ],
 )

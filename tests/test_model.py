@@ -8,7 +8,7 @@ import typing
 import msgpack
 import pytest
 
-from petriflow.engine import codec, messages, routing
+from petriflow.engine import codec, messages, routing, wire
 from petriflow.engine.errors import ExecutorNotFound, IllegalTransition, Invalid
 from petriflow.engine.executors import Completed, ExecutionContext, Failed, Started, merge_payloads, resolve_executor
 from petriflow.engine.records import TokenRecord
@@ -266,13 +266,17 @@ def test_every_message_type_round_trips_through_msgpack(cls):
     assert codec.decode(codec.encode(message)) == message
 
 
-def test_every_message_dataclass_is_registered():
-    names = {
+def _dataclasses_of(module) -> set[str]:
+    return {
         name
-        for name, value in vars(messages).items()
-        if dataclasses.is_dataclass(value) and value.__module__ == messages.__name__
+        for name, value in vars(module).items()
+        if dataclasses.is_dataclass(value) and value.__module__ == module.__name__
     }
-    assert names <= set(codec.registered())
+
+
+def test_every_wire_type_is_registered_and_no_internal_message_is():
+    assert _dataclasses_of(wire) <= set(codec.registered())
+    assert not _dataclasses_of(messages) & set(codec.registered())
     assert {"CaseRecord", "TokenRecord", "TaskRecord", "WorkitemRecord", "Failure"} <= set(codec.registered())
 
 
@@ -280,7 +284,7 @@ def test_every_message_dataclass_is_registered():
     "data,fragment",
     [
         (b"\xc1", "not valid msgpack"),
-        (codec.encode(messages.StartCase("wf"))[:-3], "not valid msgpack"),
+        (codec.encode(wire.StartCase("wf"))[:-3], "not valid msgpack"),
         (msgpack.packb([1, 2]), "expected a map"),
         (msgpack.packb({"~": "Shutdown"}), "unknown message type 'Shutdown'"),
         (msgpack.packb({"~": "StartCase"}), "StartCase: missing field 'workflow_id'"),
@@ -288,7 +292,9 @@ def test_every_message_dataclass_is_registered():
         (msgpack.packb({"~": "StartCase", "workflow_id": "w", "evil": 1}), "unknown field 'evil'"),
         (msgpack.packb({"~": "StartCase", "workflow_id": "w", "input": [1]}), "StartCase.input: expected a map"),
         (
-            msgpack.packb({"~": "UpdateWorkitem", "task_id": "t", "workitem_id": "w", "state": "done"}),
+            msgpack.packb(
+                {"~": "TokenRecord", "id": "k", "case_id": "c", "workflow_id": "w", "place_id": "p", "state": "done"}
+            ),
             "'done' is not one of",
         ),
         ("text", "expected bytes"),
@@ -301,8 +307,8 @@ def test_malformed_messages_are_refused_with_what_is_wrong(data, fragment):
 
 def test_unencodable_values_are_refused():
     with pytest.raises(Invalid, match="keys must be strings"):
-        codec.encode(messages.StartCase("wf", {1: "x"}))
+        codec.encode(wire.StartCase("wf", {1: "x"}))
     with pytest.raises(Invalid, match="not a registered message type"):
         codec.encode(object())
     with pytest.raises(Invalid, match="64 bits at most"):
-        codec.encode(messages.StartCase("wf", {"n": 2**64}))
+        codec.encode(wire.StartCase("wf", {"n": 2**64}))

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from petriflow.engine import codec, messages
+from petriflow.engine import codec, wire
 from petriflow.engine.document import workflow_from_document
 from petriflow.engine.errors import Invalid, InvalidWorkflow, NotFound, PetriflowError
 from petriflow.engine.validation import validate
@@ -156,18 +156,17 @@ def engine(tmp_path_factory):
 
 
 ID_REQUESTS = [
-    messages.GetCase,
-    messages.GetTask,
-    messages.GetWorkitem,
-    messages.GetWorkOrder,
-    messages.TerminateCase,
-    messages.CancelWorkOrder,
-    messages.Preexecute,
-    messages.ForceAbandon,
-    messages.AbandonWorkitem,
-    messages.GetWorkflow,
-    messages.DiscardWorkflow,
-    messages.WaitCase,
+    wire.GetCase,
+    wire.GetTask,
+    wire.GetWorkitem,
+    wire.GetWorkOrder,
+    wire.TerminateCase,
+    wire.CancelWorkOrder,
+    wire.Preexecute,
+    wire.AbandonWorkitem,
+    wire.GetWorkflow,
+    wire.DiscardWorkflow,
+    wire.WaitCase,
 ]
 
 
@@ -199,6 +198,6 @@ def test_huge_and_deep_payloads_are_stored_or_refused_whole(engine, payload, dep
     for _ in range(depth * 40):
         payload = {"nested": payload}
     try:
-        client.request(messages.StartCase("no-such-flow", payload), timeout_s=10)
+        client.request(wire.StartCase("no-such-flow", payload), timeout_s=10)
     except PetriflowError as error:
         assert error.code in ("not_found", "invalid")

@@ -49,7 +49,7 @@ def _new_case(store: Storage, state: CaseState = CaseState.ACTIVE) -> tuple[Case
     store.create_case(case, [genesis])
     case = store.claim_case(case.id)
     if state is not CaseState.CREATED:
-        store.activate_case(Fence("cases", case.id, case.incarnation))
+        case = store.claim_case(case.id, activate=True)
     return case, genesis
 
 
@@ -121,7 +121,9 @@ def test_task_restored_from_allocated_keeps_its_locked_tokens(setup):
     url, store, journal = setup
     case, genesis = _new_case(store)
     task = store.claim_task(store.create_task(_fence(case, "cases"), "a").id)
-    store.lock_tokens(_fence(task, "tasks"), [genesis.id])
+    with store.backend.transaction() as tx:  # written by an older petriflow, which locked before creating the workitem
+        tx.update("tokens", genesis.id, {"state": "locked", "locked_by_task_id": task.id})
+        tx.update("tasks", task.id, {"state": "allocated"})
     _restore_and_wait(url, case.id)
     assert store.get_task(task.id).state is TaskState.COMPLETED
     assert [t.consumed_by_task_id for t in store.tokens(case.id) if t.id == genesis.id] == [task.id]
@@ -131,8 +133,7 @@ def test_task_restored_from_allocated_keeps_its_locked_tokens(setup):
 
 def _executing(store, case, genesis):
     task = store.claim_task(store.create_task(_fence(case, "cases"), "a").id)
-    store.lock_tokens(_fence(task, "tasks"), [genesis.id])
-    workitem = store.create_workitem(_fence(task, "tasks"), {"from": "storage"})
+    workitem = store.allocate(_fence(task, "tasks"), [genesis.id], {"from": "storage"})
     return task, store.claim_workitem(workitem.id)
 
 
@@ -247,7 +248,7 @@ def test_a_waiting_task_without_tokens_abandons_itself_on_restore(setup):
     case, genesis = _new_case(store)
     winner = store.claim_task(store.create_task(_fence(case, "cases"), "a").id)
     waiting = store.create_task(_fence(case, "cases"), "b")
-    store.lock_tokens(_fence(winner, "tasks"), [genesis.id])
+    store.allocate(_fence(winner, "tasks"), [genesis.id], {})
     view = _restore_and_wait(url, case.id)
     assert view.case.state is CaseState.FINISHED
     assert store.get_task(waiting.id).state is TaskState.ABANDONED

@@ -91,9 +91,9 @@ def test_claiming_bumps_the_incarnation_and_fences_off_the_older_one(store):
     newer = store.claim_case(case.id)
     assert newer.incarnation == case.incarnation + 1
     with pytest.raises(StaleIncarnation, match=f"incarnation {case.incarnation} was replaced"):
-        store.activate_case(older)
+        store.terminate_case(older)
     assert store.get_case(case.id).state is CaseState.CREATED
-    assert store.activate_case(_fence(newer, "cases")).state is CaseState.ACTIVE
+    assert store.terminate_case(_fence(newer, "cases")).state is CaseState.TERMINATED
 
 
 # -- tokens and tasks ------------------------------------------------------------------------
@@ -109,9 +109,9 @@ def test_a_case_has_at_most_one_waiting_task_per_transition(store):
 def test_locking_is_all_or_nothing(store):
     case, (genesis,) = _case(store)
     winner, loser = _task(store, case, "a"), _task(store, case, "b")
-    store.lock_tokens(_fence(winner, "tasks"), [genesis.id])
+    store.allocate(_fence(winner, "tasks"), [genesis.id], {})
     with pytest.raises(TokensNotAvailable, match=f"token {genesis.id} is locked by task {winner.id}"):
-        store.lock_tokens(_fence(loser, "tasks"), [genesis.id])
+        store.allocate(_fence(loser, "tasks"), [genesis.id], {})
     assert store.get_task(loser.id).state is TaskState.STARTED
     (token,) = store.tokens(case.id)
     assert (token.state, token.locked_by_task_id) == (TokenState.LOCKED, winner.id)
@@ -120,26 +120,26 @@ def test_locking_is_all_or_nothing(store):
 def test_a_refused_lock_leaves_every_token_free(store):
     case, (genesis,) = _case(store)
     holder = _task(store, case, "a")
-    store.lock_tokens(_fence(holder, "tasks"), [genesis.id])
+    workitem = store.claim_workitem(store.allocate(_fence(holder, "tasks"), [genesis.id], {}).id)
     other = _task(store, case, "b")
     free = TokenRecord(id=new_id(), case_id=case.id, workflow_id="wf", place_id="p")
-    workitem = store.claim_workitem(store.create_workitem(_fence(holder, "tasks"), {}).id)
     store.begin_attempt(_fence(workitem, "workitems"))
     store.finish_workitem(_fence(workitem, "workitems"), WorkitemState.COMPLETED)
     store.complete_task(_fence(case, "cases"), holder.id, {}, [free])
     with pytest.raises(TokensNotAvailable):
-        store.lock_tokens(_fence(other, "tasks"), [free.id, genesis.id])
+        store.allocate(_fence(other, "tasks"), [free.id, genesis.id], {})
     assert {t.id: t.state for t in store.tokens(case.id)}[free.id] is TokenState.FREE
 
 
 def test_locking_again_is_idempotent_and_a_busy_task_refuses_other_tokens(store):
     case, (genesis,) = _case(store)
     task = _task(store, case)
-    first = store.lock_tokens(_fence(task, "tasks"), [genesis.id])
-    assert store.lock_tokens(_fence(task, "tasks"), [genesis.id]) == first
-    assert store.get_task(task.id).state is TaskState.ALLOCATED
-    with pytest.raises(TaskNotAvailable, match="allocated, not started"):
-        store.lock_tokens(_fence(task, "tasks"), [])
+    first = store.allocate(_fence(task, "tasks"), [genesis.id], {"in": 1})
+    assert store.allocate(_fence(task, "tasks"), [genesis.id], {"in": 1}) == first
+    assert store.get_task(task.id).state is TaskState.EXECUTING
+    assert [t.locked_by_task_id for t in store.tokens(case.id)] == [task.id]
+    with pytest.raises(TaskNotAvailable, match="executing, not started"):
+        store.allocate(_fence(task, "tasks"), [], {})
 
 
 def test_a_stale_task_cannot_lock(store):
@@ -147,14 +147,13 @@ def test_a_stale_task_cannot_lock(store):
     task = _task(store, case)
     store.claim_task(task.id)
     with pytest.raises(StaleIncarnation):
-        store.lock_tokens(_fence(task, "tasks"), [genesis.id])
+        store.allocate(_fence(task, "tasks"), [genesis.id], {})
     assert store.tokens(case.id)[0].state is TokenState.FREE
 
 
 def _executed(store, case, genesis, transition="t1"):
     task = _task(store, case, transition)
-    store.lock_tokens(_fence(task, "tasks"), [genesis.id])
-    workitem = store.create_workitem(_fence(task, "tasks"), {"in": 1})
+    workitem = store.allocate(_fence(task, "tasks"), [genesis.id], {"in": 1})
     return task, store.claim_workitem(workitem.id)
 
 
@@ -217,7 +216,7 @@ def test_terminating_a_case_abandons_its_unfinished_tasks_and_workitems(store):
 
 def test_finishing_a_case_consumes_its_end_token(store):
     case, (genesis,) = _case(store, places=("end",))
-    store.activate_case(_fence(case, "cases"))
+    case = store.claim_case(case.id, activate=True)
     waiting = _task(store, case, "lost-its-token")
     assert store.finish_case(_fence(case, "cases"), "end").state is CaseState.FINISHED
     (token,) = store.tokens(case.id)
@@ -246,7 +245,7 @@ def _contend(url: str, plan, side: int, barrier, results) -> None:
         task_id, incarnation = tasks[side].split(":")
         barrier.wait()
         try:
-            store.lock_tokens(Fence("tasks", task_id, int(incarnation)), [token_id])
+            store.allocate(Fence("tasks", task_id, int(incarnation)), [token_id], {})
             results.put((token_id, task_id))
         except TokensNotAvailable:
             pass
@@ -275,7 +274,7 @@ def test_two_tasks_racing_for_one_token_never_both_win(storage_url, store):
         (token,) = [t for t in store.tokens(store.get_task(a.split(":")[0]).case_id)]
         assert token.state is TokenState.LOCKED
         winners = [
-            task for task in (a.split(":")[0], b.split(":")[0]) if store.get_task(task).state is TaskState.ALLOCATED
+            task for task in (a.split(":")[0], b.split(":")[0]) if store.get_task(task).state is TaskState.EXECUTING
         ]
         assert winners == [token.locked_by_task_id]
 

@@ -12,8 +12,8 @@ import pytest
 
 from petriflow.engine import codec
 from petriflow.engine.errors import AlreadyCompleted, Invalid, NotFound, WorkflowDiscarded
-from petriflow.engine.messages import SubmitWorkOrder
 from petriflow.engine.states import RunState, WorkOrderState
+from petriflow.engine.wire import SubmitWorkOrder
 from tests.engines import BASES, running_engine, wait_for, workflow
 
 pytestmark = pytest.mark.timeout(90)

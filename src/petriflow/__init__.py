@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from petriflow.client import Client, EngineTimeout, boot_engine
 from petriflow.engine.errors import PetriflowError
-from petriflow.engine.messages import Settings
+from petriflow.engine.settings import Settings
 from petriflow.engine.workflow import Workflow
 from petriflow.system import close_actor_system, open_actor_system
 

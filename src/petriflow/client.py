@@ -17,10 +17,12 @@ from petriflow.actors.engine import ENGINE_NAME, EngineActor
 from petriflow.engine import codec
 from petriflow.engine.document import workflow_to_document
 from petriflow.engine.errors import error_for
-from petriflow.engine.messages import (
+from petriflow.engine.messages import BootEngine
+from petriflow.engine.records import TaskRecord, TokenRecord, WorkitemRecord, WorkOrderRecord
+from petriflow.engine.settings import Settings
+from petriflow.engine.wire import (
     AbandonWorkitem,
     ActorInfo,
-    BootEngine,
     CancelWorkOrder,
     CaseList,
     CaseView,
@@ -45,7 +47,6 @@ from petriflow.engine.messages import (
     RetryMany,
     RetryRun,
     RunStep,
-    Settings,
     StartCase,
     SubmitWebhook,
     SubmitWorkOrder,
@@ -57,7 +58,6 @@ from petriflow.engine.messages import (
     WorkOrderSubmitted,
     WorkOrderView,
 )
-from petriflow.engine.records import TaskRecord, TokenRecord, WorkitemRecord, WorkOrderRecord
 from petriflow.engine.workflow import Workflow
 from petriflow.system import connect_actor_system
 

@@ -1,24 +1,25 @@
-"""Structured JSON logs, one line per event, carrying the entity ids."""
+"""Structured JSON logs, one line per event, carrying the entity ids.
+
+Only applications configure logging: the daemon, the command line, the
+chaos run and the benchmark call `configure`. The library itself only logs
+through `structlog.get_logger`, so an application embedding petriflow keeps
+its own configuration. Actor processes forked by a daemon inherit its
+configuration, and with it the open log file.
+"""
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import Any
 
 import structlog
 
-_configured: tuple[int, str | None] | None = None
-
 
 def configure(log_path: str | None) -> None:
     """Send this process's structlog events as JSON lines to `log_path`
     (appending; every actor process of a daemon shares the file) or stderr."""
-    global _configured
-    if _configured == (os.getpid(), log_path):
-        return
-    stream: Any = open(log_path, "a", buffering=1, encoding="utf-8") if log_path else sys.stderr
+    stream: Any = open(log_path, "a", buffering=1, encoding="utf-8") if log_path else sys.stderr  # noqa: SIM115
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -31,4 +32,3 @@ def configure(log_path: str | None) -> None:
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
-    _configured = (os.getpid(), log_path)

@@ -35,7 +35,6 @@ class SystemSession:
     process of the system shares; the admin is re-parented to init."""
 
     sid: int
-    admin_pid: int | None
     admin_port: int
 
 
@@ -145,15 +144,11 @@ def _find_session(before: set[int], port: int) -> SystemSession:
     leaders = [
         pid
         for pid in processes.children_of(os.getpid(), include_zombies=True)
-        if pid not in before and (info := processes.proc_info(pid)) is not None and info.sid == pid
+        if pid not in before and processes.session_of(pid) == pid
     ]
     if len(leaders) != 1:
         raise RuntimeError(f"cannot tell the new actor system's session among {leaders}")
-    sid = leaders[0]
-    members = [p for p in processes.all_processes() if p.sid == sid]
-    member_pids = {p.pid for p in members}
-    admins = [p.pid for p in members if p.pid != sid and not p.zombie and (p.ppid == sid or p.ppid not in member_pids)]
-    return SystemSession(sid=sid, admin_pid=admins[0] if len(admins) == 1 else None, admin_port=port)
+    return SystemSession(sid=leaders[0], admin_port=port)
 
 
 def _reap(pid: int) -> None:

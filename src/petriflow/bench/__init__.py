@@ -209,22 +209,17 @@ class Embedded:
     base = "embedded"
 
     def __init__(self, home: Path, idle_timeout_s: float | None = None) -> None:
+        from petriflow import logs
         from petriflow.client import Client, boot_engine
-        from petriflow.engine.messages import Settings
+        from petriflow.engine.settings import Settings
         from petriflow.system import open_actor_system
 
         self.home = home
         home.mkdir(parents=True, exist_ok=True)
         self.storage_path = home / "petriflow.db"
         self.asys = open_actor_system("simpleSystemBase")
-        boot_engine(
-            self.asys,
-            Settings(
-                storage_url=f"sqlite:///{self.storage_path}",
-                idle_timeout_s=idle_timeout_s,
-                log_path=str(home / "petriflow.log"),
-            ),
-        )
+        logs.configure(str(home / "petriflow.log"))  # the bench is the application here
+        boot_engine(self.asys, Settings(storage_url=f"sqlite:///{self.storage_path}", idle_timeout_s=idle_timeout_s))
         self.client = Client(self.asys, timeout_s=600)
 
     def close(self) -> None:

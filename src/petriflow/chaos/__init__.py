@@ -325,21 +325,13 @@ class Daemon:
         self._note()
         with contextlib.suppress(Exception):
             daemon.stop(self.config, timeout_s=20)
-        leftovers = [p for p in self.pids if processes.is_alive(p) and _is_petriflow(p)]
+        leftovers = [p for p in self.pids if processes.is_alive(p) and processes.is_petriflow_process(p)]
         for sid in self.sessions:
-            leftovers += [p for p in processes.session_pids(sid) if _is_petriflow(p)]
+            leftovers += [p for p in processes.session_pids(sid) if processes.is_petriflow_process(p)]
         for pid in leftovers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         processes.wait_until_gone(leftovers, 10)
-
-
-def _is_petriflow(pid: int) -> bool:
-    """Pids are reused: kill only a process that is still one of a daemon's."""
-    try:
-        return b"petriflow" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
 
 
 # -- the run ------------------------------------------------------------------------------------------

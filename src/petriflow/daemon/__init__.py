@@ -16,7 +16,6 @@ defaults: home `./.petriflow`, admin port 19470, HTTP port 19471, storage
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import json
@@ -36,19 +35,18 @@ import structlog
 from petriflow import logs
 from petriflow.client import Client, boot_engine
 from petriflow.engine.errors import PetriflowError
-from petriflow.engine.messages import EngineInfo, Settings
+from petriflow.engine.settings import Settings
 from petriflow.engine.views import work_order_json
+from petriflow.engine.wire import EngineInfo
 from petriflow.ingress.webhook import WebhookServer
 from petriflow.storage.store import open_storage
-from petriflow.supervision import processes
-from petriflow.system import close_actor_system, open_actor_system, system_session
+from petriflow.supervision import lifeline, processes
+from petriflow.system import MULTIPROC, close_actor_system, open_actor_system, system_session
 
 log = structlog.get_logger("petriflow.daemon")
 
 DEFAULT_PORT = 19470
 DEFAULT_HTTP_PORT = 19471
-MULTIPROC = "multiprocTCPBase"
-_PR_SET_CHILD_SUBREAPER = 36
 
 
 class DaemonError(PetriflowError):
@@ -115,14 +113,7 @@ def running_pid(config: DaemonConfig) -> int | None:
         pid = int(config.pid_file.read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if processes.is_alive(pid) and _is_daemon(pid) else None
-
-
-def _is_daemon(pid: int) -> bool:
-    try:
-        return b"petriflow" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
+    return pid if processes.is_alive(pid) and processes.is_petriflow_process(pid) else None
 
 
 # -- the foreground daemon ------------------------------------------------------------
@@ -174,13 +165,6 @@ def _check_storage(config: DaemonConfig) -> None:
         raise DaemonError(f"cannot open storage {config.storage_url}: {detail}") from None
 
 
-def _become_subreaper() -> None:
-    """Orphaned actor processes (Thespian's admin double-forks) are re-parented
-    to this process instead of init, so the whole daemon is one process tree."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-
-
 def _reap() -> None:
     while True:
         try:
@@ -200,7 +184,6 @@ class Daemon:
             storage_url=config.storage_url,
             idle_timeout_s=config.idle_timeout_s,
             die_with_parent=True,
-            log_path=str(config.log_path),
             cron=True,
         )
 
@@ -219,7 +202,7 @@ class Daemon:
                 raise DaemonError(f"a petriflow daemon already runs for home {config.home}")
             _check_storage(config)
             logs.configure(str(config.log_path))
-            _become_subreaper()
+            lifeline.become_subreaper()
             try:
                 self.asys = open_actor_system(MULTIPROC, admin_port=config.port)
             except RuntimeError as exc:
@@ -386,7 +369,7 @@ def end_orphans(config: DaemonConfig) -> list[int]:
     sid = actor_sid(config)
     members = processes.session_pids(sid) if sid else []
     # a session id is a pid, and pids are reused: end it only if it is still ours
-    killed = processes.kill_session(sid) if members and all(map(_is_daemon, members)) else []
+    killed = processes.kill_session(sid) if members and all(map(processes.is_petriflow_process, members)) else []
     processes.wait_until_gone(killed, 5.0)
     if config.pid_file.exists() or killed:
         log.info("stale_daemon_cleared", pid_file=str(config.pid_file), killed=killed)

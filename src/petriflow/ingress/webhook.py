@@ -23,6 +23,7 @@ from urllib.parse import quote, unquote
 
 import structlog
 
+from petriflow.engine.document import json_type
 from petriflow.engine.errors import Invalid, PetriflowError
 
 log = structlog.get_logger("petriflow.webhook")
@@ -33,15 +34,6 @@ MAX_ID_CHARS = 200
 _LINGER_S = 2.0
 _LINGER_BYTES = 16 * 1024 * 1024
 _DIGITS = re.compile(r"[0-9]+")
-_JSON_TYPES = {
-    dict: "object",
-    list: "array",
-    str: "string",
-    int: "number",
-    float: "number",
-    bool: "boolean",
-    type(None): "null",
-}
 # An error that says which entity is missing or gone; any other invalid request is 422,
 # any other PetriflowError 400.
 _STATUS_BY_CODE = {"not_found": 404, "workflow_discarded": 409}
@@ -161,9 +153,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
             raise _HttpError(400, "malformed_json", f"the body is not UTF-8 JSON: {exc}") from None
         if not isinstance(body, dict):
-            raise _HttpError(
-                400, "not_an_object", f"the body must be a JSON object, got {_JSON_TYPES.get(type(body), 'value')}"
-            )
+            raise _HttpError(400, "not_an_object", f"the body must be a JSON object, got {json_type(body)}")
         return body
 
     def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:

@@ -1,0 +1,15 @@
+"""What every entity actor needs to find its storage and behave alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Given to `boot_engine`; the Engine hands it down to every actor it starts."""
+
+    storage_url: str
+    idle_timeout_s: float | None = None
+    die_with_parent: bool = False
+    cron: bool = False

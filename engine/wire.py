@@ -1,0 +1,340 @@
+"""The wire protocol: what a client may send the Engine, and what it gets back.
+
+Every type here is registered with `engine.codec`, and only these are: a
+client's request is decoded against this list, so a message meant for the
+actors inside (`engine.messages`) can never arrive from outside. Every
+request gets exactly one reply: its result, or `Error(code, message)`.
+Requests carry the id of the entity they are for, so the actors on the path
+(Engine -> WorkOrder -> Case -> Task -> Workitem) can route them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from petriflow.engine.records import (
+    CaseRecord,
+    Failure,
+    RunRecord,
+    TaskRecord,
+    TokenRecord,
+    WorkitemRecord,
+    WorkOrderRecord,
+)
+
+# -- replies ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Error:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Ok:
+    pass
+
+
+@dataclass(frozen=True)
+class WorkflowStored:
+    workflow_id: str
+    version: int
+
+
+@dataclass(frozen=True)
+class WorkflowView:
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CaseStarted:
+    case_id: str
+
+
+@dataclass(frozen=True)
+class CaseView:
+    case: CaseRecord
+    tokens: list[TokenRecord] = field(default_factory=list)
+    tasks: list[TaskRecord] = field(default_factory=list)
+    workitems: list[WorkitemRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CaseList:
+    cases: list[CaseRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LockedTokens:
+    tokens: list[TokenRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    pid: int
+    storage: str
+    live_cases: int
+    live_work_orders: int = 0
+    booted_at: float = 0.0
+    work_orders: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WorkflowList:
+    documents: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WorkOrderSubmitted:
+    work_order_id: str
+    run_id: str
+
+
+@dataclass(frozen=True)
+class StepView:
+    """One workitem execution of a run; `kept` when a retry took it over
+    from an earlier run without executing it again."""
+
+    step_id: str
+    workitem_id: str
+    transition_id: str
+    state: str
+    attempt: int
+    input: dict[str, Any] | None
+    output: dict[str, Any] | None
+    started_at: float | None
+    finished_at: float | None
+    kept: bool = False
+    failure: Failure | None = None
+
+
+@dataclass(frozen=True)
+class RunView:
+    run: RunRecord
+    steps: list[StepView] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WorkOrderView:
+    work_order: WorkOrderRecord
+    runs: list[RunView] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WorkOrderList:
+    work_orders: list[WorkOrderRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunEnqueued:
+    run_id: str
+    work_order_id: str
+
+
+@dataclass(frozen=True)
+class RetryManyResult:
+    enqueued: int
+    discarded: int
+
+
+@dataclass(frozen=True)
+class ActorInfo:
+    kind: str
+    entity_id: str
+    state: str
+    pid: int | None
+
+
+@dataclass(frozen=True)
+class ActorList:
+    actors: list[ActorInfo] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A change clients can subscribe to: `work_order_created`,
+    `work_order_updated`, `run_created` or `run_updated`."""
+
+    kind: str
+    work_order: WorkOrderRecord
+    run: RunRecord | None = None
+
+
+@dataclass(frozen=True)
+class CronFired:
+    work_order_ids: list[str] = field(default_factory=list)
+
+
+# -- client requests to the Engine --------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ping:
+    pass
+
+
+@dataclass(frozen=True)
+class PutWorkflow:
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class GetWorkflow:
+    workflow_id: str
+    version: int | None = None
+
+
+@dataclass(frozen=True)
+class DiscardWorkflow:
+    workflow_id: str
+
+
+@dataclass(frozen=True)
+class StartCase:
+    workflow_id: str
+    input: dict[str, Any] = field(default_factory=dict)
+    version: int | None = None
+
+
+@dataclass(frozen=True)
+class GetCase:
+    case_id: str
+
+
+@dataclass(frozen=True)
+class GetTask:
+    task_id: str
+
+
+@dataclass(frozen=True)
+class GetWorkitem:
+    workitem_id: str
+
+
+@dataclass(frozen=True)
+class WaitCase:
+    """Answered with the CaseView once the case is finished or terminated."""
+
+    case_id: str
+
+
+@dataclass(frozen=True)
+class ListCases:
+    states: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class TerminateCase:
+    case_id: str
+
+
+@dataclass(frozen=True)
+class CompleteWorkitem:
+    workitem_id: str
+    output: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AbandonWorkitem:
+    workitem_id: str
+
+
+@dataclass(frozen=True)
+class ListWorkflows:
+    pass
+
+
+@dataclass(frozen=True)
+class SubmitWorkOrder:
+    """A manual submission: a work order with its first run."""
+
+    workflow_id: str
+    input: dict[str, Any] = field(default_factory=dict)
+    version: int | None = None
+
+
+@dataclass(frozen=True)
+class SubmitWebhook:
+    trigger_id: str
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CronTick:
+    """Fire the cron triggers due at `now` (seconds since the epoch): the
+    daemon's clock, or a test's."""
+
+    now: float
+
+
+@dataclass(frozen=True)
+class GetWorkOrder:
+    work_order_id: str
+
+
+@dataclass(frozen=True)
+class WaitWorkOrder:
+    """Answered with the WorkOrderView once no run of it is unfinished."""
+
+    work_order_id: str
+
+
+@dataclass(frozen=True)
+class ListWorkOrders:
+    states: list[str] | None = None
+    workflow_id: str | None = None
+    since: float | None = None
+
+
+@dataclass(frozen=True)
+class RetryRun:
+    run_id: str
+    step_id: str
+
+
+@dataclass(frozen=True)
+class RunStep:
+    run_id: str
+    step_id: str
+
+
+@dataclass(frozen=True)
+class RetryMany:
+    """Retry work orders from their first step, or runs from given steps,
+    in one storage transaction."""
+
+    work_order_ids: list[str] = field(default_factory=list)
+    steps: list[RunStep] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CancelWorkOrder:
+    work_order_id: str
+
+
+@dataclass(frozen=True)
+class Subscribe:
+    pass
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    pass
+
+
+@dataclass(frozen=True)
+class ListActors:
+    pass
+
+
+# -- the one Task request a client may make (WorkflowMetal's Task.preexecute) --------------
+
+
+@dataclass(frozen=True)
+class Preexecute:
+    """Lock the tokens that enable the task; answered with `LockedTokens` or
+    `Error(task_not_enabled | tokens_not_available)`."""
+
+    task_id: str
