@@ -1,0 +1,188 @@
+"""Controlling a daemon from outside: start it in the background, stop it,
+ask its status, and clear what a killed one left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from petriflow.client import Client
+from petriflow.daemon.config import DaemonConfig, DaemonError
+from petriflow.daemon.home import prepare_home, running_pid
+from petriflow.engine.errors import PetriflowError
+from petriflow.engine.wire import EngineInfo
+from petriflow.supervision import processes
+
+log = structlog.get_logger("petriflow.daemon")
+
+
+def start_background(config: DaemonConfig, timeout_s: float = 30.0) -> int:
+    """Launch `petriflow start --foreground` detached and wait until it answers."""
+    pid = running_pid(config)
+    if pid:
+        raise DaemonError(f"a petriflow daemon already runs for home {config.home} (pid {pid})")
+    prepare_home(Path(config.home))
+    end_orphans(config)
+    out = open(Path(config.home) / "daemon.out", "ab")
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "petriflow",
+            "start",
+            "--foreground",
+            "--home",
+            config.home,
+            "--port",
+            str(config.port),
+            "--http-port",
+            str(config.http_port),
+            "--storage",
+            config.storage_url,
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=out,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            tail = (Path(config.home) / "daemon.out").read_text(errors="replace").strip().splitlines()[-3:]
+            raise DaemonError(f"the daemon exited at start: {' / '.join(tail) or 'no output'}")
+        if running_pid(config) == child.pid and config.state_file.exists():
+            try:
+                connect(config).ping()
+                return child.pid
+            except (OSError, PetriflowError, TimeoutError):
+                pass
+        time.sleep(0.1)
+    child.kill()
+    raise DaemonError(f"the daemon did not answer within {timeout_s}s; see {Path(config.home) / 'daemon.out'}")
+
+
+def actor_sid(config: DaemonConfig) -> int | None:
+    """The session id of the actor system the daemon of this home announced."""
+    try:
+        return json.loads(config.state_file.read_text()).get("actor_sid")
+    except (OSError, ValueError):
+        return None
+
+
+def kill_all(daemon_pid: int | None, sid: int | None) -> list[int]:
+    """SIGKILL the daemon's process and every process of its actor system's
+    session, by pid, until none is left (a parent may fork meanwhile): what
+    a crash test or a chaos run does to a whole daemon."""
+    killed: list[int] = []
+    while True:
+        victims = ([daemon_pid] if daemon_pid and processes.is_alive(daemon_pid) else []) + (
+            processes.session_pids(sid) if sid else []
+        )
+        if not victims:
+            return killed
+        for victim in victims:
+            try:
+                os.kill(victim, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        killed += victims
+        processes.wait_until_gone(victims, 10.0)
+
+
+def end_orphans(config: DaemonConfig) -> list[int]:
+    """After a daemon was killed, its pid file is stale and its actor system
+    may live on without a keeper, holding the port and the home: end every
+    process of that system's session by pid."""
+    if running_pid(config):
+        return []
+    sid = actor_sid(config)
+    members = processes.session_pids(sid) if sid else []
+    # a session id is a pid, and pids are reused: end it only if it is still ours
+    killed = processes.kill_session(sid) if members and all(map(processes.is_petriflow_process, members)) else []
+    processes.wait_until_gone(killed, 5.0)
+    if config.pid_file.exists() or killed:
+        log.info("stale_daemon_cleared", pid_file=str(config.pid_file), killed=killed)
+    for path in (config.pid_file, config.state_file):
+        path.unlink(missing_ok=True)
+    return killed
+
+
+def connect(config: DaemonConfig, timeout_s: float = 30.0) -> Client:
+    """A client of the daemon of `config.home`, on the port it recorded when
+    it started (so `--home` alone is enough)."""
+    if not running_pid(config):
+        raise DaemonError(f"no petriflow daemon runs for home {config.home}; start one with petriflow start")
+    try:
+        port = int(json.loads(config.state_file.read_text())["port"])
+    except (OSError, ValueError, KeyError):
+        port = config.port
+    try:
+        return Client.connect(port, timeout_s)
+    except ConnectionRefusedError:
+        raise DaemonError(
+            f"the daemon of home {config.home} does not answer on port {port}; see {config.log_path}"
+        ) from None
+
+
+def stop(config: DaemonConfig, timeout_s: float = 20.0) -> bool:
+    """Stop the daemon cleanly; any process of it left after the timeout is
+    SIGKILLed by pid. Returns False when none was running."""
+    pid = running_pid(config)
+    if not pid:
+        return bool(end_orphans(config))
+    tree = [pid] + processes_of(pid)
+    os.kill(pid, signal.SIGTERM)
+    leftovers = processes.wait_until_gone(tree, timeout_s)
+    for straggler in leftovers:
+        try:
+            os.kill(straggler, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    processes.wait_until_gone(leftovers, 5.0)
+    return True
+
+
+def processes_of(pid: int) -> list[int]:
+    """Every descendant of the daemon's process."""
+    found, pending = [], [pid]
+    while pending:
+        for child in processes.children_of(pending.pop()):
+            found.append(child)
+            pending.append(child)
+    return found
+
+
+def status(config: DaemonConfig) -> dict[str, Any]:
+    pid = running_pid(config)
+    result: dict[str, Any] = {
+        "running": bool(pid),
+        "pid": pid,
+        "port": config.port,
+        "home": config.home,
+        "storage": config.storage_url,
+        "http_url": config.http_url,
+        "work_orders": {},
+    }
+    if not pid:
+        return result
+    try:
+        state = json.loads(config.state_file.read_text())
+        result.update(
+            port=state["port"],
+            storage=state["storage_url"],
+            http_url=state["http_url"],
+            uptime_s=round(time.time() - state["started_at"], 1),
+        )
+        info: EngineInfo = connect(config).ping()
+        result.update(work_orders=info.work_orders, engine_pid=info.pid, live_work_orders=info.live_work_orders)
+    except (OSError, ValueError, KeyError, PetriflowError, TimeoutError) as exc:
+        result["error"] = str(exc)
+    return result
