@@ -1,7 +1,7 @@
 """An audit of stored state: what must hold once work has settled, read from
 storage only.
 
-`audit(storage)` is what a chaos run (`bin/petriflow-chaos`) or a person
+`audit(storage)` is what a chaos run (`petriflow-chaos`) or a person
 after an incident asks: did every work order end, is every run consistent
 with its case, and is the Petri-net state of every case exactly-once —
 no token consumed or issued twice, no step completed twice, nothing left

@@ -1,7 +1,7 @@
 """petriflow-chaos: run a real daemon under load, kill parts of it at random
 moments, and prove afterwards that nothing was lost or done twice.
 
-It starts a daemon (`bin/petriflow start`) in a temporary home on free
+It starts a daemon (`petriflow start`) in a temporary home on free
 loopback ports, loads a mix of workflows (a sequence, an AND split into four
 branches and its join, a deferred choice, a manual step this run completes
 through the client, a sleeping step, a step that fails once and succeeds on
@@ -12,8 +12,8 @@ actor of each kind (workitem, task, case, work order, the Engine) and the
 whole daemon, which it starts again on the same storage.
 
 Then it checks, from storage: every work order ended, in the state its
-workflow is designed to end in; `storage.audit.audit` finds no violation;
-every side effect in the journal (`actors.chaos_executors`) carries its
+workflow is designed to end in; `petriflow.workorders.audit.audit` finds no violation;
+every side effect in the journal (`petriflow.chaos.executors`) carries its
 idempotency key, no key and no step was applied twice, and no completed
 step lacks its side effect; SQLite's `PRAGMA integrity_check` is ok; and
 the running daemon refused no submission (webhook or client). It prints
@@ -737,7 +737,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.timeout is None:
         args.timeout = 60 + 1.5 * args.work_orders
     home = Path(tempfile.mkdtemp(prefix=f"petriflow-chaos-{args.seed}-"))
-    logs.configure(str(home / "chaos-events.log"))  # what actors.daemon logs here stays off stdout
+    logs.configure(str(home / "chaos-events.log"))  # what petriflow.daemon logs here stays off stdout
 
     def interrupted(signum: int, frame: Any) -> None:
         raise Interrupted(signal.Signals(signum).name)

@@ -1,6 +1,6 @@
 """Executors for `petriflow-chaos`, usable as examples.
 
-Name them in a workflow as `actors.chaos_executors:NAME`. The journaling
+Name them in a workflow as `petriflow.chaos.executors:NAME`. The journaling
 ones show how user code makes an at-least-once side effect effectively
 once: it deduplicates by `ctx.idempotency_key` (the workitem id, stable
 across re-executions of one step). The others misbehave on purpose, each

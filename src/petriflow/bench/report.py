@@ -1,0 +1,158 @@
+"""The table the bench prints, and the profile's breakdown as text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from petriflow.bench.environment import BASES
+from petriflow.bench.stats import fmt_summary
+from petriflow.bench.workloads import MODE_LABEL, MODES, WORKLOADS
+
+
+def table(results: dict[str, Any]) -> str:
+    rows: list[tuple[str, ...]] = []
+    header = ("scenario", "base", "workload", "mode", "n", "median", "min..max", "unit")
+    thr = results.get("throughput", {})
+    flo = results.get("floor", {})
+    for base in BASES:
+        for workload in WORKLOADS:
+            for mode in MODES:
+                if base in thr and workload in thr[base]:
+                    data = thr[base][workload]
+                    rows.append(
+                        (
+                            "throughput",
+                            base,
+                            workload,
+                            MODE_LABEL[mode],
+                            str(data["cases"]),
+                            *fmt_summary(data[mode]),
+                            "cases/s" + (" *" if data.get("reduced") else ""),
+                        )
+                    )
+    for base in BASES:
+        for workload in WORKLOADS:
+            for mode in MODES:
+                if base in flo and workload in flo[base]:
+                    data = flo[base][workload]
+                    rows.append(
+                        (
+                            "floor",
+                            flo[base]["system_base"],
+                            workload,
+                            MODE_LABEL[mode],
+                            str(data["cases"]),
+                            *fmt_summary(data[mode]),
+                            "cases/s" + (" *" if data.get("reduced") else ""),
+                        )
+                    )
+    peer = results.get("peer")
+    if peer and peer.get("available"):
+        for mode in MODES:
+            rows.append(
+                (
+                    "peer DBOS",
+                    "in-process",
+                    "seq3",
+                    MODE_LABEL[mode],
+                    str(peer["cases"]),
+                    *fmt_summary(peer[mode]),
+                    "cases/s",
+                )
+            )
+    lat = results.get("latency", {})
+    for base in BASES:
+        if base in lat:
+            for p in ("p50", "p99"):
+                rows.append(
+                    ("latency", base, "seq3 work order", p, str(lat["samples"]), *fmt_summary(lat[base][p]), "ms")
+                )
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    notes = []
+    if any(r[-1].endswith("*") for r in rows):
+        notes.append(
+            "* fewer cases than requested, so that one run stays under the per-run cap of "
+            f"{results.get('options', {}).get('max_run_s')}s: see 'reduced' in the JSON"
+        )
+    ratio_lines = []
+    for base in BASES:
+        for workload in WORKLOADS:
+            if base in thr and base in flo and workload in thr[base] and workload in flo[base]:
+                parts = [
+                    f"{MODE_LABEL[m]} {thr[base][workload][m]['median'] / flo[base][workload][m]['median']:.2f}"
+                    for m in MODES
+                ]
+                ratio_lines.append(f"petriflow/floor  {base:8} {workload}: " + ", ".join(parts))
+    if peer:
+        if peer.get("available"):
+            for base, ratio in peer.get("petriflow_over_dbos", {}).items():
+                ratio_lines.append(
+                    f"petriflow/DBOS   {base:8} seq3: " + ", ".join(f"{MODE_LABEL[m]} {ratio[m]:.2f}" for m in MODES)
+                )
+        else:
+            ratio_lines.append(f"peer DBOS: not measured: {peer.get('reason')}")
+    waiting = results.get("waiting")
+    if waiting and "after_passivation" in waiting:
+        after = waiting["after_passivation"]
+        ratio_lines.append(
+            f"waiting: {waiting['parked_cases']} cases parked at {waiting['park_rate']:.1f}/s; after passivation "
+            f"{after['processes']} processes, {after['pss_kb'] / 1024:.1f} MB PSS (before: "
+            f"{waiting['before']['processes']} processes, {waiting['before']['pss_kb'] / 1024:.1f} MB; "
+            f"{waiting['pss_kb_per_waiting_case']:.2f} kB per case); peak {waiting['peak_processes_while_parking']} "
+            f"processes while parking; completing all took {waiting['complete_all_seconds']:.1f}s "
+            f"({waiting['complete_rate']:.1f}/s), {waiting['finished_cases']} finished"
+        )
+        if "extrapolated" in waiting:
+            x = waiting["extrapolated"]
+            ratio_lines.append(
+                f"waiting, {x['label']}: ~{x['pss_kb'] / 1024:.0f} MB PSS, ~{x['processes']} "
+                f"processes, ~{x['park_seconds']:.0f}s to park, ~{x['complete_all_seconds']:.0f}s "
+                f"to complete"
+            )
+    recovery = results.get("recovery") or {}
+    for phase in ("live", "accepted"):
+        r = recovery.get(phase)
+        if not r or "recover_seconds" not in r:
+            continue
+        text = (
+            f"recovery {phase}: {r['in_flight_at_kill']} unfinished at the SIGKILL"
+            + (f" ({r['started_cases']} started in {r['submit_seconds']:.1f}s)" if phase == "live" else "")
+            + f"; answering {r['restart_answer_seconds']:.1f}s after restart, all finished after "
+            f"{r['recover_seconds']:.1f}s; peak {r['peak_processes']} processes / "
+            f"{r['peak_pss_kb'] / 1024:.0f} MB PSS"
+        )
+        if "aborted" in r:
+            text += f"; {r['aborted']}"
+        else:
+            text += (
+                f"; lost {r['lost_cases']}, transitions completed twice {r['transitions_completed_twice']}, "
+                f"workitems re-executed {r['workitems_reexecuted']}, ok={r['ok']}"
+            )
+        ratio_lines.append(text)
+    return "\n".join(lines + [""] + ratio_lines + notes)
+
+
+def profile_text(profile: dict[str, Any]) -> str:
+    lines = []
+    for where in ("embedded", "daemon"):
+        data = profile.get(where)
+        if not data or "groups" not in data:
+            continue
+        lines.append(
+            f"profile {where}: {data['ms_per_case']:.2f} ms busy per case "
+            f"(wall {data['wall_ms_per_case']:.2f} ms per case, {data['cases']} cases)"
+        )
+        for group, figures in sorted(data["groups"].items(), key=lambda kv: -kv[1]["percent"]):
+            lines.append(f"  {figures['percent']:5.1f}%  {figures['ms_per_case']:7.2f} ms/case  {group}")
+        lines.append("  top self time:")
+        for item in data["top_self"][:10]:
+            lines.append(f"    {item['percent']:5.1f}%  {item['calls_per_case']:7.1f} calls/case  {item['function']}")
+        lines.append("  petriflow functions by cumulative time:")
+        for item in data["top_petriflow_cumulative"][:8]:
+            lines.append(
+                f"    {item['cum_ms_per_case']:7.2f} ms/case  {item['calls_per_case']:6.1f} calls/case  "
+                f"{item['function']}"
+            )
+    return "\n".join(lines)
