@@ -1,0 +1,46 @@
+"""The plan of a chaos run, drawn up front from the seed: which work orders go in, and which faults fire when."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from petriflow.chaos.workflows import WORKFLOWS
+
+KINDS = ("workitem", "task", "case", "work_order", "engine", "daemon")
+
+
+@dataclass(frozen=True)
+class Submission:
+    tag: str
+    workflow_id: str
+    via: str  # "client" or "webhook"
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    after_submitted: int  # fires once this many work orders were submitted, before the next one
+    pick: float  # which live actor of the kind, as a fraction of the candidates
+    pause_s: float  # how long the system runs on before the next fault may fire
+
+
+@dataclass(frozen=True)
+class Plan:
+    submissions: list[Submission]
+    faults: list[Fault]
+
+
+def make_plan(seed: int, work_orders: int, faults: int) -> Plan:
+    rng = random.Random(seed)
+    ids = list(WORKFLOWS)
+    weights = [WORKFLOWS[w][2] for w in ids]
+    first = ids[:]
+    rng.shuffle(first)  # every workflow at least once when there are enough work orders
+    chosen = (first + rng.choices(ids, weights, k=max(0, work_orders - len(first))))[:work_orders]
+    submissions = [Submission(f"s{n:05d}", wf, rng.choice(("client", "webhook"))) for n, wf in enumerate(chosen)]
+    kinds = [KINDS[i % len(KINDS)] for i in range(faults)]
+    rng.shuffle(kinds)
+    moments = sorted(rng.randrange(1, max(2, work_orders)) for _ in kinds)
+    planned = [Fault(kind, moment, rng.random(), rng.uniform(0.3, 1.5)) for kind, moment in zip(kinds, moments)]
+    return Plan(submissions, planned)

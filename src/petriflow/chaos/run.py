@@ -1,0 +1,400 @@
+"""The chaos run itself: drive the plan, inject each fault, then prove from storage and the journal what happened."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from petriflow.chaos.daemon import Daemon
+from petriflow.chaos.plan import KINDS, Fault, Plan, Submission
+from petriflow.chaos.workflows import JOURNALING, WORKFLOWS
+from petriflow.client import Client, EngineTimeout
+from petriflow.engine.errors import AlreadyCompleted, Invalid, NotFound, PetriflowError
+from petriflow.engine.states import UNFINISHED_WORK_ORDER_STATES
+from petriflow.storage.store import open_storage
+from petriflow.supervision import processes
+from petriflow.system import free_port
+from petriflow.workorders.audit import Violation, audit
+
+UNFINISHED = {state.value for state in UNFINISHED_WORK_ORDER_STATES}
+
+
+class Chaos:
+    def __init__(self, args: argparse.Namespace, home: Path, plan: Plan) -> None:
+        self.args = args
+        self.plan = plan
+        self.journal = home / "journal.jsonl"
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("PETRIFLOW_HOME", "PETRIFLOW_PORT", "PETRIFLOW_HTTP_PORT", "PETRIFLOW_STORAGE")
+        }
+        env["PETRIFLOW_TEST_JOURNAL"] = str(self.journal)
+        self.daemon = Daemon(home / "home", free_port(), free_port(), env)
+        self.client: Client | None = None
+        self.orders: dict[str, str] = {}  # tag -> work order id
+        self.states: dict[str, str] = {}  # work order id -> state
+        self.injected: Counter[str] = Counter()
+        self.skipped: Counter[str] = Counter()
+        self.recent: dict[str, float] = {}  # entity id -> when it was last killed
+        self.notes: list[str] = []
+        self.failures: list[Violation] = []  # requests the running daemon failed
+
+    # -- talking to the daemon through kills ------------------------------------
+
+    def connect(self, timeout_s: float = 60.0) -> Client:
+        """A client of a booted engine; retried while the engine or the daemon restarts."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                client = Client.connect(self.daemon.port, timeout_s=15.0)
+                client.ping()
+                self.client = client
+                return client
+            except (OSError, EngineTimeout, PetriflowError) as exc:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the daemon did not answer within {timeout_s}s: {exc}") from None
+                time.sleep(0.2)
+
+    def call(self, what: Callable[[Client], Any], timeout_s: float = 90.0) -> Any:
+        """`what(client)`, reconnecting while the engine cannot answer; petriflow
+        errors other than an unavailable or timed-out engine are raised."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return what(self.client or self.connect())
+            except (EngineTimeout, OSError, RuntimeError) as exc:
+                self.client = None
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the engine did not answer within {timeout_s}s: {exc}") from None
+            except PetriflowError as exc:
+                if exc.code not in ("unavailable", "daemon"):
+                    raise
+                self.client = None
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def refresh(self) -> None:
+        records = self.call(lambda c: c.list_work_orders())
+        self.states = {o.id: o.state.value for o in records}
+        by_tag = {str((o.input or {}).get("chaos_id")): o.id for o in records}
+        for tag, work_order_id in by_tag.items():
+            self.orders.setdefault(tag, work_order_id)
+
+    def ended(self) -> int:
+        return sum(1 for wid in self.orders.values() if self.states.get(wid, "pending") not in UNFINISHED)
+
+    # -- submitting ------------------------------------------------------------------
+
+    def submit(self, sub: Submission) -> None:
+        body = {"chaos_id": sub.tag, "n": int(sub.tag[1:])}
+        try:
+            if sub.via == "webhook":
+                self.orders[sub.tag] = self._post(f"/hooks/{sub.workflow_id}-hook", body)["work_order_id"]
+            else:
+                self.orders[sub.tag] = self.call(lambda c: c.submit(sub.workflow_id, body), 30).work_order_id
+        except (RuntimeError, OSError, EngineTimeout, PetriflowError, urllib.error.URLError) as exc:
+            # no submission is in flight while a fault is injected, so this is the daemon's failure;
+            # the request may have taken effect: look before submitting again
+            self.failures.append(
+                Violation(f"{sub.via}_submit_failed", sub.tag, f"{sub.workflow_id}: {type(exc).__name__}: {exc}")
+            )
+            self.connect()
+            self.refresh()
+            if sub.tag not in self.orders:
+                self.orders[sub.tag] = self.call(lambda c: c.submit(sub.workflow_id, body)).work_order_id
+
+    def _post(self, path: str, body: dict) -> dict:
+        request = urllib.request.Request(
+            f"{self.daemon.config.http_url}{path}",
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=45) as response:
+            return json.loads(response.read())
+
+    # -- manual steps ------------------------------------------------------------------
+
+    def complete_manual_steps(self) -> None:
+        for tag, work_order_id in list(self.orders.items()):
+            if self.states.get(work_order_id, "pending") not in UNFINISHED:
+                continue
+            if tag not in self.subs or self.subs[tag].workflow_id != "chaos-manual":
+                continue
+            view = self.call(lambda c: c.get_work_order(work_order_id))
+            for run in view.runs:
+                for step in run.steps:
+                    if step.transition_id != "approve" or step.state != "started":
+                        continue
+                    try:
+                        workitem = self.call(lambda c: c.get_workitem(step.workitem_id))
+                        if workitem.awaiting:
+                            self.call(lambda c: c.complete_workitem(step.workitem_id, {"approved_by": "chaos"}))
+                    except (Invalid, AlreadyCompleted, NotFound):
+                        pass  # not waiting yet, or done meanwhile: seen again at the next pass
+
+    # -- faults ------------------------------------------------------------------------------
+
+    def inject(self, fault: Fault) -> bool:
+        """True once injected; False when no victim of its kind lives right now."""
+        if fault.kind == "daemon":
+            killed = self.daemon.kill_everything()
+            self.client = None
+            self.daemon.start()
+            self.connect()
+            self.notes.append(f"killed the daemon ({len(killed)} processes) and started it again")
+            return True
+        if fault.kind == "engine":
+            victim = self.call(lambda c: c.ping()).pid
+            self.notes.append(f"kill engine pid {victim}")
+        else:
+            members = self.daemon.members()
+            now = time.monotonic()
+            candidates = sorted(
+                (
+                    a
+                    for a in self.call(lambda c: c.list_actors())
+                    if a.kind == fault.kind and a.pid in members and now - self.recent.get(a.entity_id, -99.0) > 6.0
+                ),
+                key=lambda a: a.entity_id,
+            )
+            if not candidates:
+                return False
+            chosen = candidates[min(len(candidates) - 1, int(fault.pick * len(candidates)))]
+            victim = chosen.pid
+            self.recent[chosen.entity_id] = now
+            self.notes.append(f"kill {fault.kind} {chosen.entity_id} ({chosen.state}) pid {victim}")
+        if victim not in self.daemon.members():
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
+        processes.wait_until_gone([victim], 5)
+        if fault.kind == "engine":
+            self.client = None
+            deadline = time.monotonic() + 60
+            while self.call(lambda c: c.ping()).pid == victim:  # pragma: no cover - the keeper is quick
+                self.client = None
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the keeper did not restart the Engine within 60s")
+                time.sleep(0.2)
+        return True
+
+    # -- the main loop -------------------------------------------------------------------
+
+    def run(self) -> int:
+        started = time.monotonic()
+        self.subs = {s.tag: s for s in self.plan.submissions}
+        self.daemon.home.mkdir(parents=True)
+        self.daemon.start()
+        self.connect()
+        for document, _, _ in WORKFLOWS.values():
+            self.call(lambda c: c.put_workflow(document))
+        queue = list(self.plan.submissions)
+        faults = list(self.plan.faults)
+        cap = max(6, min(30, len(queue) // 4))
+        deadline = time.monotonic() + self.args.timeout
+        next_fault_at = 0.0
+        last_change, seen = time.monotonic(), dict(self.states)
+        starving_since: float | None = None  # no victim of the due fault's kind lives
+        submitted = 0
+        while True:
+            self.refresh()
+            unfinished = sum(1 for w in self.orders.values() if self.states.get(w, "pending") in UNFINISHED)
+            due = bool(faults) and submitted >= faults[0].after_submitted
+            if due and time.monotonic() >= next_fault_at:
+                fault = faults[0]
+                if self.inject(fault):
+                    faults.pop(0)
+                    self.injected[f"kill_{fault.kind}"] += 1
+                    next_fault_at = time.monotonic() + fault.pause_s
+                    starving_since = None
+                    continue
+                starving_since = starving_since or time.monotonic()
+                if time.monotonic() - starving_since > 30 or (not queue and unfinished == 0):
+                    faults.pop(0)
+                    self.skipped[f"kill_{fault.kind}"] += 1
+                    self.notes.append(f"no live {fault.kind} actor to kill; fault skipped")
+                    starving_since = None
+                    continue
+            # the next submission waits for the due fault, unless it starves for victims
+            while queue and unfinished < cap and (not due or starving_since is not None):
+                self.submit(queue.pop(0))
+                submitted += 1
+                unfinished += 1
+                if faults and submitted >= faults[0].after_submitted:
+                    break
+            self.complete_manual_steps()
+            if not queue and not faults and unfinished == 0:
+                break
+            if self.states != seen:
+                last_change, seen = time.monotonic(), dict(self.states)
+            if time.monotonic() > deadline:
+                self.notes.append(f"timed out after {self.args.timeout}s with {unfinished} work orders unfinished")
+                break
+            if not queue and time.monotonic() - last_change > self.args.stall:
+                self.notes.append(f"no work order changed state for {self.args.stall}s; {unfinished} unfinished")
+                break
+            time.sleep(0.1)
+        self.refresh()
+        self.wall = time.monotonic() - started
+        return self.check()
+
+    # -- the verdict ----------------------------------------------------------------------
+
+    def check(self) -> int:
+        violations: list[Violation] = list(self.failures)
+        lost = duplicated = unexpected = 0
+        records = self.call(lambda c: c.list_work_orders())
+        by_tag: dict[str, list[Any]] = defaultdict(list)
+        for order in records:
+            by_tag[str((order.input or {}).get("chaos_id"))].append(order)
+        for sub in self.plan.submissions:
+            found = by_tag.get(sub.tag, [])
+            expected = WORKFLOWS[sub.workflow_id][1]
+            if not found:
+                lost += 1
+                violations.append(Violation("submission_lost", sub.tag, f"no work order of {sub.workflow_id}"))
+                continue
+            if len(found) > 1:
+                duplicated += len(found) - 1
+                violations.append(
+                    Violation("submission_duplicated", sub.tag, f"{len(found)} work orders: {[o.id for o in found]}")
+                )
+            order = found[0]
+            if order.state.value in UNFINISHED:
+                lost += 1
+                violations.append(
+                    Violation(
+                        "work_order_unfinished", order.id, f"{sub.workflow_id} ({sub.tag}) is {order.state.value}"
+                    )
+                )
+            elif order.state.value != expected:
+                unexpected += 1
+                violations.append(
+                    Violation(
+                        "unexpected_state",
+                        order.id,
+                        f"{sub.workflow_id} ({sub.tag}) ended {order.state.value}, expected {expected}",
+                    )
+                )
+        self.daemon.stop()
+        self.client = None
+        storage = open_storage(self.daemon.config.storage_url)
+        try:
+            violations += audit(storage, [o.id for o in records])
+            journal_lost, journal_dups, journal_violations = self.check_journal(storage, records)
+        finally:
+            storage.close()
+        lost += journal_lost
+        duplicated += journal_dups
+        violations += journal_violations
+        integrity = self.integrity()
+        if integrity != "ok":
+            violations.append(Violation("sqlite_integrity", str(self.daemon.config.storage_url), integrity))
+        counted = {
+            "submission_lost",
+            "submission_duplicated",
+            "work_order_unfinished",
+            "unexpected_state",
+            "side_effect_missing",
+            "side_effect_applied_twice",
+            "step_applied_twice",
+        }
+        others = [v for v in violations if v.kind not in counted]
+        status = 1 if lost or duplicated or unexpected or others else 0
+        (self.daemon.home.parent / "chaos.log").write_text("".join(f"{n}\n" for n in self.notes))
+        for note in self.notes if status else []:
+            print(f"note: {note}", file=sys.stderr, flush=True)
+        for violation in violations:
+            print(f"violation: {violation}", flush=True)
+        faults = ",".join(f"{k}:{self.injected[k]}" for k in (f"kill_{k}" for k in KINDS))
+        skipped = ",".join(f"{k}:{n}" for k, n in sorted(self.skipped.items())) or "0"
+        print(
+            f"chaos seed={self.args.seed} work_orders={len(self.plan.submissions)} faults={faults} "
+            f"skipped={skipped} replayed={self.replayed} lost={lost} duplicated={duplicated} "
+            f"unexpected={unexpected} violations={len(others)} wall={self.wall:.1f}s",
+            flush=True,
+        )
+        return status
+
+    def check_journal(self, storage: Any, records: list[Any]) -> tuple[int, int, list[Violation]]:
+        """Every side effect carries its key; no key and no step was applied
+        twice; every completed journaling step has its side effect."""
+        found: list[Violation] = []
+        applied: Counter[str] = Counter()
+        keys_of_step: dict[tuple[str, str], set[str]] = defaultdict(set)
+        lines = self.journal.read_text().splitlines() if self.journal.exists() else []
+        self.replayed = 0
+        for number, line in enumerate(lines, start=1):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                found.append(Violation("journal_unreadable", f"line {number}", line[:120]))
+                continue
+            if not entry.get("key"):
+                found.append(Violation("journal_keyless", f"line {number}", line[:120]))
+                continue
+            if not entry.get("applied"):
+                self.replayed += 1  # a step executed again, deduplicated by its key: at-least-once at work
+            else:
+                applied[entry["key"]] += 1
+                keys_of_step[(entry.get("case_id"), entry.get("transition"))].add(entry["key"])
+        duplicated = 0
+        for key, count in applied.items():
+            if count > 1:
+                duplicated += count - 1
+                found.append(Violation("side_effect_applied_twice", key, f"applied {count} times"))
+        for (case_id, transition), keys in keys_of_step.items():
+            if len(keys) > 1:
+                duplicated += len(keys) - 1
+                found.append(
+                    Violation(
+                        "step_applied_twice",
+                        case_id,
+                        f"{transition} applied under {len(keys)} idempotency keys {sorted(keys)}",
+                    )
+                )
+        lost = 0
+        journaling = {
+            wf: {t["id"] for t in document["transitions"] if t["executor"] in JOURNALING}
+            for wf, (document, _, _) in WORKFLOWS.items()
+        }
+        for order in records:
+            for run in storage.runs(order.id):
+                for workitem in storage.workitems(case_id=run.case_id):
+                    if (
+                        workitem.transition_id in journaling.get(order.workflow_id, ())
+                        and workitem.state.value == "completed"
+                        and not applied.get(workitem.id)
+                    ):
+                        lost += 1
+                        found.append(
+                            Violation(
+                                "side_effect_missing",
+                                workitem.id,
+                                f"completed step "
+                                f"{workitem.transition_id} of case {run.case_id} has no "
+                                f"side effect in the journal",
+                            )
+                        )
+        return lost, duplicated, found
+
+    def integrity(self) -> str:
+        path = self.daemon.home / "petriflow.db"
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            rows = db.execute("PRAGMA integrity_check").fetchall()
+        return "; ".join(str(r[0]) for r in rows)

@@ -1,0 +1,38 @@
+"""The chaos run's plan, drawn from its seed before anything runs: the same
+seed gives the same run, and every kind of fault is in it."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from petriflow.chaos.plan import KINDS, make_plan
+from petriflow.chaos.workflows import WORKFLOWS
+from petriflow.engine.document import workflow_from_document
+from petriflow.engine.validation import validate
+
+
+def test_the_same_seed_draws_the_same_plan_and_another_seed_another():
+    assert make_plan(7, 200, 12) == make_plan(7, 200, 12)
+    assert make_plan(7, 200, 12) != make_plan(8, 200, 12)
+
+
+def test_every_workflow_and_every_fault_kind_is_in_a_big_enough_plan():
+    plan = make_plan(1, 40, 12)
+    assert len(plan.submissions) == 40
+    assert {s.workflow_id for s in plan.submissions} == set(WORKFLOWS)
+    assert {s.via for s in plan.submissions} == {"client", "webhook"}
+    assert Counter(f.kind for f in plan.faults) == {kind: 2 for kind in KINDS}
+
+
+def test_faults_fire_in_order_while_work_orders_are_being_submitted():
+    plan = make_plan(3, 50, 30)
+    moments = [f.after_submitted for f in plan.faults]
+    assert moments == sorted(moments)
+    assert all(1 <= m < 50 for m in moments)
+    assert all(0 <= f.pick < 1 and 0.3 <= f.pause_s <= 1.5 for f in plan.faults)
+
+
+def test_every_workflow_of_the_mix_is_valid_and_names_the_state_it_ends_in():
+    for workflow_id, (document, ending, weight) in WORKFLOWS.items():
+        assert validate(workflow_from_document(document)).id == workflow_id
+        assert ending in {"success", "failed", "killed", "crashed"} and weight >= 1
