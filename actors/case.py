@@ -221,7 +221,7 @@ class CaseActor(EntityActor):
             return
         self.dispatch(message, sender)
 
-    def handlers(self) -> dict[type, Callable[[Any, Any], None]]:
+    def handlers(self) -> dict[type, Callable[[Any, Any], object]]:
         return {
             Routed: lambda routed, _: self.serve(routed, lambda body: self._request(routed)),
             TokensLocked: lambda message, _: self._withdraw(message),

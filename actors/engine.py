@@ -86,7 +86,7 @@ from petriflow.engine.wire import (
     WorkOrderView,
 )
 from petriflow.engine.workflow import Workflow, WorkflowState
-from petriflow.engine.workorders import run_state_of_case
+from petriflow.engine.workorders import run_state_of_termination
 from petriflow.supervision.childspec import ChildSpec
 from petriflow.supervision.processes import is_alive
 from petriflow.workorders import runs
@@ -129,7 +129,7 @@ class EngineActor(EntityActor):
             return
         self.dispatch(message, sender)
 
-    def handlers(self) -> dict[type, Callable[[Any, Any], None]]:
+    def handlers(self) -> dict[type, Callable[[Any, Any], object]]:
         """What reaches the Engine: clients' encoded wire requests, and its
         children's and Thespian's messages. Nothing else is accepted."""
         return {
@@ -264,10 +264,8 @@ class EngineActor(EntityActor):
         for run in self.storage.runs(order.id):
             if run.state not in FINAL_RUN_STATES:
                 self.storage.take_over_and_terminate(run.case_id, failure)
-                self.storage.advance_run(run.id, run_state_of_case("terminated", failure.kind), failure)
-        order = self.storage.set_work_order_state(
-            order.id, WorkOrderState(run_state_of_case("terminated", failure.kind).value)
-        )
+                self.storage.advance_run(run.id, run_state_of_termination(failure.kind), failure)
+        order = self.storage.set_work_order_state(order.id, WorkOrderState(run_state_of_termination(failure.kind)))
         log.error("work_order_crashed", work_order_id=order.id, reason=reason)
         self._publish(Event(kind="work_order_updated", work_order=order))
 
@@ -372,6 +370,7 @@ class EngineActor(EntityActor):
             Unsubscribe: lambda r, s: self._unsubscribe(s),
             ListActors: lambda r, s: self._actors(),
         }
+        kind: type
         for kind in WORKITEM_REQUESTS:
             handlers[kind] = self._workitem_request
         for kind in TASK_REQUESTS:

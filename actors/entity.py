@@ -19,25 +19,25 @@ from petriflow.engine.records import Failure
 from petriflow.engine.settings import Settings
 from petriflow.engine.wire import Error
 from petriflow.engine.workflow import Workflow
-from petriflow.storage.store import Storage, open_storage
+from petriflow.storage.store import WorkOrderStorage, open_storage
 from petriflow.supervision.childspec import Intensity, Strategy
 from petriflow.supervision.member import SupervisedActor
 from petriflow.supervision.supervisor import Supervisor
 
 log = structlog.get_logger("petriflow")
 
-_storages: dict[tuple[int, str], Storage] = {}
+_storages: dict[tuple[int, str], WorkOrderStorage] = {}
 _workflows: dict[tuple[str, str, int], Workflow] = {}
 
 
-def storage_for(url: str) -> Storage:
+def storage_for(url: str) -> WorkOrderStorage:
     key = (os.getpid(), url)
     if key not in _storages:
         _storages[key] = open_storage(url)
     return _storages[key]
 
 
-def workflow_for(storage: Storage, workflow_id: str, version: int) -> Workflow:
+def workflow_for(storage: WorkOrderStorage, workflow_id: str, version: int) -> Workflow:
     """Workflows are immutable per version, so a process caches them forever."""
     key = (storage.url, workflow_id, version)
     if key not in _workflows:
@@ -54,13 +54,13 @@ def gave_up_failure(what: str, reason: str, **ids: str | None) -> Failure:
 
 class EntityActor(SupervisedActor):
     settings: Settings
-    storage: Storage
+    storage: WorkOrderStorage
 
     def open(self, settings: Settings) -> None:
         self.settings = settings
         self.storage = storage_for(settings.storage_url)
 
-    def handlers(self) -> dict[type, Callable[[Any, Any], None]]:
+    def handlers(self) -> dict[type, Callable[[Any, Any], object]]:
         """Each message type this actor handles, with its handler `(message, sender)`."""
         raise NotImplementedError
 

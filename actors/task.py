@@ -254,7 +254,7 @@ class TaskActor(EntityActor):
             return
         self.dispatch(message, sender)
 
-    def handlers(self) -> dict[type, Callable[[Any, Any], None]]:
+    def handlers(self) -> dict[type, Callable[[Any, Any], object]]:
         return {
             Routed: lambda routed, _: self.serve(routed, lambda body: self._request(routed)),
             ReceiveTokens: lambda message, _: self._take_tokens(message.tokens),

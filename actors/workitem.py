@@ -186,7 +186,7 @@ class WorkitemActor(EntityActor):
     def on_message(self, message: Any, sender: Any) -> None:
         self.dispatch(message, sender)
 
-    def handlers(self) -> dict[type, Callable[[Any, Any], None]]:
+    def handlers(self) -> dict[type, Callable[[Any, Any], object]]:
         return {
             WakeupMessage: lambda wakeup, _: self._wake(wakeup.payload),
             Routed: lambda routed, _: self.serve(routed, self._request),

@@ -15,10 +15,10 @@ from petriflow.actors.case import CaseActor
 from petriflow.actors.entity import EntityActor, gave_up_failure, workflow_for
 from petriflow.engine.errors import AlreadyCompleted, Invalid, PetriflowError, StorageFailure
 from petriflow.engine.messages import CaseActivated, CaseEnded, InitCase, InitWorkOrder, Routed, StartRun
-from petriflow.engine.records import Failure, RunRecord, WorkOrderRecord
+from petriflow.engine.records import CaseRecord, Failure, RunRecord, WorkOrderRecord
 from petriflow.engine.states import FINAL_RUN_STATES, RunState
 from petriflow.engine.wire import CancelWorkOrder, Event, Ok, TerminateCase
-from petriflow.engine.workorders import run_state_of_case, update_state
+from petriflow.engine.workorders import run_state_of_case, run_state_of_termination, update_state
 from petriflow.supervision.childspec import ChildSpec
 from petriflow.workorders.runs import needs_actor
 
@@ -126,11 +126,16 @@ class WorkOrderActor(EntityActor):
         run = next(r for r in self.storage.runs(self.order.id) if r.case_id == spec.key)
         if run.state not in FINAL_RUN_STATES:
             case = self.storage.get_case(spec.key)
-            self._ended(run, run_state_of_case("terminated", (case.failure or failure).kind), case.failure or failure)
+            self._ended(run, run_state_of_termination((case.failure or failure).kind), case.failure or failure)
+
+    def _run_of(self, case: CaseRecord) -> RunRecord:
+        if case.run_id is None or case.work_order_id != self.order.id:
+            raise Invalid(f"case {case.id} is not a run of work order {self.order.id}")
+        return self.storage.get_run(case.run_id)
 
     def _case_ended(self, case_id: str) -> None:
         case = self.storage.get_case(case_id)
-        run = self.storage.get_run(case.run_id)
+        run = self._run_of(case)
         if run.state in FINAL_RUN_STATES:
             return
         state = run_state_of_case(case.state.value, case.failure.kind if case.failure else None)
@@ -146,7 +151,7 @@ class WorkOrderActor(EntityActor):
             return
         self.dispatch(message, sender)
 
-    def handlers(self) -> dict[type, Callable[[Any, Any], None]]:
+    def handlers(self) -> dict[type, Callable[[Any, Any], object]]:
         return {
             CaseActivated: lambda message, _: self._case_activated(message.case_id),
             CaseEnded: lambda message, _: self._case_ended(message.case_id),
@@ -155,7 +160,7 @@ class WorkOrderActor(EntityActor):
         }
 
     def _case_activated(self, case_id: str) -> None:
-        run = self.storage.get_run(self.storage.get_case(case_id).run_id)
+        run = self._run_of(self.storage.get_case(case_id))
         if run.state is RunState.CLAIMED:
             self._advance(run, RunState.STARTED)
 

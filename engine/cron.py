@@ -175,7 +175,7 @@ class CronSchedule:
             # Both fields must match: only the listed days of the month can.
             candidates = [d for d in self.days_of_month[bisect_left(self.days_of_month, from_day) :] if d <= last]
         else:
-            candidates = range(from_day, last + 1)
+            candidates = list(range(from_day, last + 1))
         days = (date(year, month, d) for d in candidates)
         return (day for day in days if self._day_matches(day))
 

@@ -1,4 +1,4 @@
-"""The workflow document: the JSON shape of a workflow (DESIGN.md section 9).
+"""The workflow document: the JSON shape of a workflow (the README's "Workflows" section).
 
 Parsing checks the document's shape only and lists every offending element in
 one `InvalidWorkflow`, so a user fixes a file in one pass. The rules of the
@@ -283,3 +283,30 @@ def load_workflow(path: str | os.PathLike[str]) -> Workflow:
         return parse_workflow_json(Path(path).read_bytes())
     except InvalidWorkflow as exc:
         raise InvalidWorkflow([f"{os.fspath(path)}: {problem}" for problem in exc.problems]) from None
+
+
+def compact_document(
+    id: str,
+    places: list[str],
+    transitions: list[dict[str, Any]],
+    arcs: list[str],
+    *,
+    version: int = 1,
+    triggers: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A workflow document from a compact notation, for code that writes many
+    (tests, the chaos run, the benchmark): arcs as "a -> b" strings; the
+    first place is the start place and the last the end place."""
+    document: dict[str, Any] = {
+        "id": id,
+        "version": version,
+        "places": [
+            {"id": p, "type": "start" if i == 0 else "end" if i == len(places) - 1 else "normal"}
+            for i, p in enumerate(places)
+        ],
+        "transitions": transitions,
+        "arcs": [dict(zip(("from", "to"), (end.strip() for end in arc.split("->")))) for arc in arcs],
+    }
+    if triggers:
+        document["triggers"] = triggers
+    return document

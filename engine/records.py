@@ -3,7 +3,7 @@
 Ids are UUID strings and every row carries `workflow_id` and `case_id`, so
 any entity can be traced to its case without a join. `incarnation` is bumped
 each time an actor takes the entity on; storage refuses writes from older
-incarnations (DESIGN.md section 5, links (b)). `pid` is the OS process of the
+incarnations (docs/architecture.md, "Restore and fencing"). `pid` is the OS process of the
 incarnation that claimed it last: what a person needs to kill it on purpose.
 """
 

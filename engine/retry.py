@@ -1,4 +1,4 @@
-"""Pruning a run's graph for `retry(run, step)` (DESIGN.md section 4).
+"""Pruning a run's graph for `retry(run, step)` (docs/architecture.md, "Work orders, runs and steps").
 
 A retry re-executes the chosen task and everything downstream of it, takes
 over the completed tasks that do not depend on it, and starts the new case

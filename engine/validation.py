@@ -1,4 +1,5 @@
-"""The rules a workflow must keep before a case may run on it (DESIGN.md section 2).
+"""The rules a workflow must keep before a case may run on it (the
+README's "Workflows").
 
 `validate` reports every broken rule at once, each naming the offending
 element, so a user fixes a definition in one pass instead of one error per
@@ -9,12 +10,21 @@ checks as those parsed by `engine.document`.
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from enum import StrEnum
 
 from petriflow.engine.document import arc_ends, arc_label, choice_problem, element_label, is_integer, is_number
 from petriflow.engine.errors import InvalidWorkflow, PetriflowError
-from petriflow.engine.workflow import ArcDirection, JoinType, PlaceType, RetryPolicy, SplitType, Transition, Workflow
+from petriflow.engine.workflow import (
+    ArcDirection,
+    JoinType,
+    Place,
+    PlaceType,
+    RetryPolicy,
+    SplitType,
+    Transition,
+    Workflow,
+)
 
 Node = tuple[str, str]  # ("place" | "transition", id): a place and a transition may share an id
 
@@ -23,18 +33,22 @@ def validate(wf: Workflow, resolve_executor: Callable[[str], object] | None = No
     """The workflow itself when it keeps every rule, else InvalidWorkflow
     listing all problems. `resolve_executor` (default: the engine's, which
     imports `module:attribute` executors) raises for a name it cannot resolve."""
-    if resolve_executor is None:
-        from petriflow.engine.executors import resolve_executor
     problems = [
         *_identity_problems(wf),
         *_place_problems(wf),
         *_arc_problems(wf),
-        *_transition_problems(wf, resolve_executor),
+        *_transition_problems(wf, resolve_executor or _engine_resolver()),
         *_path_problems(wf),
     ]
     if problems:
         raise InvalidWorkflow(problems)
     return wf
+
+
+def _engine_resolver() -> Callable[[str], object]:
+    from petriflow.engine.executors import resolve_executor  # executors import user code: only when asked
+
+    return resolve_executor
 
 
 def _quoted(ids: list[str]) -> str:
@@ -52,7 +66,8 @@ def _identity_problems(wf: Workflow) -> Iterator[str]:
         yield f"workflow: id must be a non-empty string, got {wf.id!r}"
     if not is_integer(wf.version) or wf.version < 1:
         yield f"{element_label('workflow', None, wf.id)}: version must be an integer >= 1, got {wf.version!r}"
-    for kind, elements in (("place", wf.places), ("transition", wf.transitions)):
+    named: tuple[tuple[str, Sequence[Place | Transition]], ...] = (("place", wf.places), ("transition", wf.transitions))
+    for kind, elements in named:
         for index, element in enumerate(elements):
             if not isinstance(element.id, str) or not element.id.strip():
                 yield f"{kind} {index}: id must be a non-empty string, got {element.id!r}"

@@ -1,5 +1,5 @@
 """What clients see of work orders: views assembled from records, and their
-JSON shape (DESIGN.md section 9), which `--json` output and the webhook
+JSON shape (the README's "--json output"), which `--json` output and the webhook
 endpoint print."""
 
 from __future__ import annotations

@@ -55,11 +55,17 @@ def run_state_of_case(case_state: str, failure_kind: str | None) -> RunState | N
     if case_state == CaseState.FINISHED:
         return _R.SUCCESS
     if case_state == CaseState.TERMINATED:
-        if failure_kind is None:
-            return _R.CANCELLED
-        if failure_kind not in _RUN_STATE_OF_FAILURE:
-            raise Invalid(f"unknown failure kind {failure_kind!r}; known: {', '.join(_RUN_STATE_OF_FAILURE)}")
-        return _RUN_STATE_OF_FAILURE[failure_kind]
+        return run_state_of_termination(failure_kind)
     if case_state in (CaseState.CREATED, CaseState.ACTIVE):
         return None
     raise Invalid(f"unknown case state {case_state!r}")
+
+
+def run_state_of_termination(failure_kind: str | None) -> RunState:
+    """The final state of a run whose case was terminated: by its failure's
+    kind, or `cancelled` when it was stopped on purpose (no failure)."""
+    if failure_kind is None:
+        return _R.CANCELLED
+    if failure_kind not in _RUN_STATE_OF_FAILURE:
+        raise Invalid(f"unknown failure kind {failure_kind!r}; known: {', '.join(_RUN_STATE_OF_FAILURE)}")
+    return _RUN_STATE_OF_FAILURE[failure_kind]

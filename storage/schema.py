@@ -108,9 +108,8 @@ class Table:
             raise TypeError(f"{self.name}.{name} is {kind}, got {type(value).__name__} {value!r}")
         if kind == "text":
             return str.__str__(value)  # the plain string of a str subclass: a StrEnum member's value
-        if kind == "real":
-            return float(value)
-        return int(value)
+        number: Any = value  # an int, float or bool: checked above
+        return float(number) if kind == "real" else int(number)
 
 
 def _decode(kind: str, value: Any) -> Any:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any, TypeVar
 
 from petriflow.engine.errors import (
@@ -51,7 +51,8 @@ from petriflow.engine.states import (
 from petriflow.engine.workflow import Workflow, WorkflowState
 from petriflow.storage.backend import Backend, Row, Tx
 
-R = TypeVar("R")
+R = TypeVar("R", CaseRecord, TaskRecord, WorkitemRecord, TokenRecord, RunRecord, WorkOrderRecord)
+Claimed = TypeVar("Claimed", CaseRecord, TaskRecord, WorkitemRecord, WorkOrderRecord)  # entities an actor takes on
 
 _TABLE_OF: dict[type, str] = {
     CaseRecord: "cases",
@@ -140,7 +141,7 @@ class Storage:
         return _from_row(cls, row)
 
     @staticmethod
-    def _advance(tx: Tx, record: Any, target: Enum, **changes: Any) -> Any:
+    def _advance(tx: Tx, record: Any, target: StrEnum, **changes: Any) -> Any:
         """Compare-and-set the record's state; returns the updated record."""
         if not can_advance(record.state, target):
             raise IllegalTransition(
@@ -154,7 +155,7 @@ class Storage:
         tx.update(_TABLE_OF[type(record)], record.id, {k: row[k] for k in changes})
         return updated
 
-    def _find(self, cls: type[R], where: dict[str, Any], states: Iterable[Enum] | None = None) -> list[R]:
+    def _find(self, cls: type[R], where: dict[str, Any], states: Iterable[StrEnum | str] | None = None) -> list[R]:
         where = {k: v for k, v in where.items() if v is not None}
         if states is not None:
             where["state"] = [s.value if isinstance(s, Enum) else s for s in states]
@@ -166,7 +167,7 @@ class Storage:
         with self.backend.transaction(write=False) as tx:
             return self._get(tx, cls, id)
 
-    def _claim(self, cls: type[R], id: str, pid: int | None, tx: Tx | None = None) -> R:
+    def _claim(self, cls: type[Claimed], id: str, pid: int | None, tx: Tx | None = None) -> Claimed:
         """Take an entity on: bump its incarnation so older actors are fenced off."""
         if tx is None:
             with self.backend.transaction() as tx:
@@ -508,7 +509,11 @@ class Storage:
             return self._begin(tx, self._get(tx, WorkitemRecord, fence.id))
 
     def _begin(self, tx: Tx, workitem: WorkitemRecord) -> WorkitemRecord:
-        changes = {"attempt": workitem.attempt + 1, "awaiting": False, "started_at": workitem.started_at or now()}
+        changes: dict[str, Any] = {
+            "attempt": workitem.attempt + 1,
+            "awaiting": False,
+            "started_at": workitem.started_at or now(),
+        }
         if workitem.state is WorkitemState.STARTED:
             tx.update("workitems", workitem.id, changes)
             return dataclasses.replace(workitem, **changes)

@@ -315,7 +315,7 @@ class Supervisor:
         return next((c for c in self._children.values() if c.address is not None and c.address == address), None)
 
     def _fields(self, child: _Child) -> dict[str, Any]:
-        context = getattr(self._actor, "log_context", dict)()
+        context: dict[str, Any] = getattr(self._actor, "log_context", dict)()
         return {**context, "key": child.spec.key, "child": _class_name(child.spec.actor_class)}
 
     def _log(self, event: str, child: _Child, **extra: Any) -> None:

@@ -12,6 +12,16 @@ from thespian.actors import ActorSystem
 from petriflow.system import close_actor_system, free_port, open_actor_system
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that runs on multiprocTCPBase (its fixture, or a base parameter)
+    is marked `multiproc` and `slow`: `pytest -m "not slow"` is the quick loop."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "multiproc_system" in getattr(item, "fixturenames", ()) or "multiprocTCPBase" in params.values():
+            item.add_marker(pytest.mark.multiproc)
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def simple_system() -> Iterator[ActorSystem]:
     """All actors in the test's own thread: they run only inside ask/tell/listen."""

@@ -13,12 +13,14 @@ import structlog
 
 from petriflow import logs
 from petriflow.client import Client, boot_engine
+from petriflow.engine.document import compact_document
 from petriflow.engine.settings import Settings
 from petriflow.engine.states import WorkitemState
 from petriflow.engine.wire import CaseView
 from petriflow.system import close_actor_system, free_port, open_actor_system
 
 BASES = ["simpleSystemBase", "multiprocTCPBase"]
+workflow = compact_document  # the tests write many workflow documents in the compact notation
 
 
 @contextlib.contextmanager
@@ -74,21 +76,6 @@ def awaiting_workitem(client: Client, case_id: str, transition_id: str) -> str:
         return None
 
     return wait_for(check)
-
-
-def workflow(id: str, places: list[str], transitions: list[dict], arcs: list[str], version: int = 1) -> dict:
-    """A workflow document in a compact notation: `arcs` as "a -> b" strings;
-    the first place is the start place and the last the end place."""
-    return {
-        "id": id,
-        "version": version,
-        "places": [
-            {"id": p, "type": "start" if i == 0 else "end" if i == len(places) - 1 else "normal"}
-            for i, p in enumerate(places)
-        ],
-        "transitions": transitions,
-        "arcs": [dict(zip(("from", "to"), (s.strip() for s in arc.split("->")))) for arc in arcs],
-    }
 
 
 def storage_dump(path: Any) -> list:

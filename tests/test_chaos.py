@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.slow, pytest.mark.multiproc]
+
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("workitem", "task", "case", "work_order", "engine", "daemon")
 

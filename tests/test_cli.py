@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "bin" / "petriflow"
 T = TypeVar("T")
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.slow, pytest.mark.multiproc, pytest.mark.timeout(60)]
 
 
 def chain(workflow_id: str, *transitions: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from petriflow.supervision import processes
 from petriflow.system import close_actor_system, free_port, open_actor_system, system_session
 from tests.engines import running_engine, wait_for, workflow
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.multiproc, pytest.mark.timeout(120)]
 
 MULTIPROC = "multiprocTCPBase"
 

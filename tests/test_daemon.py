@@ -19,7 +19,7 @@ from petriflow.supervision import processes
 from tests.daemons import daemon_in
 from tests.engines import wait_for, workflow
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.slow, pytest.mark.multiproc, pytest.mark.timeout(180)]
 
 HOOKED = workflow(
     "hooked",

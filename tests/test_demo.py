@@ -12,6 +12,8 @@ import pytest
 from petriflow import daemon
 from petriflow.system import free_port
 
+pytestmark = [pytest.mark.slow, pytest.mark.multiproc]
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

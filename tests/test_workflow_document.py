@@ -24,7 +24,7 @@ from petriflow.engine.workflow import (
     WorkflowState,
 )
 
-# The example of DESIGN.md section 9.
+# The example of the README's "Workflows" section.
 INVOICE = {
     "id": "invoice-flow",
     "version": 1,

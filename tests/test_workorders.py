@@ -17,7 +17,8 @@ R = RunState
 
 GIVEN = "available claimed started success failed crashed cancelled killed exception lost".split()
 
-# DESIGN.md section 4, by hand: an unfinished other run decides (started ->
+# Lightning's rule (docs/architecture.md, "Work orders, runs and steps"), by hand:
+# an unfinished other run decides (started ->
 # running, available/claimed -> pending); a finished one is skipped, so the
 # given run decides: unfinished as above, else its own final state.
 EXPECTED = {

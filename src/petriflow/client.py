@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 from thespian.actors import ActorSystem
@@ -199,7 +199,7 @@ class Client:
     def cancel(self, work_order_id: str) -> None:
         self.request(CancelWorkOrder(work_order_id))
 
-    def events(self, timeout_s: float | None = None) -> Iterator[Event]:
+    def events(self, timeout_s: float | None = None) -> Generator[Event, None, None]:
         """Subscribe now, then iterate over work-order and run events as they
         happen; the iteration ends after `timeout_s` without an event (None:
         never). Use a client for nothing else while it is subscribed: its
@@ -207,7 +207,7 @@ class Client:
         self.request(Subscribe())
         return self._listen(timeout_s)
 
-    def _listen(self, timeout_s: float | None) -> Iterator[Event]:
+    def _listen(self, timeout_s: float | None) -> Generator[Event, None, None]:
         try:
             while True:
                 message = self.asys.listen(timeout_s)

@@ -123,7 +123,7 @@ def breakdown(stats: pstats.Stats, cases: int, top: int = 15) -> dict[str, Any]:
         parts = share(func)
         for group, part in parts.items():
             groups[group] += tottime * part
-        group = max(parts, key=parts.get)
+        group = max(parts, key=lambda g: parts[g])
         functions.append((tottime, cumtime, nc, func, group))
     busy = sum(v for g, v in groups.items() if g != IDLE)
     functions.sort(key=lambda f: f[0], reverse=True)
@@ -178,7 +178,7 @@ def run_profile(opts: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     }
     n = opts.profile_cases
     # 1. the embedded base: everything in this process
-    engine = Embedded(tmp / "profile-embedded")
+    engine: Embedded | DaemonProcess = Embedded(tmp / "profile-embedded")
     try:
         engine.client.put_workflow(seq3())
         driver = PetriflowDriver(engine.client, "bench-seq3", opts.api)

@@ -9,6 +9,7 @@ from typing import Any
 
 from petriflow.bench.environment import log
 from petriflow.bench.stats import summary
+from petriflow.engine.document import compact_document
 
 WORKLOADS = ("seq3", "and4")
 
@@ -19,26 +20,13 @@ MODES = ("one_after_another", "started_together")
 MODE_LABEL = {"one_after_another": "one after another", "started_together": "started together"}
 
 
-def _doc(id: str, places: list[str], transitions: list[dict], arcs: list[tuple[str, str]]) -> dict:
-    return {
-        "id": id,
-        "version": 1,
-        "places": [
-            {"id": p, "type": "start" if i == 0 else "end" if i == len(places) - 1 else "normal"}
-            for i, p in enumerate(places)
-        ],
-        "transitions": transitions,
-        "arcs": [{"from": a, "to": b} for a, b in arcs],
-    }
-
-
 def seq3() -> dict:
     """start -> a -> p1 -> b -> p2 -> c -> end, every step `noop`."""
-    return _doc(
+    return compact_document(
         "bench-seq3",
         ["start", "p1", "p2", "end"],
         [{"id": t, "executor": "noop"} for t in ("a", "b", "c")],
-        [("start", "a"), ("a", "p1"), ("p1", "b"), ("b", "p2"), ("p2", "c"), ("c", "end")],
+        ["start -> a", "a -> p1", "p1 -> b", "b -> p2", "p2 -> c", "c -> end"],
     )
 
 
@@ -51,16 +39,16 @@ def and4() -> dict:
         *({"id": f"b{i}", "executor": "noop"} for i in branches),
         {"id": "join", "executor": "noop", "join": "and"},
     ]
-    arcs = [("start", "split"), ("join", "end")]
+    arcs = ["start -> split", "join -> end"]
     for i in branches:
-        arcs += [("split", f"s{i}"), (f"s{i}", f"b{i}"), (f"b{i}", f"j{i}"), (f"j{i}", "join")]
-    return _doc("bench-and4", places, transitions, arcs)
+        arcs += [f"split -> s{i}", f"s{i} -> b{i}", f"b{i} -> j{i}", f"j{i} -> join"]
+    return compact_document("bench-and4", places, transitions, arcs)
 
 
 def manual1() -> dict:
     """start -> wait (manual) -> end: a case parked until a client completes it."""
-    return _doc(
-        "bench-manual", ["start", "end"], [{"id": "wait", "executor": "manual"}], [("start", "wait"), ("wait", "end")]
+    return compact_document(
+        "bench-manual", ["start", "end"], [{"id": "wait", "executor": "manual"}], ["start -> wait", "wait -> end"]
     )
 
 

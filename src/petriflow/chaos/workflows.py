@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from petriflow.engine.document import compact_document
+
 EX = "petriflow.chaos.executors:"
 
 
@@ -11,18 +13,8 @@ JOURNALING = (EX + "Journal", EX + "FlakyOnce")
 
 
 def _workflow(id: str, places: list[str], transitions: list[dict], arcs: list[str]) -> dict:
-    """A document from compact arcs "a -> b"; the first place starts, the last ends."""
-    return {
-        "id": id,
-        "version": 1,
-        "places": [
-            {"id": p, "type": "start" if i == 0 else "end" if i == len(places) - 1 else "normal"}
-            for i, p in enumerate(places)
-        ],
-        "transitions": transitions,
-        "arcs": [dict(zip(("from", "to"), (s.strip() for s in arc.split("->")))) for arc in arcs],
-        "triggers": [{"id": f"{id}-hook", "type": "webhook"}],
-    }
+    """Every workflow of the mix has a webhook trigger: submissions go through the client or the webhook."""
+    return compact_document(id, places, transitions, arcs, triggers=[{"id": f"{id}-hook", "type": "webhook"}])
 
 
 def _journal(id: str, seconds: float = 0.05, **more: Any) -> dict:

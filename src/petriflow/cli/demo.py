@@ -104,7 +104,7 @@ def _post_webhook(url: str, body: dict[str, Any]) -> str:
 
 def _follow_steps(client: Client, work_order_ids: list[str], timeout_s: float) -> list[WorkOrderView]:
     """Print each step's state changes as they happen; approve manual steps."""
-    began, seen = time.monotonic(), {}
+    began, seen = time.monotonic(), dict[str, tuple[str, bool]]()
     while True:
         views = [client.get_work_order(w) for w in work_order_ids]
         for view in views:

@@ -106,7 +106,8 @@ def end_orphans(config: DaemonConfig) -> list[int]:
     sid = actor_sid(config)
     members = processes.session_pids(sid) if sid else []
     # a session id is a pid, and pids are reused: end it only if it is still ours
-    killed = processes.kill_session(sid) if members and all(map(processes.is_petriflow_process, members)) else []
+    ours = sid is not None and members and all(map(processes.is_petriflow_process, members))
+    killed = processes.kill_session(sid) if ours and sid is not None else []
     processes.wait_until_gone(killed, 5.0)
     if config.pid_file.exists() or killed:
         log.info("stale_daemon_cleared", pid_file=str(config.pid_file), killed=killed)
