@@ -223,7 +223,7 @@ class CaseActor(EntityActor):
 
     def handlers(self) -> dict[type, Callable[[Any, Any], object]]:
         return {
-            Routed: lambda routed, _: self.serve(routed, lambda body: self._request(routed)),
+            Routed: self.serve,
             TokensLocked: lambda message, _: self._withdraw(message),
             CompleteTask: lambda message, _: self._complete_task(message),
             TaskAbandoned: lambda message, _: self._task_abandoned(message.task_id),
@@ -234,17 +234,23 @@ class CaseActor(EntityActor):
         self.offered.pop(task_id, None)
         self._offer()
 
-    def _request(self, routed: Routed) -> Any:
-        body = routed.body
-        if isinstance(body, TerminateCase):
-            self.terminate(None)
-            return Ok()
-        if isinstance(body, WORKITEM_REQUESTS):
-            task_id = self.storage.get_workitem(body.workitem_id).task_id
-        elif isinstance(body, TASK_REQUESTS):
-            task_id = body.task_id
-        else:
-            raise Invalid(f"a case cannot handle {type(body).__name__}")
+    def requests(self) -> dict[type, Callable[[Routed], Any]]:
+        def to_task_of_workitem(routed: Routed) -> None:
+            self._to_task(self.storage.get_workitem(routed.body.workitem_id).task_id, routed)
+
+        return {
+            TerminateCase: lambda routed: self._terminate_request(),
+            Preexecute: lambda routed: self._to_task(routed.body.task_id, routed),
+            CompleteWorkitem: to_task_of_workitem,
+            AbandonWorkitem: to_task_of_workitem,
+        }
+
+    def _terminate_request(self) -> Ok:
+        self.terminate(None)
+        return Ok()
+
+    def _to_task(self, task_id: str, routed: Routed) -> None:
+        """The task, or its workitem, answers the client itself."""
         task = self.storage.get_task(task_id)
         if task.case_id != self.case.id:
             raise NotFound(f"task {task_id} does not belong to case {self.case.id}")

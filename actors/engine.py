@@ -170,7 +170,7 @@ class EngineActor(EntityActor):
             self.case_waiters: dict[str, list[Any]] = {}
             self.order_waiters: dict[str, list[Any]] = {}
             self.subscribers: list[Any] = []  # Thespian addresses compare but do not hash
-            self.requests = self._requests()
+            self.client_requests = self._client_requests()
             self.booted_at = time.time()
             self.booted = True
             orders = [
@@ -324,7 +324,7 @@ class EngineActor(EntityActor):
     def _client(self, data: Any, sender: Any) -> None:
         try:
             request = codec.decode(data)
-            handler = self.requests.get(type(request))
+            handler = self.client_requests.get(type(request))
             if handler is None:
                 raise Invalid(f"the engine does not accept {type(request).__name__} requests")
             result = handler(request, sender)
@@ -337,7 +337,7 @@ class EngineActor(EntityActor):
         if result is not None:
             self.answer(sender, result)
 
-    def _requests(self) -> dict[type, Callable[[Any, Any], Any]]:
+    def _client_requests(self) -> dict[type, Callable[[Any, Any], Any]]:
         handlers: dict[type, Callable[[Any, Any], Any]] = {
             Ping: lambda r, s: self._info(),
             PutWorkflow: self._put_workflow,

@@ -7,13 +7,14 @@ opened after the actor's process starts, never inherited across fork.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
 import structlog
 
 from petriflow.engine import codec
-from petriflow.engine.errors import PetriflowError, StorageFailure
+from petriflow.engine.errors import Invalid, PetriflowError, StorageFailure
 from petriflow.engine.messages import Routed
 from petriflow.engine.records import Failure
 from petriflow.engine.settings import Settings
@@ -89,7 +90,7 @@ class EntityActor(SupervisedActor):
 
     def entity_name(self) -> str:
         """How errors name this actor's entity to a client."""
-        return type(self).__name__.removesuffix("Actor").lower()
+        return re.sub(r"(?<!^)(?=[A-Z])", " ", type(self).__name__.removesuffix("Actor")).lower()
 
     def supervise(self, on_give_up: Callable[[Any, str], None]) -> Supervisor:
         return Supervisor(
@@ -110,13 +111,24 @@ class EntityActor(SupervisedActor):
         if reply_to is not None:
             self.send(reply_to, codec.encode(result))
 
-    def serve(self, routed: Routed, handler: Callable[[Any], Any]) -> None:
-        """Run `handler(body)` and answer its result, or the error it raised.
+    def requests(self) -> dict[type, Callable[[Routed], Any]]:
+        """Each client request type this actor serves (a wire type, arriving
+        `Routed`), with its handler; the handler's result is the answer."""
+        return {}
 
-        A petriflow error is an answer, not a crash; anything else is a bug:
-        the client hears `exception` and the actor crashes to be restored."""
+    def serve(self, routed: Routed, sender: Any = None) -> None:
+        """Run the handler of the request's type and answer its result, or the
+        error it raised. A petriflow error is an answer, not a crash; anything
+        else is a bug: the client hears `exception` and the actor crashes to be
+        restored. The table is built once per actor."""
+        table = self.__dict__.get("_request_table")
+        if table is None:
+            table = self._request_table = self.requests()
         try:
-            result = handler(routed.body)
+            handler = table.get(type(routed.body))
+            if handler is None:
+                raise Invalid(f"a {self.entity_name()} cannot handle {type(routed.body).__name__}")
+            result = handler(routed)
         except StorageFailure as exc:
             self.answer(routed.reply_to, Error(exc.code, exc.message))
             raise  # what this actor holds may be ahead of storage: restore it from there

@@ -256,7 +256,7 @@ class TaskActor(EntityActor):
 
     def handlers(self) -> dict[type, Callable[[Any, Any], object]]:
         return {
-            Routed: lambda routed, _: self.serve(routed, lambda body: self._request(routed)),
+            Routed: self.serve,
             ReceiveTokens: lambda message, _: self._take_tokens(message.tokens),
             DiscardTokens: lambda message, _: self._discard(message.tokens),
             UpdateWorkitem: lambda message, _: self._update(message),
@@ -277,13 +277,13 @@ class TaskActor(EntityActor):
         self._ensure_workitem(workitem_id)
         self.children.send(workitem_id, routed)
 
-    def _request(self, routed: Routed) -> Any:
-        """A client's request: WorkflowMetal's `preexecute`, or one for a workitem of this task."""
-        if isinstance(routed.body, Preexecute):
-            return LockedTokens(self.preexecute())
-        if isinstance(routed.body, (CompleteWorkitem, AbandonWorkitem)):
-            return self._forward(routed)
-        raise Invalid(f"a task cannot handle {type(routed.body).__name__}")
+    def requests(self) -> dict[type, Callable[[Routed], Any]]:
+        """WorkflowMetal's `preexecute`, and the requests for a workitem of this task."""
+        return {
+            Preexecute: lambda routed: LockedTokens(self.preexecute()),
+            CompleteWorkitem: self._forward,
+            AbandonWorkitem: self._forward,
+        }
 
     def _take_tokens(self, tokens: list[TokenRecord]) -> None:
         in_places = set(self.workflow.in_places(self.task.transition_id))

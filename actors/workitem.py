@@ -189,7 +189,7 @@ class WorkitemActor(EntityActor):
     def handlers(self) -> dict[type, Callable[[Any, Any], object]]:
         return {
             WakeupMessage: lambda wakeup, _: self._wake(wakeup.payload),
-            Routed: lambda routed, _: self.serve(routed, self._request),
+            Routed: self.serve,
             AbandonWorkitem: lambda message, _: self._abandon(),
         }
 
@@ -199,24 +199,31 @@ class WorkitemActor(EntityActor):
         elif payload is _Retry and not is_terminal(self.workitem.state):
             self._run()
 
-    def _request(self, body: Any) -> Any:
-        if isinstance(body, CompleteWorkitem):
-            if is_terminal(self.workitem.state):
-                raise AlreadyCompleted(f"workitem {self.workitem.id} is already {self.workitem.state.value}")
-            if not self.workitem.awaiting:
-                raise Invalid(
-                    f"workitem {self.workitem.id} is running its executor "
-                    f"{self.transition.executor!r}; only a workitem waiting for completion "
-                    f"(such as a manual step) can be completed"
-                )
-            self._finish(WorkitemState.COMPLETED, output=dict(body.output))
-            return Ok()
-        if isinstance(body, AbandonWorkitem):
-            if is_terminal(self.workitem.state):
-                raise AlreadyCompleted(f"workitem {self.workitem.id} is already {self.workitem.state.value}")
-            self._abandon()
-            return Ok()
-        raise Invalid(f"a workitem cannot handle {type(body).__name__}")
+    def requests(self) -> dict[type, Callable[[Routed], Any]]:
+        return {
+            CompleteWorkitem: lambda routed: self._complete(routed.body.output),
+            AbandonWorkitem: lambda routed: self._abandon_request(),
+        }
+
+    def _unfinished_or_refuse(self) -> None:
+        if is_terminal(self.workitem.state):
+            raise AlreadyCompleted(f"workitem {self.workitem.id} is already {self.workitem.state.value}")
+
+    def _complete(self, output: dict[str, Any]) -> Ok:
+        self._unfinished_or_refuse()
+        if not self.workitem.awaiting:
+            raise Invalid(
+                f"workitem {self.workitem.id} is running its executor "
+                f"{self.transition.executor!r}; only a workitem waiting for completion "
+                f"(such as a manual step) can be completed"
+            )
+        self._finish(WorkitemState.COMPLETED, output=dict(output))
+        return Ok()
+
+    def _abandon_request(self) -> Ok:
+        self._unfinished_or_refuse()
+        self._abandon()
+        return Ok()
 
     def _abandon(self) -> None:
         if is_terminal(self.workitem.state):

@@ -17,7 +17,15 @@ from petriflow.engine.errors import AlreadyCompleted, Invalid, PetriflowError, S
 from petriflow.engine.messages import CaseActivated, CaseEnded, InitCase, InitWorkOrder, Routed, StartRun
 from petriflow.engine.records import CaseRecord, Failure, RunRecord, WorkOrderRecord
 from petriflow.engine.states import FINAL_RUN_STATES, RunState
-from petriflow.engine.wire import CancelWorkOrder, Event, Ok, TerminateCase
+from petriflow.engine.wire import (
+    AbandonWorkitem,
+    CancelWorkOrder,
+    CompleteWorkitem,
+    Event,
+    Ok,
+    Preexecute,
+    TerminateCase,
+)
 from petriflow.engine.workorders import run_state_of_case, run_state_of_termination, update_state
 from petriflow.supervision.childspec import ChildSpec
 from petriflow.workorders.runs import needs_actor
@@ -156,7 +164,7 @@ class WorkOrderActor(EntityActor):
             CaseActivated: lambda message, _: self._case_activated(message.case_id),
             CaseEnded: lambda message, _: self._case_ended(message.case_id),
             StartRun: lambda message, _: self._start(self.storage.get_run(message.run_id)),
-            Routed: lambda routed, _: self.serve(routed, lambda body: self._request(routed)),
+            Routed: self.serve,
         }
 
     def _case_activated(self, case_id: str) -> None:
@@ -164,23 +172,27 @@ class WorkOrderActor(EntityActor):
         if run.state is RunState.CLAIMED:
             self._advance(run, RunState.STARTED)
 
-    def _request(self, routed: Routed) -> Any:
-        if isinstance(routed.body, CancelWorkOrder):
-            return self._cancel()
-        case_id = getattr(routed.body, "case_id", None) or self._case_of(routed.body)
+    def requests(self) -> dict[type, Callable[[Routed], Any]]:
+        """Cancel is the work order's own; the rest go to the case they are for."""
+
+        def to_case_of_workitem(routed: Routed) -> None:
+            self._to_case(self.storage.get_workitem(routed.body.workitem_id).case_id, routed)
+
+        return {
+            CancelWorkOrder: lambda routed: self._cancel(),
+            TerminateCase: lambda routed: self._to_case(routed.body.case_id, routed),
+            Preexecute: lambda routed: self._to_case(self.storage.get_task(routed.body.task_id).case_id, routed),
+            CompleteWorkitem: to_case_of_workitem,
+            AbandonWorkitem: to_case_of_workitem,
+        }
+
+    def _to_case(self, case_id: str, routed: Routed) -> None:
         if case_id not in self.children.keys():
             run = next((r for r in self._unfinished() if r.case_id == case_id), None)
             if run is None:
                 raise Invalid(f"case {case_id} is not a running case of work order {self.order.id}")
             self._start(run)
         self.children.send(case_id, routed)
-        return None
-
-    def _case_of(self, body: Any) -> str:
-        for field, read in (("workitem_id", self.storage.get_workitem), ("task_id", self.storage.get_task)):
-            if hasattr(body, field):
-                return read(getattr(body, field)).case_id
-        raise Invalid(f"a work order cannot handle {type(body).__name__}")
 
     def _cancel(self) -> Ok:
         unfinished = self._unfinished()
