@@ -23,6 +23,7 @@ from petriflow.engine.messages import (
     CaseActivated,
     CaseEnded,
     CompleteTask,
+    Crash,
     DiscardTokens,
     ForceAbandon,
     InitCase,
@@ -240,6 +241,9 @@ class CaseActor(EntityActor):
 
         return {
             TerminateCase: lambda routed: self._terminate_request(),
+            Crash: lambda routed: (
+                self.killed(routed) if routed.body.kind == "case" else self._to_task(routed.body.task_id, routed)
+            ),
             Preexecute: lambda routed: self._to_task(routed.body.task_id, routed),
             CompleteWorkitem: to_task_of_workitem,
             AbandonWorkitem: to_task_of_workitem,

@@ -9,6 +9,7 @@ work-order events out to subscribers.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections import deque
@@ -27,7 +28,16 @@ from petriflow.engine import codec
 from petriflow.engine.cron import CronSchedule, due_ticks
 from petriflow.engine.document import workflow_from_document, workflow_to_document
 from petriflow.engine.errors import AlreadyCompleted, Invalid, NotFound, PetriflowError, WorkflowDiscarded
-from petriflow.engine.messages import BootEngine, CaseActivated, CaseEnded, InitCase, InitWorkOrder, Routed, StartRun
+from petriflow.engine.messages import (
+    BootEngine,
+    CaseActivated,
+    CaseEnded,
+    Crash,
+    InitCase,
+    InitWorkOrder,
+    Routed,
+    StartRun,
+)
 from petriflow.engine.records import CaseRecord, new_id
 from petriflow.engine.routing import genesis_token
 from petriflow.engine.states import (
@@ -59,6 +69,7 @@ from petriflow.engine.wire import (
     GetWorkflow,
     GetWorkitem,
     GetWorkOrder,
+    KillEntity,
     ListActors,
     ListCases,
     ListWorkflows,
@@ -369,6 +380,7 @@ class EngineActor(EntityActor):
             Subscribe: self._subscribe,
             Unsubscribe: lambda r, s: self._unsubscribe(s),
             ListActors: lambda r, s: self._actors(),
+            KillEntity: self._kill,
         }
         kind: type
         for kind in WORKITEM_REQUESTS:
@@ -446,6 +458,40 @@ class EngineActor(EntityActor):
     def _task_request(self, request: Any, sender: Any) -> None:
         task = self.storage.get_task(request.task_id)
         return self._route(self._live_case(task.case_id), request, sender)
+
+    def _kill(self, request: KillEntity, sender: Any) -> None:
+        """`petriflow kill`: a `Crash` travels to the live actor of the entity
+        (restored first if it was passivated), which answers and crashes."""
+        crash = self._crash_path(request.entity_id)
+        if crash.kind == "work_order":
+            self._ensure_order(crash.entity_id)
+            self.children.send(crash.entity_id, Routed(crash, sender))
+        else:
+            assert crash.case_id is not None  # every other kind lies in a case
+            self._route(self._live_case(crash.case_id), crash, sender)
+
+    def _crash_path(self, entity_id: str) -> Crash:
+        """Which kind of entity `entity_id` is, and the case and task above it;
+        only a live (unfinished) entity can be killed."""
+        with contextlib.suppress(NotFound):
+            order = self.storage.get_work_order(entity_id)
+            if order.state not in UNFINISHED_WORK_ORDER_STATES:
+                raise Invalid(f"work order {entity_id} is {order.state.value}: only a live entity can be killed")
+            return Crash(entity_id, "work_order")
+        with contextlib.suppress(NotFound):
+            case = self.storage.get_case(entity_id)
+            if is_terminal(case.state):
+                raise Invalid(f"case {entity_id} is {case.state.value}: only a live entity can be killed")
+            return Crash(entity_id, "case", case_id=case.id)
+        with contextlib.suppress(NotFound):
+            task = self.storage.get_task(entity_id)
+            if is_terminal(task.state):
+                raise Invalid(f"task {entity_id} is {task.state.value}: only a live entity can be killed")
+            return Crash(entity_id, "task", case_id=task.case_id, task_id=task.id)
+        workitem = self.storage.get_workitem(entity_id)  # NotFound names the id if it is nothing at all
+        if is_terminal(workitem.state):
+            raise Invalid(f"workitem {entity_id} is {workitem.state.value}: only a live entity can be killed")
+        return Crash(entity_id, "workitem", case_id=workitem.case_id, task_id=workitem.task_id)
 
     def _route(self, case: CaseRecord, request: Any, sender: Any) -> None:
         """The owner of the entity answers the client; a case of a work order

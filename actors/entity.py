@@ -18,7 +18,7 @@ from petriflow.engine.errors import Invalid, PetriflowError, StorageFailure
 from petriflow.engine.messages import Routed
 from petriflow.engine.records import Failure
 from petriflow.engine.settings import Settings
-from petriflow.engine.wire import Error
+from petriflow.engine.wire import EntityKilled, Error
 from petriflow.engine.workflow import Workflow
 from petriflow.storage.store import WorkOrderStorage, open_storage
 from petriflow.supervision.childspec import Intensity, Strategy
@@ -87,6 +87,11 @@ class EntityActor(SupervisedActor):
         )
         if isinstance(message, Routed):
             self.answer(message.reply_to, Error("invalid", f"{self.entity_name()} cannot handle {type(body).__name__}"))
+
+    def killed(self, routed: Routed) -> None:
+        """`petriflow kill`: answer, then crash as a SIGKILL would."""
+        self.answer(routed.reply_to, EntityKilled(self.key, routed.body.kind))
+        self.crash("killed on purpose (petriflow kill)")
 
     def entity_name(self) -> str:
         """How errors name this actor's entity to a client."""

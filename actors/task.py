@@ -24,6 +24,7 @@ from petriflow.engine.errors import IllegalTransition, Invalid, TaskNotEnabled, 
 from petriflow.engine.executors import merge_payloads, resolve_executor
 from petriflow.engine.messages import (
     CompleteTask,
+    Crash,
     DiscardTokens,
     ForceAbandon,
     InitTask,
@@ -270,8 +271,10 @@ class TaskActor(EntityActor):
         self.stop_normally("completed")
 
     def _forward(self, routed: Routed) -> None:
+        self._to_workitem(routed.body.workitem_id, routed)
+
+    def _to_workitem(self, workitem_id: str, routed: Routed) -> None:
         """The workitem answers the client itself."""
-        workitem_id = routed.body.workitem_id
         if workitem_id not in self.workitems:
             raise Invalid(f"workitem {workitem_id} does not belong to task {self.task.id}")
         self._ensure_workitem(workitem_id)
@@ -281,6 +284,9 @@ class TaskActor(EntityActor):
         """WorkflowMetal's `preexecute`, and the requests for a workitem of this task."""
         return {
             Preexecute: lambda routed: LockedTokens(self.preexecute()),
+            Crash: lambda routed: (
+                self.killed(routed) if routed.body.kind == "task" else self._to_workitem(routed.body.entity_id, routed)
+            ),
             CompleteWorkitem: self._forward,
             AbandonWorkitem: self._forward,
         }

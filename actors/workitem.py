@@ -21,7 +21,7 @@ from thespian.actors import WakeupMessage
 from petriflow.actors.entity import EntityActor, workflow_for
 from petriflow.engine.errors import AlreadyCompleted, ExecutorNotFound, IllegalTransition, Invalid
 from petriflow.engine.executors import Completed, ExecutionContext, Executor, Failed, Outcome, Started, resolve_executor
-from petriflow.engine.messages import InitWorkitem, Routed, UpdateWorkitem
+from petriflow.engine.messages import Crash, InitWorkitem, Routed, UpdateWorkitem
 from petriflow.engine.records import Failure, WorkitemRecord
 from petriflow.engine.states import WorkitemState, is_terminal
 from petriflow.engine.wire import AbandonWorkitem, CompleteWorkitem, Ok
@@ -203,6 +203,7 @@ class WorkitemActor(EntityActor):
         return {
             CompleteWorkitem: lambda routed: self._complete(routed.body.output),
             AbandonWorkitem: lambda routed: self._abandon_request(),
+            Crash: self.killed,
         }
 
     def _unfinished_or_refuse(self) -> None:

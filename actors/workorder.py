@@ -14,7 +14,7 @@ import structlog
 from petriflow.actors.case import CaseActor
 from petriflow.actors.entity import EntityActor, gave_up_failure, workflow_for
 from petriflow.engine.errors import AlreadyCompleted, Invalid, PetriflowError, StorageFailure
-from petriflow.engine.messages import CaseActivated, CaseEnded, InitCase, InitWorkOrder, Routed, StartRun
+from petriflow.engine.messages import CaseActivated, CaseEnded, Crash, InitCase, InitWorkOrder, Routed, StartRun
 from petriflow.engine.records import CaseRecord, Failure, RunRecord, WorkOrderRecord
 from petriflow.engine.states import FINAL_RUN_STATES, RunState
 from petriflow.engine.wire import (
@@ -180,6 +180,9 @@ class WorkOrderActor(EntityActor):
 
         return {
             CancelWorkOrder: lambda routed: self._cancel(),
+            Crash: lambda routed: (
+                self.killed(routed) if routed.body.kind == "work_order" else self._to_case(routed.body.case_id, routed)
+            ),
             TerminateCase: lambda routed: self._to_case(routed.body.case_id, routed),
             Preexecute: lambda routed: self._to_case(self.storage.get_task(routed.body.task_id).case_id, routed),
             CompleteWorkitem: to_case_of_workitem,

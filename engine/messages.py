@@ -137,3 +137,14 @@ class BootEngine:
 class CaseEnded:
     case_id: str
     state: str
+
+
+@dataclass(frozen=True)
+class Crash:
+    """`KillEntity` on its way down the tree, with the path the Engine looked
+    up: each actor on it forwards, and the entity itself crashes."""
+
+    entity_id: str
+    kind: str  # work_order | case | task | workitem
+    case_id: str | None = None
+    task_id: str | None = None

@@ -329,6 +329,20 @@ class ListActors:
     pass
 
 
+@dataclass(frozen=True)
+class KillEntity:
+    """Crash one live work order, case, task or workitem on purpose, as
+    Erlang's `exit(Pid, kill)`: its supervisor restores it from storage."""
+
+    entity_id: str
+
+
+@dataclass(frozen=True)
+class EntityKilled:
+    entity_id: str
+    kind: str  # work_order | case | task | workitem
+
+
 # -- the one Task request a client may make (WorkflowMetal's Task.preexecute) --------------
 
 

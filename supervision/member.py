@@ -147,6 +147,13 @@ class SupervisedActor(Actor):
             self.wakeupAfter(timedelta(seconds=envelope.idle_timeout_s), payload=_IdleCheck())
         self.on_start(envelope.init)
 
+    def crash(self, reason: str) -> None:
+        """Exit abnormally on purpose, as if the process had died: the
+        supervisor restarts the child (within its intensity), which restores
+        itself from storage. The caller returns at once; nothing more is handled."""
+        log.warning("actor_crashed", reason=reason, **self._fields())
+        self._exit_abnormally(f"crashed: {reason}")
+
     def _exit_abnormally(self, reason: str) -> None:
         """No ChildStopping first: the parent sees an unannounced exit, a
         crash. It is told why, `<code>: <detail>` (a SIGKILLed child cannot)."""

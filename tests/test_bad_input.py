@@ -43,6 +43,7 @@ def _requests() -> list[type]:
         "RetryMany",
         "CancelWorkOrder",
         "ListActors",
+        "KillEntity",
         "CompleteWorkitem",
         "AbandonWorkitem",
         "Preexecute",

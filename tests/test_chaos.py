@@ -21,7 +21,7 @@ KINDS = ("workitem", "task", "case", "work_order", "engine", "daemon")
 @pytest.mark.timeout(300)
 def test_a_short_chaos_run_loses_nothing_and_does_nothing_twice():
     chaos = subprocess.Popen(
-        [sys.executable, "bin/petriflow-chaos", "--seed", "1", "--work-orders", "40", "--faults", "12"],
+        [sys.executable, "bin/petriflow-chaos", "--seed", "1", "--work-orders", "40", "--faults", "14"],
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -46,5 +46,5 @@ def test_a_short_chaos_run_loses_nothing_and_does_nothing_twice():
         "violations": "0",
     }, report
     injected = {kind: int(n) for kind, n in (pair.split(":") for pair in figures["faults"].split(","))}
-    assert sum(injected.values()) == 12 and all(injected[f"kill_{kind}"] >= 1 for kind in KINDS), report
+    assert sum(injected.values()) == 14 and all(injected[f"kill_{kind}"] >= 1 for kind in KINDS), report
     assert chaos.returncode == 0, report

@@ -17,7 +17,7 @@ def test_the_same_seed_draws_the_same_plan_and_another_seed_another():
 
 
 def test_every_workflow_and_every_fault_kind_is_in_a_big_enough_plan():
-    plan = make_plan(1, 40, 12)
+    plan = make_plan(1, 40, 2 * len(KINDS))
     assert len(plan.submissions) == 40
     assert {s.workflow_id for s in plan.submissions} == set(WORKFLOWS)
     assert {s.via for s in plan.submissions} == {"client", "webhook"}

@@ -347,9 +347,29 @@ def test_actors_lists_the_engine_and_a_waiting_workitem_with_live_pids(cli: Cli)
         cli.run("cancel", order_id)
 
 
+def test_kill_crashes_a_waiting_workitem_whose_supervisor_restores_it_in_a_new_process(cli: Cli) -> None:
+    order_id = cli.ok("submit", "cli-manual")["work_order_id"]
+    step = until(lambda: waiting_step(cli, order_id, "approve"), what="waiting approve step")
+
+    def pid_of(entity_id: str) -> int | None:
+        return next((a["pid"] for a in cli.ok("actors")["actors"] if a["entity_id"] == entity_id), None)
+
+    old = until(lambda: pid_of(step["workitem_id"]), what="the workitem's process")
+    assert cli.ok("kill", step["workitem_id"]) == {"entity_id": step["workitem_id"], "kind": "workitem"}
+    new = until(lambda: (pid := pid_of(step["workitem_id"])) not in (None, old) and pid, what="a new process")
+    assert not processes.is_alive(old) and processes.is_alive(new)
+    restored = until(lambda: waiting_step(cli, order_id, "approve"), what="the restored step waiting again")
+    assert restored["workitem_id"] == step["workitem_id"]  # a waiting step waits on: nothing runs again
+    cli.ok("complete", step["workitem_id"], "--output", "{}")
+    assert until(lambda: cli.order(order_id)["state"] == "success", what="success")
+    text = cli.run("kill", order_id)
+    assert text.returncode == 2 and "only a live entity can be killed" in text.stderr
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
+        (["kill", "no-such-entity"], "not found"),
         (["show", "no-such-order"], "not found"),
         (["submit", "sequence", "--input", "{bad"], "--input is not valid JSON"),
         (["submit", "sequence", "--input", "[1, 2]"], "--input must be a JSON object"),

@@ -86,6 +86,7 @@ DOCUMENTED = [
     ["complete", "WI", "--output", "{}"],
     ["watch", "--timeout", "3"],
     ["actors"],
+    ["kill", "ID"],
 ]
 
 

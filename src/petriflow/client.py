@@ -37,6 +37,7 @@ from petriflow.engine.wire import (
     GetWorkflow,
     GetWorkitem,
     GetWorkOrder,
+    KillEntity,
     ListActors,
     ListCases,
     ListWorkflows,
@@ -195,6 +196,12 @@ class Client:
         """(enqueued, discarded)."""
         result = self.request(RetryMany(list(work_order_ids or []), [RunStep(r, s) for r, s in steps or []]))
         return result.enqueued, result.discarded
+
+    def kill(self, entity_id: str) -> str:
+        """Crash one live work order, case, task or workitem on purpose, as
+        Erlang's `exit(Pid, kill)`; its supervisor restores it from storage.
+        Returns the entity's kind."""
+        return self.request(KillEntity(entity_id)).kind
 
     def cancel(self, work_order_id: str) -> None:
         self.request(CancelWorkOrder(work_order_id))

@@ -8,8 +8,9 @@ through the client, a sleeping step, a step that fails once and succeeds on
 retry, and three that fail on purpose: one raises, one hangs past its
 `timeout_s`, one kills its own process), submits work orders (through
 `Client.submit` and the webhook endpoint), and meanwhile SIGKILLs a live
-actor of each kind (workitem, task, case, work order, the Engine) and the
-whole daemon, which it starts again on the same storage.
+actor of each kind (workitem, task, case, work order, the Engine), crashes
+a live entity by message (`petriflow kill`), and kills the whole daemon,
+which it starts again on the same storage.
 
 Then it checks, from storage: every work order ended, in the state its
 workflow is designed to end in; `petriflow.workorders.audit.audit` finds no violation;

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 from petriflow.chaos.workflows import WORKFLOWS
 
-KINDS = ("workitem", "task", "case", "work_order", "engine", "daemon")
+# SIGKILL of a live actor's process of each kind, of the Engine and of the whole
+# daemon; and "entity": a live entity crashed by message (`petriflow kill`).
+KINDS = ("workitem", "task", "case", "work_order", "entity", "engine", "daemon")
 
 
 @dataclass(frozen=True)

@@ -158,6 +158,8 @@ class Chaos:
             self.connect()
             self.notes.append(f"killed the daemon ({len(killed)} processes) and started it again")
             return True
+        if fault.kind == "entity":
+            return self._crash_by_message(fault)
         if fault.kind == "engine":
             victim = self.call(lambda c: c.ping()).pid
             self.notes.append(f"kill engine pid {victim}")
@@ -191,6 +193,28 @@ class Chaos:
                 if time.monotonic() > deadline:
                     raise RuntimeError("the keeper did not restart the Engine within 60s")
                 time.sleep(0.2)
+        return True
+
+    def _crash_by_message(self, fault: Fault) -> bool:
+        """`petriflow kill` of a live work order, case, task or workitem."""
+        now = time.monotonic()
+        candidates = sorted(
+            (
+                a
+                for a in self.call(lambda c: c.list_actors())
+                if a.kind != "engine" and now - self.recent.get(a.entity_id, -99.0) > 6.0
+            ),
+            key=lambda a: a.entity_id,
+        )
+        if not candidates:
+            return False
+        chosen = candidates[min(len(candidates) - 1, int(fault.pick * len(candidates)))]
+        try:
+            kind = self.call(lambda c: c.kill(chosen.entity_id))
+        except (Invalid, NotFound):
+            return False  # it ended between the listing and the kill
+        self.recent[chosen.entity_id] = now
+        self.notes.append(f"crash {kind} {chosen.entity_id} ({chosen.state}) by message")
         return True
 
     # -- the main loop -------------------------------------------------------------------

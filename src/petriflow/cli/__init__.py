@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run_watch.add_argument("--timeout", type=float, help="stop after S seconds without an event (default never)")
     command("actors", workorders.actors, "every live actor: kind, entity, state and OS pid")
+    command(
+        "kill", workorders.kill, "crash one live work order, case, task or workitem; its supervisor restores it"
+    ).add_argument("entity", metavar="ID")
 
     return parser
 

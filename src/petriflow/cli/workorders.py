@@ -90,6 +90,16 @@ def cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def kill(args: argparse.Namespace) -> int:
+    kind = common.connect(args).kill(args.entity)
+    common.emit(
+        args,
+        {"entity_id": args.entity, "kind": kind},
+        f"{kind.replace('_', ' ')} {args.entity} killed; its supervisor restores it",
+    )
+    return 0
+
+
 def complete(args: argparse.Namespace) -> int:
     output = arguments.json_argument(args.output, "--output")
     common.connect(args).complete_workitem(args.workitem, output)
