@@ -20,13 +20,22 @@ from thespian.actors import WakeupMessage
 
 from petriflow.actors.entity import EntityActor, workflow_for
 from petriflow.engine.errors import AlreadyCompleted, ExecutorNotFound, IllegalTransition, Invalid
-from petriflow.engine.executors import Completed, ExecutionContext, Executor, Failed, Outcome, Started, resolve_executor
+from petriflow.engine.executors import (
+    Completed,
+    ExecutionContext,
+    Executor,
+    Outcome,
+    Started,
+    resolve_executor,
+    run_executor,
+)
 from petriflow.engine.messages import Crash, InitWorkitem, Routed, UpdateWorkitem
 from petriflow.engine.records import Failure, WorkitemRecord
 from petriflow.engine.states import WorkitemState, is_terminal
 from petriflow.engine.wire import AbandonWorkitem, CompleteWorkitem, Ok
 from petriflow.engine.workflow import Transition
 from petriflow.storage.store import Fence
+from petriflow.supervision import isolation
 
 log = structlog.get_logger("petriflow.workitem")
 
@@ -57,8 +66,9 @@ class WorkitemActor(EntityActor):
         self.open(init.settings)
         self.workitem = self.storage.claim_workitem(init.workitem_id, os.getpid(), begin=True)
         self.fence = Fence("workitems", self.workitem.id, self.workitem.incarnation)
-        self.outcome: list[Outcome] = []
+        self.outcome: list[Outcome | isolation.IsolatedCrash] = []
         self.thread: threading.Thread | None = None
+        self.isolated: isolation.Attempt | None = None
         if is_terminal(self.workitem.state):
             self._report()
             self.stop_normally(f"restored {self.workitem.state.value}")
@@ -110,12 +120,19 @@ class WorkitemActor(EntityActor):
         ctx = self._context()
         timeout = self.transition.timeout_s
         self.deadline = time.monotonic() + timeout if timeout else None
-        if not self.executor.blocking:
-            self._settle(_execute(self.executor, ctx))
+        work: Callable[[], Outcome]
+        if self.transition.isolate:  # whatever the executor: its process is the point
+            attempt, request = isolation.start(self.transition.executor, ctx)
+            self.isolated = attempt
+            work = lambda: attempt.outcome(request)  # noqa: E731
+        elif not self.executor.blocking:
+            self._settle(run_executor(self.executor, ctx))
             return
+        else:
+            work = lambda: run_executor(self.executor, ctx)  # noqa: E731
         self.outcome = []
         self.thread = threading.Thread(
-            target=lambda: self.outcome.append(_execute(self.executor, ctx)),
+            target=lambda: self.outcome.append(_caught(work)),
             name=f"executor-{self.workitem.id}",
             daemon=True,
         )
@@ -126,11 +143,13 @@ class WorkitemActor(EntityActor):
     def _poll(self) -> None:
         if self.outcome:
             self.thread = None
+            if isinstance(self.outcome[0], isolation.IsolatedCrash):
+                raise self.outcome[0]  # a crash of this workitem: its supervisor restarts it
             self._settle(self.outcome[0])
             return
         if self.deadline is not None and time.monotonic() >= self.deadline:
             self.thread = None
-            self.executor.abandon(self._context())
+            self._stop_executor()
             self._finish(
                 WorkitemState.FAILED,
                 failure=self._failure("timeout", f"step outlived its timeout of {self.transition.timeout_s}s"),
@@ -138,6 +157,14 @@ class WorkitemActor(EntityActor):
             return
         self.poll_s = min(self.poll_s * 2, POLL_MAX_S)
         self.wakeupAfter(self.poll_s, payload=_Poll)
+
+    def _stop_executor(self) -> None:
+        """Timeout or abandon: an isolated attempt's process is killed; a
+        thread cannot be, so its executor is asked to abandon the work."""
+        if self.isolated is not None:
+            self.isolated.kill()
+        else:
+            self.executor.abandon(self._context())
 
     def _settle(self, outcome: Outcome) -> None:
         if isinstance(outcome, Completed):
@@ -231,16 +258,12 @@ class WorkitemActor(EntityActor):
             self.stop_normally(self.workitem.state.value)
             return
         self.thread = None
-        self.executor.abandon(self._context())
+        self._stop_executor()
         self._finish(WorkitemState.ABANDONED, failure=self._failure("abandoned", "the workitem was abandoned"))
 
 
-def _execute(executor: Executor, ctx: ExecutionContext) -> Outcome:
-    """User code that raises is a failed step, not a crashed engine."""
+def _caught(work: Callable[[], Outcome]) -> Outcome | isolation.IsolatedCrash:
     try:
-        outcome = executor.execute(ctx)
-    except Exception as exc:
-        return Failed(f"{type(exc).__name__}: {exc}")
-    if not isinstance(outcome, (Completed, Started, Failed)):
-        return Failed(f"executor returned {type(outcome).__name__}, expected Completed, Started or Failed")
-    return outcome
+        return work()
+    except isolation.IsolatedCrash as crash:
+        return crash

@@ -98,6 +98,7 @@ _EXPECTED = {
     "a string": lambda v: isinstance(v, str),
     "an integer": is_integer,
     "a number": is_number,
+    "a boolean": lambda v: isinstance(v, bool),
     "an object": lambda v: isinstance(v, dict),
     "an array": lambda v: isinstance(v, list),
 }
@@ -172,6 +173,7 @@ def _transition(reader: _Reader, index: int, doc: dict[str, Any]) -> Transition:
         split=reader.choice(doc, "split", owner, SplitType, SplitType.NONE),
         timeout_s=reader.field(doc, "timeout_s", owner, "a number", None, nullable=True),
         retry=_retry(reader, owner, doc),
+        isolate=reader.field(doc, "isolate", owner, "a boolean", False),
     )
 
 
@@ -257,6 +259,7 @@ def workflow_to_document(wf: Workflow) -> dict[str, Any]:
                 "split": t.split.value,
                 "timeout_s": t.timeout_s,
                 "retry": {"max_attempts": t.retry.max_attempts, "backoff_s": t.retry.backoff_s},
+                **({"isolate": True} if t.isolate else {}),
             }
             for t in wf.transitions
         ],

@@ -201,3 +201,31 @@ def _resolve(name: str) -> Executor:
     if callable(target):
         return CallableExecutor(target)
     raise ExecutorNotFound(f"executor {name!r} is neither an executor nor callable")
+
+
+def run_executor(executor: Executor, ctx: ExecutionContext) -> Outcome:
+    """One attempt. User code that raises is a failed step, not a crashed engine."""
+    try:
+        outcome = executor.execute(ctx)
+    except Exception as exc:
+        return Failed(f"{type(exc).__name__}: {exc}")
+    if not isinstance(outcome, (Completed, Started, Failed)):
+        return Failed(f"executor returned {type(outcome).__name__}, expected Completed, Started or Failed")
+    return outcome
+
+
+def outcome_to_plain(outcome: Outcome) -> dict[str, Any]:
+    """An outcome as plain data, to cross a process boundary (`isolate`)."""
+    if isinstance(outcome, Completed):
+        return {"completed": outcome.output}
+    if isinstance(outcome, Started):
+        return {"started": True}
+    return {"failed": outcome.reason}
+
+
+def outcome_from_plain(plain: dict[str, Any]) -> Outcome:
+    if "completed" in plain:
+        return Completed(dict(plain["completed"]))
+    if "started" in plain:
+        return Started()
+    return Failed(str(plain["failed"]))

@@ -144,6 +144,8 @@ def _transition_problems(wf: Workflow, resolve_executor: Callable[[str], object]
         timeout = transition.timeout_s
         if timeout is not None and not (is_number(timeout) and timeout > 0):
             yield f"{owner}: timeout_s must be a positive number of seconds or null, got {timeout!r}"
+        if not isinstance(transition.isolate, bool):
+            yield f"{owner}: isolate must be true or false, got {transition.isolate!r}"
         yield from _retry_problems(owner, transition.retry)
         yield from _executor_problems(owner, transition, resolve_executor)
 

@@ -60,6 +60,7 @@ class Transition:
     split: SplitType = SplitType.NONE
     timeout_s: float | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    isolate: bool = False  # run the executor in its own process: a crash there ends only that attempt
 
 
 @dataclass(frozen=True)

@@ -61,3 +61,35 @@ class BadPayload(BaseExecutor):
 
     def build_token_payload(self, outputs: list[dict], params: dict) -> dict:
         raise RuntimeError("cannot build a payload")
+
+
+class ExitAbruptly(BaseExecutor):
+    """Ends its process at once with `os._exit`, as buggy native code might."""
+
+    def execute(self, ctx: ExecutionContext) -> Outcome:
+        os._exit(7)
+
+
+class Segfault(BaseExecutor):
+    """Dereferences a null pointer: SIGSEGV."""
+
+    def execute(self, ctx: ExecutionContext) -> Outcome:
+        import ctypes
+
+        ctypes.string_at(0)
+        return Completed({})
+
+
+class RunawayAllocation(BaseExecutor):
+    """Asks for 80 GB at once, far past any sane memory limit."""
+
+    def execute(self, ctx: ExecutionContext) -> Outcome:
+        hoard = [0] * 10**10
+        return Completed({"size": len(hoard)})
+
+
+class WhereAmI(BaseExecutor):
+    """Completes with the pid it ran in, to tell an isolated attempt from the host."""
+
+    def execute(self, ctx: ExecutionContext) -> Outcome:
+        return Completed({"pid": os.getpid(), "input": ctx.input, "params": ctx.params})
