@@ -1,4 +1,4 @@
-"""storage.audit: stored states built by hand, a clean one and one per broken rule."""
+"""petriflow.workorders.audit: stored states built by hand, a clean one and one per broken rule."""
 
 from __future__ import annotations
 
