@@ -122,6 +122,13 @@ def test_the_keeper_restarts_a_killed_engine_which_restores_running_work(tmp_pat
         status, created = _post(f"http://127.0.0.1:{d.http_port}/hooks/invoice-hook", b'{"after": "restart"}')
         assert status == 201, "the webhook reaches the new Engine"
         assert _get(f"http://127.0.0.1:{d.http_port}/workorders/{created['work_order_id']}")["workflow_id"] == "hooked"
+        # the daemon configured logging once; its actor processes, forked after, write to the same file
+        events = [json.loads(line) for line in (d.home / "petriflow.log").read_text().splitlines()]
+        assert any(e["event"] == "engine_restarted" for e in events)
+        done = [
+            e for e in events if e["event"] == "workitem_completed" and e.get("case_id") == view.runs[0].run.case_id
+        ]
+        assert done and all(e["level"] == "info" and "timestamp" in e for e in done)
 
 
 def test_webhook_then_sigkill_of_the_whole_daemon_mid_run_then_all_finish_once(tmp_path):
