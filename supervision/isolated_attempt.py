@@ -13,10 +13,16 @@ import sys
 import msgpack
 
 from petriflow.engine.executors import ExecutionContext, outcome_to_plain, resolve_executor, run_executor
-from petriflow.supervision.isolation import MEMORY_LIMIT_MB, OUT_OF_MEMORY
+from petriflow.supervision import lifeline
+from petriflow.supervision.isolation import MEMORY_LIMIT_MB, OUT_OF_MEMORY, PARENT_VARIABLE
 
 
 def main() -> None:
+    # A SIGKILLed workitem must not leave its attempt running on: die with it,
+    # including when it died before the death signal was armed.
+    lifeline.arm_parent_death_signal()
+    if lifeline.orphaned(int(os.environ[PARENT_VARIABLE])):
+        lifeline.die()
     limit = MEMORY_LIMIT_MB * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     request = msgpack.unpackb(sys.stdin.buffer.read())

@@ -31,6 +31,7 @@ from petriflow.engine.executors import (
 )
 
 MEMORY_LIMIT_MB = 2048
+PARENT_VARIABLE = "PETRIFLOW_ISOLATION_PARENT"  # the child dies with the process that started it
 OUT_OF_MEMORY = 3  # the child's exit status when the executor ran out of memory
 
 
@@ -71,7 +72,11 @@ def start(executor: str, ctx: ExecutionContext) -> tuple[Attempt, bytes]:
     """Start the child; returns it and the request to hand it (`Attempt.outcome`).
     The child sees the same import path as this process, so `module:attribute`
     executors resolve as they do here."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+        PARENT_VARIABLE: str(os.getpid()),
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "petriflow.supervision.isolated_attempt"],
         stdin=subprocess.PIPE,

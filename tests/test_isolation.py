@@ -6,13 +6,15 @@ the test process itself (the embedded base)."""
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 
 from petriflow.engine.document import workflow_from_document, workflow_to_document
 from petriflow.engine.errors import InvalidWorkflow
 from petriflow.engine.validation import validate
-from tests.engines import running_engine, workflow
+from petriflow.supervision import processes
+from tests.engines import running_engine, wait_for, workflow
 
 pytestmark = [pytest.mark.timeout(120)]
 
@@ -82,3 +84,25 @@ def test_isolate_is_kept_in_the_stored_document_and_left_out_when_false():
     plain = _one_step("plain", "noop")
     del plain["transitions"][0]["isolate"]
     assert "isolate" not in workflow_to_document(workflow_from_document(plain))["transitions"][0]
+
+
+@pytest.mark.slow
+@pytest.mark.multiproc
+def test_an_isolated_attempt_dies_with_its_sigkilled_workitem_which_is_restored(home):
+    slow = _one_step("slow", "tests.executors:Journal", params={"seconds": 3})
+    with running_engine("multiprocTCPBase", f"sqlite:///{home}/petriflow.db") as client:
+        client.put_workflow(slow)
+        order_id = client.submit("slow", {}).work_order_id
+
+        def attempt() -> tuple[int, int] | None:
+            for actor in client.list_actors():
+                if actor.kind == "workitem" and actor.pid and (children := processes.children_of(actor.pid)):
+                    return actor.pid, children[0]
+            return None
+
+        workitem_pid, attempt_pid = wait_for(attempt)
+        os.kill(workitem_pid, signal.SIGKILL)
+        assert processes.wait_until_gone([attempt_pid], 5) == [], "the attempt outlived its workitem"
+        view = client.wait_work_order(order_id, 60)
+        assert view.work_order.state.value == "success"
+        assert view.runs[0].steps[0].attempt == 2

@@ -4,8 +4,8 @@ moments, and prove afterwards that nothing was lost or done twice.
 It starts a daemon (`petriflow start`) in a temporary home on free
 loopback ports, loads a mix of workflows (a sequence, an AND split into four
 branches and its join, a deferred choice, a manual step this run completes
-through the client, a sleeping step, a step that fails once and succeeds on
-retry, and three that fail on purpose: one raises, one hangs past its
+through the client, a sleeping step, an isolated step, a step that fails
+once and succeeds on retry, and three that fail on purpose: one raises, one hangs past its
 `timeout_s`, one kills its own process), submits work orders (through
 `Client.submit` and the webhook endpoint), and meanwhile SIGKILLs a live
 actor of each kind (workitem, task, case, work order, the Engine), crashes

@@ -80,6 +80,16 @@ WORKFLOWS: dict[str, tuple[dict, str, int]] = {
         "success",
         2,
     ),
+    "chaos-isolated": (
+        _workflow(
+            "chaos-isolated",
+            ["start", "p1", "end"],
+            [_journal("outside"), _journal("inside", 0.2, isolate=True)],
+            ["start -> outside", "outside -> p1", "p1 -> inside", "inside -> end"],
+        ),
+        "success",
+        2,
+    ),
     "chaos-sleep": (
         _workflow(
             "chaos-sleep",
