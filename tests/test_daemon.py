@@ -104,7 +104,10 @@ def test_a_stale_pid_file_is_detected_and_replaced(tmp_path):
         os.waitpid(dead, 0)
         (d.home / "daemon.pid").write_text(str(dead))
         assert d.cli("status").returncode == 3
-        assert d.start().returncode == 0
+        started = d.cli("start", "--http-port", str(d.http_port), "--json")
+        assert started.returncode == 0, started.stderr
+        assert json.loads(started.stdout)["started"] is True  # stdout is one JSON object: log lines go to stderr
+        assert "stale_daemon_cleared" in started.stderr
         assert int((d.home / "daemon.pid").read_text()) == d.pid() != dead
 
 

@@ -15,6 +15,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from petriflow import logs
 from petriflow.cli import common, control, demo, workflows, workorders
 from petriflow.client import EngineTimeout
 from petriflow.engine.errors import PetriflowError
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logs.configure(None)  # the command line is an application: its events go to stderr, never into --json output
     try:
         return args.run(args)
     except PetriflowError as exc:
