@@ -117,8 +117,9 @@ class EntityActor(SupervisedActor):
             self.send(reply_to, codec.encode(result))
 
     def requests(self) -> dict[type, Callable[[Routed], Any]]:
-        """Each client request type this actor serves (a wire type, arriving
-        `Routed`), with its handler; the handler's result is the answer."""
+        """Each request type this actor serves as it travels down the tree
+        `Routed` (a client's wire request, or a `Crash` from `petriflow kill`),
+        with its handler; the handler's result, if any, is the answer."""
         return {}
 
     def serve(self, routed: Routed, sender: Any = None) -> None:
