@@ -60,6 +60,7 @@ class CaseRecord:
     updated_at: float = field(default_factory=now)
     work_order_id: str | None = None
     run_id: str | None = None
+    node_id: str | None = None  # the node a case without a work order is placed on
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class WorkitemRecord:
     created_at: float = field(default_factory=now)
     started_at: float | None = None
     finished_at: float | None = None
+    interrupted_at: list[list[float]] | None = None  # [when, by which restarter]: attempts lost with their node
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,8 @@ class WorkOrderRecord:
     pid: int | None = None
     created_at: float = field(default_factory=now)
     updated_at: float = field(default_factory=now)
+    node_id: str | None = None  # placement: the node that hosts it and everything under it
+    node_incarnation: int | None = None  # the incarnation of that node which took it on last
 
 
 @dataclass(frozen=True)

@@ -317,6 +317,18 @@ MIGRATIONS: list[Migration] = [
             AddColumn("cases", Column("run_id", "text")),
         ),
     ),
+    Migration(
+        3,
+        "nodes: each work order (and each case without one) is placed on a node, which restores its own work; "
+        "a workitem counts the attempts a crash interrupted, whichever process died",
+        (
+            CreateTable(_table("nodes", {"id": "text", "incarnation": "int", "pid": "int", "started_at": "real"})),
+            AddColumn("work_orders", Column("node_id", "text")),
+            AddColumn("work_orders", Column("node_incarnation", "int")),
+            AddColumn("cases", Column("node_id", "text")),
+            AddColumn("workitems", Column("interrupted_at", "blob")),
+        ),
+    ),
 ]
 
 SCHEMA_VERSION: int = MIGRATIONS[-1].version

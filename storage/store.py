@@ -38,6 +38,7 @@ from petriflow.engine.records import (
 )
 from petriflow.engine.states import (
     FINAL_RUN_STATES,
+    UNFINISHED_WORK_ORDER_STATES,
     CaseState,
     RunState,
     TaskState,
@@ -167,15 +168,20 @@ class Storage:
         with self.backend.transaction(write=False) as tx:
             return self._get(tx, cls, id)
 
-    def _claim(self, cls: type[Claimed], id: str, pid: int | None, tx: Tx | None = None) -> Claimed:
-        """Take an entity on: bump its incarnation so older actors are fenced off."""
+    def _claim(
+        self, cls: type[Claimed], id: str, pid: int | None, tx: Tx | None = None, record: Any = None, **also: Any
+    ) -> Claimed:
+        """Take an entity on: bump its incarnation so older actors are fenced
+        off; `also` are further columns written in the same update. `record`
+        is the entity as the caller just read it in `tx`."""
         if tx is None:
             with self.backend.transaction() as tx:
-                return self._claim(cls, id, pid, tx)
-        record = self._get(tx, cls, id)
-        incarnation = record.incarnation + 1
-        tx.update(_TABLE_OF[cls], id, {"incarnation": incarnation, "pid": pid})
-        return dataclasses.replace(record, incarnation=incarnation, pid=pid)
+                return self._claim(cls, id, pid, tx, record, **also)
+        if record is None:
+            record = self._get(tx, cls, id)
+        changes = {"incarnation": record.incarnation + 1, "pid": pid, **also}
+        tx.update(_TABLE_OF[cls], id, changes)
+        return dataclasses.replace(record, **changes)
 
     # -- workflows ---------------------------------------------------------
 
@@ -257,8 +263,11 @@ class Storage:
     def get_case(self, case_id: str) -> CaseRecord:
         return self._read(CaseRecord, case_id)
 
-    def list_cases(self, states: Iterable[CaseState | str] | None = None) -> list[CaseRecord]:
-        return self._find(CaseRecord, {}, states)
+    def list_cases(
+        self, states: Iterable[CaseState | str] | None = None, node_id: str | None = None
+    ) -> list[CaseRecord]:
+        """With `node_id`: the cases without a work order placed on that node."""
+        return self._find(CaseRecord, {"node_id": node_id}, states)
 
     def claim_case(self, case_id: str, pid: int | None = None, *, activate: bool = False) -> CaseRecord:
         """Claim the case; with `activate`, a created case becomes active in
@@ -492,15 +501,42 @@ class Storage:
     ) -> list[WorkitemRecord]:
         return self._find(WorkitemRecord, {"case_id": case_id, "task_id": task_id}, states)
 
-    def claim_workitem(self, workitem_id: str, pid: int | None = None, *, begin: bool = False) -> WorkitemRecord:
+    def claim_workitem(
+        self,
+        workitem_id: str,
+        pid: int | None = None,
+        *,
+        begin: bool = False,
+        intensity: tuple[int, float, int] | None = None,
+    ) -> WorkitemRecord:
         """Claim the workitem; with `begin`, one that is to run its executor
         (not ended, not awaiting) also begins its next attempt, in the same
-        transaction."""
+        transaction.
+
+        A workitem claimed while `started` by another process than the one
+        that claimed it before lost its attempt with that process: its node
+        died, and no supervisor outlived it to count the restart. So storage
+        counts it, in `interrupted_at`, as `intensity = (max_restarts,
+        max_seconds, restarter)` says: only restarts by the same `restarter`
+        (the process that restarts nodes) within `max_seconds`. Past
+        `max_restarts` no attempt begins, and the caller gives up on the
+        workitem as a supervisor would."""
         with self.backend.transaction() as tx:
-            workitem = self._claim(WorkitemRecord, workitem_id, pid, tx)
-            if begin and not is_terminal(workitem.state) and not workitem.awaiting:
-                return self._begin(tx, workitem)
-            return workitem
+            before = self._get(tx, WorkitemRecord, workitem_id)
+            workitem = self._claim(WorkitemRecord, workitem_id, pid, tx, before)
+            if not begin or is_terminal(workitem.state) or workitem.awaiting:
+                return workitem
+            if intensity is not None and workitem.state is WorkitemState.STARTED and before.pid not in (None, pid):
+                max_restarts, max_seconds, restarter = intensity
+                moment = now()
+                recent = [
+                    [t, r] for t, r in workitem.interrupted_at or [] if r == restarter and moment - t <= max_seconds
+                ] + [[moment, restarter]]
+                tx.update("workitems", workitem.id, {"interrupted_at": recent})
+                workitem = dataclasses.replace(workitem, interrupted_at=recent)
+                if len(recent) > max_restarts:
+                    return workitem
+            return self._begin(tx, workitem)
 
     def begin_attempt(self, fence: Fence) -> WorkitemRecord:
         """Record that the executor runs (again): `started`, attempt + 1."""
@@ -581,12 +617,61 @@ class WorkOrderStorage(Storage):
         states: Iterable[WorkOrderState | str] | None = None,
         workflow_id: str | None = None,
         since: float | None = None,
+        node_id: str | None = None,
     ) -> list[WorkOrderRecord]:
-        orders = self._find(WorkOrderRecord, {"workflow_id": workflow_id}, states)
+        orders = self._find(WorkOrderRecord, {"workflow_id": workflow_id, "node_id": node_id}, states)
         return [o for o in orders if since is None or o.created_at >= since]
 
-    def claim_work_order(self, work_order_id: str, pid: int | None = None) -> WorkOrderRecord:
-        return self._claim(WorkOrderRecord, work_order_id, pid)
+    def claim_work_order(
+        self, work_order_id: str, pid: int | None = None, node_incarnation: int | None = None
+    ) -> WorkOrderRecord:
+        """Claimed by the actor of the work order, on the incarnation of the
+        node it is placed on: who owns it now is in storage."""
+        if node_incarnation is None:
+            return self._claim(WorkOrderRecord, work_order_id, pid)
+        return self._claim(WorkOrderRecord, work_order_id, pid, node_incarnation=node_incarnation)
+
+    # -- nodes and placement ----------------------------------------------------
+
+    def place_work_order(self, work_order_id: str, node_id: str) -> None:
+        """Place a work order on another node (its own is gone)."""
+        with self.backend.transaction() as tx:
+            self._get(tx, WorkOrderRecord, work_order_id)
+            tx.update("work_orders", work_order_id, {"node_id": node_id})
+
+    def claim_node(self, node_id: str, pid: int | None) -> int:
+        """A node (re)starts: its incarnation is bumped and returned. What it
+        restores is the unfinished work placed on it."""
+        with self.backend.transaction() as tx:
+            row = tx.get("nodes", node_id)
+            incarnation = 1 if row is None else row["incarnation"] + 1
+            values = {"incarnation": incarnation, "pid": pid, "started_at": now()}
+            if row is None:
+                tx.insert("nodes", {"id": node_id, **values})
+            else:
+                tx.update("nodes", node_id, values)
+            return incarnation
+
+    def place_orphans(self, node_ids: list[str]) -> int:
+        """Adopt unfinished work placed on no node, or on a node that is not
+        among `node_ids` (the daemon restarted with fewer nodes): each is
+        placed on one of `node_ids` in turn, in one transaction. Returns how
+        many were adopted."""
+        if not node_ids:
+            raise ValueError("work can only be placed on at least one node")
+        live = set(node_ids)
+        adopted = 0
+        with self.backend.transaction() as tx:
+            orders = tx.find("work_orders", {"state": [s.value for s in UNFINISHED_WORK_ORDER_STATES]})
+            cases = tx.find("cases", {"state": [CaseState.CREATED.value, CaseState.ACTIVE.value]})
+            strays = [("work_orders", row) for row in orders] + [
+                ("cases", row) for row in cases if row["work_order_id"] is None
+            ]
+            for table_name, row in strays:
+                if row["node_id"] not in live:
+                    tx.update(table_name, row["id"], {"node_id": node_ids[adopted % len(node_ids)]})
+                    adopted += 1
+        return adopted
 
     def set_work_order_state(self, work_order_id: str, state: WorkOrderState) -> WorkOrderRecord:
         with self.backend.transaction() as tx:

@@ -66,12 +66,18 @@ def submit(
     *,
     trigger_type: str = "manual",
     trigger_id: str | None = None,
+    node_id: str | None = None,
 ) -> NewRun:
-    """A new work order with its first run, stored in one transaction."""
+    """A new work order with its first run, placed on `node_id`, stored in one transaction."""
     if workflow.state is WorkflowState.DISCARDED:
         raise WorkflowDiscarded(f"workflow {workflow.id!r} is discarded: no work order can start on it")
     order = WorkOrderRecord(
-        id=new_id(), workflow_id=workflow.id, trigger_type=trigger_type, trigger_id=trigger_id, input=dict(input)
+        id=new_id(),
+        workflow_id=workflow.id,
+        trigger_type=trigger_type,
+        trigger_id=trigger_id,
+        input=dict(input),
+        node_id=node_id,
     )
     first = _new_run(order, workflow, _genesis(workflow, order))
     storage.create_work_order(order, first.run, first.case, first.tokens)
