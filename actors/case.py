@@ -51,6 +51,8 @@ WORKITEM_REQUESTS = (CompleteWorkitem, AbandonWorkitem)
 class CaseActor(EntityActor):
     case: CaseRecord
 
+    kind, holds = "case", "case"
+
     def log_context(self) -> dict[str, Any]:
         case = getattr(self, "case", None)
         if case is None:

@@ -1,10 +1,10 @@
 """The Engine actor: the root of the tree and the door for clients.
 
 A Thespian `globalName` actor. Clients send it msgpack-encoded requests
-(`engine.codec`) and get one encoded reply each. It supervises one
-WorkOrder actor per unfinished work order (and the cases started without a
-work order), restores all of them at boot, fires cron triggers, and fans
-work-order events out to subscribers.
+(`engine.codec`) and get one encoded reply each. It supervises the nodes
+(`actors.node`), places each new work order (and each case started without
+one) on a node, routes requests for an entity to the node it lives on,
+fires cron triggers, and fans work-order events out to subscribers.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -21,31 +21,31 @@ from typing import Any, TypeVar
 import structlog
 from thespian.actors import ActorSystemMessage, PoisonMessage, WakeupMessage
 
-from petriflow.actors.case import TASK_REQUESTS, WORKITEM_REQUESTS, CaseActor
-from petriflow.actors.entity import EntityActor, gave_up_failure
-from petriflow.actors.workorder import WorkOrderActor
+from petriflow.actors.case import TASK_REQUESTS, WORKITEM_REQUESTS
+from petriflow.actors.entity import EntityActor
+from petriflow.actors.node import NodeActor
 from petriflow.engine import codec
 from petriflow.engine.cron import CronSchedule, due_ticks
 from petriflow.engine.document import workflow_from_document, workflow_to_document
 from petriflow.engine.errors import AlreadyCompleted, Invalid, NotFound, PetriflowError, WorkflowDiscarded
 from petriflow.engine.messages import (
     BootEngine,
-    CaseActivated,
     CaseEnded,
     Crash,
-    InitCase,
-    InitWorkOrder,
+    ForCase,
+    ForWorkOrder,
+    InitNode,
+    NodeReport,
     Routed,
     StartRun,
+    Survey,
 )
-from petriflow.engine.records import CaseRecord, new_id
+from petriflow.engine.records import CaseRecord, WorkOrderRecord, new_id
 from petriflow.engine.routing import genesis_token
 from petriflow.engine.states import (
     FINAL_RUN_STATES,
     UNFINISHED_WORK_ORDER_STATES,
     CaseState,
-    TaskState,
-    WorkitemState,
     WorkOrderState,
     is_terminal,
 )
@@ -97,15 +97,15 @@ from petriflow.engine.wire import (
     WorkOrderView,
 )
 from petriflow.engine.workflow import Workflow, WorkflowState
-from petriflow.engine.workorders import run_state_of_termination
-from petriflow.supervision.childspec import ChildSpec
-from petriflow.supervision.processes import is_alive
+from petriflow.supervision.childspec import ChildSpec, RestartType
+from petriflow.supervision.supervisor import Supervisor
 from petriflow.workorders import runs
 
 log = structlog.get_logger("petriflow.engine")
 
 ENGINE_NAME = "petriflow-engine"
-RESTORE_BATCH = 32  # work orders or cases restored at once after a restart
+SURVEY_TIMEOUT_S = 5.0  # a node that has not answered a survey by then is left out of the answer
+NODE_BACKOFF_S = (1.0, 30.0)  # a node restarted past its intensity waits this long, doubling up to the cap
 StateT = TypeVar("StateT", bound=StrEnum)
 
 
@@ -124,6 +124,29 @@ class _CronWakeup:
     """Wakeup payload: time to fire the cron triggers."""
 
 
+@dataclass(frozen=True)
+class _SurveyDue:
+    """Wakeup payload: survey `number` has waited long enough for its nodes."""
+
+    number: int
+
+
+@dataclass(frozen=True)
+class _NodeRestart:
+    """Wakeup payload: start again a node that crashed past its intensity."""
+
+    spec: ChildSpec
+
+
+@dataclass
+class _Survey:
+    """A survey of the nodes under way: who has yet to answer, what came back."""
+
+    waiting: set[str]
+    done: Callable[[list[NodeReport]], None]
+    reports: list[NodeReport] = field(default_factory=list)
+
+
 class EngineActor(EntityActor):
     booted = False
 
@@ -135,8 +158,7 @@ class EngineActor(EntityActor):
             if isinstance(message, (bytes, bytearray)):
                 self.answer(sender, Error("unavailable", "the engine has not booted yet"))
             return
-        if self.children.handle(message, sender):
-            self._restore_more()
+        if self.nodes.handle(message, sender):
             return
         self.dispatch(message, sender)
 
@@ -149,7 +171,7 @@ class EngineActor(EntityActor):
             memoryview: self._client,
             Event: lambda event, _: self._publish(event),
             CaseEnded: lambda message, _: self._case_ended(message.case_id),
-            CaseActivated: lambda message, _: None,  # a case without a work order has no run to mark started
+            NodeReport: lambda report, _: self._reported(report),
             WakeupMessage: lambda wakeup, _: self._wake(wakeup.payload),
             PoisonMessage: lambda message, sender: self._unsubscribe(sender),
         }
@@ -171,114 +193,136 @@ class EngineActor(EntityActor):
         if payload is _CronWakeup:
             self._fire_cron(time.time())
             self._schedule_cron()
+        elif isinstance(payload, _SurveyDue):
+            self._survey_done(payload.number)
+        elif isinstance(payload, _NodeRestart):
+            self._restart_node(payload.spec)
 
     # -- boot and restore -----------------------------------------------------------
 
     def _boot(self, message: BootEngine, sender: Any) -> None:
-        if not self.booted:
-            self.open(message.settings)
-            self.children = self.supervise(self._gave_up)
-            self.case_waiters: dict[str, list[Any]] = {}
-            self.order_waiters: dict[str, list[Any]] = {}
-            self.subscribers: list[Any] = []  # Thespian addresses compare but do not hash
-            self.client_requests = self._client_requests()
-            self.booted_at = time.time()
-            self.booted = True
-            orders = [
-                o for o in self.storage.list_work_orders(UNFINISHED_WORK_ORDER_STATES) if self._order_needs_actor(o.id)
-            ]
-            cases = [
-                c
-                for c in self.storage.list_cases([CaseState.CREATED, CaseState.ACTIVE])
-                if c.work_order_id is None and self.storage.case_needs_actor(c.id)
-            ]
-            self.restoring = deque(
-                [(self._ensure_order, o.id) for o in orders] + [(self._ensure_case, c.id) for c in cases]
+        if self.booted:
+            self._survey(lambda reports: self.answer(sender, self._info(reports)))
+            return
+        settings = message.settings
+        if settings.nodes < 1:
+            self.answer(sender, Error("invalid", f"an engine needs at least one node, not {settings.nodes}"))
+            return
+        self.open(settings)
+        self.nodes = Supervisor(
+            self, idle_timeout_s=None, die_with_parent=settings.die_with_parent, on_give_up=self._node_gave_up
+        )
+        self.node_ids = [f"node-{n}" for n in range(settings.nodes)]
+        self.placed = 0  # work placed since boot: the next goes to node_ids[placed % len]
+        self.down: dict[str, list[Any]] = {}  # nodes waiting out a back-off, with what came for them
+        self.backoffs: dict[str, float] = {}
+        self.surveys: dict[int, _Survey] = {}
+        self.survey_count = 0
+        self.case_waiters: dict[str, list[Any]] = {}
+        self.order_waiters: dict[str, list[Any]] = {}
+        self.subscribers: list[Any] = []  # Thespian addresses compare but do not hash
+        self.client_requests = self._client_requests()
+        self.booted_at = time.time()
+        self.booted = True
+        adopted = self.storage.place_orphans(self.node_ids)
+        for node_id in self.node_ids:
+            self.nodes.start(
+                ChildSpec(
+                    key=node_id,
+                    actor_class=NodeActor,
+                    init=InitNode(node_id=node_id, settings=settings),
+                    restart=RestartType.PERMANENT,
+                )
             )
-            self._restore_more()
-            log.info(
-                "engine_booted",
-                storage=self.storage.url,
-                restored_work_orders=len(orders),
-                restored_cases=len(cases),
-                pid=os.getpid(),
-            )
-            if message.settings.cron:
-                self._schedule_cron()
-        self.answer(sender, self._info())
+        log.info("engine_booted", storage=self.storage.url, nodes=len(self.node_ids), adopted=adopted, pid=os.getpid())
+        if settings.cron:
+            self._schedule_cron()
+        self._survey(lambda reports: self.answer(sender, self._info(reports)))
 
-    def _restore_more(self) -> None:
-        """Restore unfinished work orders (and cases without one) a batch at a
-        time: restoring a thousand at once starts thousands of processes that
-        thrash two cores; a finished one makes room for the next. A message
-        for one still queued restores it at once."""
-        while self.restoring and sum(map(self.children.is_running, self.children.keys())) < RESTORE_BATCH:
-            ensure, key = self.restoring.popleft()
-            ensure(key)
-
-    def _order_needs_actor(self, work_order_id: str) -> bool:
-        """Restore at boot only what has work to do; a work order whose runs
-        all wait on people is restored by the next message for it."""
-        unfinished = [r for r in self.storage.runs(work_order_id) if r.state not in FINAL_RUN_STATES]
-        return not unfinished or any(runs.needs_actor(self.storage, r) for r in unfinished)
-
-    def _info(self) -> EngineInfo:
-        live = [k for k in self.children.keys() if self.children.is_live(k)]
+    def _info(self, reports: list[NodeReport]) -> EngineInfo:
         counts: dict[str, int] = {}
         for order in self.storage.list_work_orders():
             counts[order.state.value] = counts.get(order.state.value, 0) + 1
+        kinds = [kind for report in reports for kind, _, _ in report.actors]
         return EngineInfo(
             pid=os.getpid(),
             storage=self.storage.url,
-            live_cases=sum(1 for k in live if self.kinds.get(k) == "case"),
-            live_work_orders=sum(1 for k in live if self.kinds.get(k) == "work_order"),
+            live_cases=kinds.count("case"),
+            live_work_orders=kinds.count("work_order"),
             booted_at=self.booted_at,
             work_orders=counts,
+            nodes={report.node_id: report.pid for report in reports},
         )
 
-    @property
-    def kinds(self) -> dict[str, str]:
-        if not hasattr(self, "_kinds"):
-            self._kinds: dict[str, str] = {}
-        return self._kinds
+    # -- nodes ----------------------------------------------------------------------------
 
-    def _ensure_order(self, work_order_id: str) -> None:
-        if work_order_id not in self.children.keys():
-            self.kinds[work_order_id] = "work_order"
-            self.children.start(
-                ChildSpec(
-                    key=work_order_id,
-                    actor_class=WorkOrderActor,
-                    init=InitWorkOrder(work_order_id=work_order_id, settings=self.settings),
-                )
-            )
+    def _place(self) -> str:
+        """The node for new work: each in turn."""
+        node_id = self.node_ids[self.placed % len(self.node_ids)]
+        self.placed += 1
+        return node_id
 
-    def _ensure_case(self, case_id: str) -> None:
-        if case_id not in self.children.keys():
-            self.kinds[case_id] = "case"
-            self.children.start(
-                ChildSpec(key=case_id, actor_class=CaseActor, init=InitCase(case_id=case_id, settings=self.settings))
-            )
+    def _to_node(self, node_id: str, message: Any) -> None:
+        if node_id in self.down:
+            self.down[node_id].append(message)
+        else:
+            self.nodes.send(node_id, message)
 
-    def _gave_up(self, spec: ChildSpec, reason: str) -> None:
-        if self.kinds.get(spec.key) == "work_order":
-            self._work_order_gave_up(spec.key, reason)
-            return
-        case = self.storage.take_over_and_terminate(spec.key, gave_up_failure("case", reason))
-        log.error("case_crashed", case_id=case.id, workflow_id=case.workflow_id, reason=reason)
-        self._case_ended(case.id)
+    def _to_order(self, order: WorkOrderRecord | str, message: Any = None) -> None:
+        """Hand `message` to the work order's actor on its node, which starts
+        or restores it. A work order placed on no live node (it finished
+        before the daemon restarted with fewer nodes) is placed anew."""
+        if isinstance(order, str):
+            order = self.storage.get_work_order(order)
+        node_id = order.node_id
+        if node_id not in self.node_ids:
+            node_id = self._place()
+            self.storage.place_work_order(order.id, node_id)
+        self._to_node(node_id, ForWorkOrder(order.id, message))
 
-    def _work_order_gave_up(self, work_order_id: str, reason: str) -> None:
-        """The work order's own actor keeps crashing: its unfinished runs crashed."""
-        order = self.storage.claim_work_order(work_order_id)
-        failure = gave_up_failure("work order", reason)
-        for run in self.storage.runs(order.id):
-            if run.state not in FINAL_RUN_STATES:
-                self.storage.take_over_and_terminate(run.case_id, failure)
-                self.storage.advance_run(run.id, run_state_of_termination(failure.kind), failure)
-        order = self.storage.set_work_order_state(order.id, WorkOrderState(run_state_of_termination(failure.kind)))
-        log.error("work_order_crashed", work_order_id=order.id, reason=reason)
-        self._publish(Event(kind="work_order_updated", work_order=order))
+    def _to_case(self, case: CaseRecord, message: Any = None) -> None:
+        """The same for a live case without a work order (placed at boot)."""
+        assert case.node_id is not None, f"case {case.id} without a work order is placed on no node"
+        self._to_node(case.node_id, ForCase(case.id, message))
+
+    def _node_gave_up(self, spec: ChildSpec, reason: str) -> None:
+        """A node crashed past its intensity. It hosts work, so it is started
+        again, after a back-off that doubles each time."""
+        delay = self.backoffs.get(spec.key, NODE_BACKOFF_S[0])
+        self.backoffs[spec.key] = min(delay * 2, NODE_BACKOFF_S[1])
+        self.down[spec.key] = []
+        log.error("node_backing_off", node_id=spec.key, reason=reason, delay_s=delay)
+        self.wakeupAfter(delay, payload=_NodeRestart(spec))
+
+    def _restart_node(self, spec: ChildSpec) -> None:
+        held = self.down.pop(spec.key, [])
+        self.nodes.start(spec)
+        for message in held:
+            self.nodes.send(spec.key, message)
+
+    def _survey(self, done: Callable[[list[NodeReport]], None]) -> None:
+        """Ask every node for its live actors; `done` gets the reports once all
+        have answered, or those in by SURVEY_TIMEOUT_S."""
+        self.survey_count += 1
+        number = self.survey_count
+        self.surveys[number] = _Survey(waiting=set(self.node_ids), done=done)
+        for node_id in self.node_ids:
+            self._to_node(node_id, Survey(number))
+        self.wakeupAfter(SURVEY_TIMEOUT_S, payload=_SurveyDue(number))
+
+    def _reported(self, report: NodeReport) -> None:
+        survey = self.surveys.get(report.number)
+        if survey is None:
+            return  # it came after the survey gave up waiting
+        survey.reports.append(report)
+        survey.waiting.discard(report.node_id)
+        if not survey.waiting:
+            self._survey_done(report.number)
+
+    def _survey_done(self, number: int) -> None:
+        survey = self.surveys.pop(number, None)
+        if survey is not None:
+            survey.done(sorted(survey.reports, key=lambda r: r.node_id))
 
     def _case_ended(self, case_id: str) -> None:
         waiters = self.case_waiters.pop(case_id, [])
@@ -350,7 +394,7 @@ class EngineActor(EntityActor):
 
     def _client_requests(self) -> dict[type, Callable[[Any, Any], Any]]:
         handlers: dict[type, Callable[[Any, Any], Any]] = {
-            Ping: lambda r, s: self._info(),
+            Ping: lambda r, s: self._survey(lambda reports: self.answer(s, self._info(reports))),
             PutWorkflow: self._put_workflow,
             GetWorkflow: lambda r, s: WorkflowView(
                 workflow_to_document(self.storage.get_workflow(r.workflow_id, r.version))
@@ -379,7 +423,7 @@ class EngineActor(EntityActor):
             CancelWorkOrder: self._cancel,
             Subscribe: self._subscribe,
             Unsubscribe: lambda r, s: self._unsubscribe(s),
-            ListActors: lambda r, s: self._actors(),
+            ListActors: lambda r, s: self._survey(lambda reports: self.answer(s, self._actors(reports))),
             KillEntity: self._kill,
         }
         kind: type
@@ -420,11 +464,17 @@ class EngineActor(EntityActor):
         if workflow.state is WorkflowState.DISCARDED:
             raise WorkflowDiscarded(f"workflow {workflow.id!r} is discarded: no new case can start on it")
         case = CaseRecord(
-            id=new_id(), workflow_id=workflow.id, workflow_version=workflow.version, input=dict(request.input)
+            id=new_id(),
+            workflow_id=workflow.id,
+            workflow_version=workflow.version,
+            input=dict(request.input),
+            node_id=self._place(),
         )
         self.storage.create_case(case, [genesis_token(workflow, case.id, request.input)])
-        log.info("case_created", case_id=case.id, workflow_id=workflow.id, version=workflow.version)
-        self._ensure_case(case.id)
+        log.info(
+            "case_created", case_id=case.id, workflow_id=workflow.id, version=workflow.version, node_id=case.node_id
+        )
+        self._to_case(case)
         return CaseStarted(case_id=case.id)
 
     def _case_view(self, case_id: str) -> CaseView:
@@ -464,8 +514,7 @@ class EngineActor(EntityActor):
         (restored first if it was passivated), which answers and crashes."""
         crash = self._crash_path(request.entity_id)
         if crash.kind == "work_order":
-            self._ensure_order(crash.entity_id)
-            self.children.send(crash.entity_id, Routed(crash, sender))
+            self._to_order(crash.entity_id, Routed(crash, sender))
         else:
             assert crash.case_id is not None  # every other kind lies in a case
             self._route(self._live_case(crash.case_id), crash, sender)
@@ -497,17 +546,17 @@ class EngineActor(EntityActor):
         """The owner of the entity answers the client; a case of a work order
         is reached through its work order."""
         if case.work_order_id is not None:
-            self._ensure_order(case.work_order_id)
-            self.children.send(case.work_order_id, Routed(request, sender))
+            self._to_order(case.work_order_id, Routed(request, sender))
         else:
-            self._ensure_case(case.id)
-            self.children.send(case.id, Routed(request, sender))
+            self._to_case(case, Routed(request, sender))
         return None
 
     # -- work orders ------------------------------------------------------------------------
 
     def _submit(self, workflow: Workflow, input: dict, trigger_type: str, trigger_id: str | None) -> WorkOrderSubmitted:
-        first = runs.submit(self.storage, workflow, input, trigger_type=trigger_type, trigger_id=trigger_id)
+        first = runs.submit(
+            self.storage, workflow, input, trigger_type=trigger_type, trigger_id=trigger_id, node_id=self._place()
+        )
         order = self.storage.get_work_order(first.run.work_order_id)
         log.info(
             "work_order_created",
@@ -516,10 +565,11 @@ class EngineActor(EntityActor):
             workflow_id=workflow.id,
             trigger_type=trigger_type,
             trigger_id=trigger_id,
+            node_id=order.node_id,
         )
         self._publish(Event(kind="work_order_created", work_order=order))
         self._publish(Event(kind="run_created", work_order=order, run=first.run))
-        self._ensure_order(order.id)
+        self._to_order(order)
         return WorkOrderSubmitted(work_order_id=order.id, run_id=first.run.id)
 
     def _submit_webhook(self, request: SubmitWebhook, sender: Any) -> WorkOrderSubmitted:
@@ -555,8 +605,7 @@ class EngineActor(EntityActor):
             )
             self._publish(Event(kind="run_created", work_order=order, run=new.run))
             self._publish(Event(kind="work_order_updated", work_order=order, run=new.run))
-            self._ensure_order(order.id)
-            self.children.send(order.id, StartRun(new.run.id))
+            self._to_order(order, StartRun(new.run.id))
 
     def _retry(self, request: RetryRun, sender: Any) -> RunEnqueued:
         retried = runs.retry_from_step(self.storage, request.run_id, request.step_id)
@@ -574,8 +623,7 @@ class EngineActor(EntityActor):
         order = self.storage.get_work_order(request.work_order_id)
         if all(r.state in FINAL_RUN_STATES for r in self.storage.runs(order.id)):
             raise AlreadyCompleted(f"work order {order.id} is already {order.state.value}")
-        self._ensure_order(order.id)
-        self.children.send(order.id, Routed(request, sender))
+        self._to_order(order, Routed(request, sender))
         return None
 
     def _subscribe(self, request: Subscribe, sender: Any) -> Ok:
@@ -587,18 +635,11 @@ class EngineActor(EntityActor):
         self.subscribers = [s for s in self.subscribers if s != sender]
         return Ok()
 
-    def _actors(self) -> ActorList:
-        """Every live actor of the tree, read from storage: each entity records
-        the pid of the actor that claimed it last."""
+    def _actors(self, reports: list[NodeReport]) -> ActorList:
+        """Every live actor of the tree: the Engine, each node that answered,
+        and each entity actor its node hosts, with the node's pid."""
         found = [ActorInfo(kind="engine", entity_id=ENGINE_NAME, state="running", pid=os.getpid())]
-        for order in self.storage.list_work_orders(UNFINISHED_WORK_ORDER_STATES):
-            found.append(ActorInfo("work_order", order.id, order.state.value, order.pid))
-        for case in self.storage.list_cases([CaseState.CREATED, CaseState.ACTIVE]):
-            found.append(ActorInfo("case", case.id, case.state.value, case.pid))
-            for task in self.storage.tasks(case.id, [TaskState.STARTED, TaskState.ALLOCATED, TaskState.EXECUTING]):
-                found.append(ActorInfo("task", task.id, task.state.value, task.pid))
-            for workitem in self.storage.workitems(
-                case_id=case.id, states=[WorkitemState.CREATED, WorkitemState.STARTED]
-            ):
-                found.append(ActorInfo("workitem", workitem.id, workitem.state.value, workitem.pid))
-        return ActorList([a for a in found if a.pid is not None and is_alive(a.pid)])
+        for report in reports:
+            found.append(ActorInfo("node", report.node_id, "running", report.pid, node=report.node_id))
+            found += [ActorInfo(kind, id, state, report.pid, node=report.node_id) for kind, id, state in report.actors]
+        return ActorList(found)

@@ -13,6 +13,8 @@ from typing import Any
 
 import structlog
 
+from petriflow.actors import outbox
+from petriflow.actors.outbox import Outside
 from petriflow.engine import codec
 from petriflow.engine.errors import Invalid, PetriflowError, StorageFailure
 from petriflow.engine.messages import Routed
@@ -56,6 +58,8 @@ def gave_up_failure(what: str, reason: str, **ids: str | None) -> Failure:
 class EntityActor(SupervisedActor):
     settings: Settings
     storage: WorkOrderStorage
+    kind = ""  # work_order, case, task or workitem: how `petriflow actors` names it
+    holds = ""  # the attribute holding the entity's record
 
     def open(self, settings: Settings) -> None:
         self.settings = settings
@@ -113,8 +117,23 @@ class EntityActor(SupervisedActor):
         return isinstance(message, Routed)
 
     def answer(self, reply_to: Any, result: Any) -> None:
-        if reply_to is not None:
+        """Send `result`, encoded, to a client: directly, or through the outbox
+        of this actor's node when the client is outside it."""
+        if reply_to is None:
+            return
+        if isinstance(reply_to, Outside):
+            outbox.post(reply_to, codec.encode(result))
+        else:
             self.send(reply_to, codec.encode(result))
+
+    def entity_row(self) -> tuple[str, str, str] | None:
+        """`(kind, entity_id, state)` of the entity this actor holds (its record
+        is the attribute named `holds`), for `petriflow actors`; None until it
+        holds one, or once it is on its way out."""
+        record = getattr(self, self.holds, None) if self.holds else None
+        if record is None or self._done:
+            return None
+        return (self.kind, record.id, record.state.value)
 
     def requests(self) -> dict[type, Callable[[Routed], Any]]:
         """Each request type this actor serves as it travels down the tree

@@ -49,6 +49,8 @@ log = structlog.get_logger("petriflow.task")
 class TaskActor(EntityActor):
     task: TaskRecord
 
+    kind, holds = "task", "task"
+
     def log_context(self) -> dict[str, Any]:
         task = getattr(self, "task", None)
         if task is None:

@@ -36,6 +36,7 @@ from petriflow.engine.wire import AbandonWorkitem, CompleteWorkitem, Ok
 from petriflow.engine.workflow import Transition
 from petriflow.storage.store import Fence
 from petriflow.supervision import isolation
+from petriflow.supervision.childspec import Intensity
 
 log = structlog.get_logger("petriflow.workitem")
 
@@ -56,6 +57,8 @@ class WorkitemActor(EntityActor):
     transition: Transition
     executor: Executor
 
+    kind, holds = "workitem", "workitem"
+
     def log_context(self) -> dict[str, Any]:
         wi = getattr(self, "workitem", None)
         if wi is None:
@@ -64,7 +67,13 @@ class WorkitemActor(EntityActor):
 
     def on_start(self, init: InitWorkitem) -> None:
         self.open(init.settings)
-        self.workitem = self.storage.claim_workitem(init.workitem_id, os.getpid(), begin=True)
+        limit = Intensity()
+        self.workitem = self.storage.claim_workitem(
+            init.workitem_id,
+            os.getpid(),
+            begin=True,
+            intensity=(limit.max_restarts, limit.max_seconds, os.getppid()),  # the node's parent restarts it
+        )
         self.fence = Fence("workitems", self.workitem.id, self.workitem.incarnation)
         self.outcome: list[Outcome | isolation.IsolatedCrash] = []
         self.thread: threading.Thread | None = None
@@ -87,6 +96,12 @@ class WorkitemActor(EntityActor):
             return
         if self.workitem.awaiting:
             log.info("workitem_awaiting", **self.log_context())
+            return
+        interrupted = len(self.workitem.interrupted_at or [])
+        if interrupted > limit.max_restarts:
+            reason = f"the node hosting it died {interrupted} times within {limit.max_seconds}s while it ran"
+            log.error("workitem_crashed", reason=reason, **self.log_context())
+            self._finish(WorkitemState.FAILED, failure=self._failure("crashed", f"workitem crashed: {reason}"))
             return
         self._run(begun=True)
 

@@ -36,13 +36,15 @@ log = structlog.get_logger("petriflow.work_order")
 class WorkOrderActor(EntityActor):
     order: WorkOrderRecord
 
+    kind, holds = "work_order", "order"
+
     def log_context(self) -> dict[str, Any]:
         order = getattr(self, "order", None)
         return {"work_order_id": order.id, "workflow_id": order.workflow_id} if order else {}
 
     def on_start(self, init: InitWorkOrder) -> None:
         self.open(init.settings)
-        self.order = self.storage.claim_work_order(init.work_order_id, os.getpid())
+        self.order = self.storage.claim_work_order(init.work_order_id, os.getpid(), init.node_incarnation)
         self.children = self.supervise(self._case_gave_up)
         unfinished = self._unfinished()
         if not unfinished:

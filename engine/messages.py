@@ -113,6 +113,7 @@ class TaskFailed:
 class InitWorkOrder:
     work_order_id: str
     settings: Settings
+    node_incarnation: int | None = None  # of the node hosting it, recorded when it claims the work order
 
 
 @dataclass(frozen=True)
@@ -148,3 +149,61 @@ class Crash:
     kind: str  # work_order | case | task | workitem
     case_id: str | None = None
     task_id: str | None = None
+
+
+# -- between the Engine and its nodes ------------------------------------------
+
+
+@dataclass(frozen=True)
+class InitNode:
+    """A node's first message: which node it is. It restores the unfinished
+    work placed on it."""
+
+    node_id: str
+    settings: Settings
+
+
+@dataclass(frozen=True)
+class BootNode:
+    """A node to the root of its hosted tree: restore the work placed on
+    `node_id`, which this incarnation of the node now owns."""
+
+    node_id: str
+    node_incarnation: int
+    settings: Settings
+
+
+@dataclass(frozen=True)
+class ForWorkOrder:
+    """Engine -> node: start or restore the work order's actor (placed on
+    that node) and hand it `message`, if any."""
+
+    work_order_id: str
+    message: Any = None
+
+
+@dataclass(frozen=True)
+class ForCase:
+    """Engine -> node: the same for a case started without a work order."""
+
+    case_id: str
+    message: Any = None
+
+
+@dataclass(frozen=True)
+class Survey:
+    """Engine -> every node: report your live actors (`petriflow actors`,
+    `ping`). `number` pairs the answers with the request."""
+
+    number: int
+
+
+@dataclass(frozen=True)
+class NodeReport:
+    """A node's answer to a `Survey`: its pid and each live entity actor it
+    hosts as `(kind, entity_id, state)`."""
+
+    number: int
+    node_id: str
+    pid: int
+    actors: list[tuple[str, str, str]]

@@ -13,3 +13,4 @@ class Settings:
     idle_timeout_s: float | None = None
     die_with_parent: bool = False
     cron: bool = False
+    nodes: int = 1  # node processes hosting the work (the daemon's default: the core count)

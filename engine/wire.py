@@ -79,6 +79,7 @@ class EngineInfo:
     live_work_orders: int = 0
     booted_at: float = 0.0
     work_orders: dict[str, int] = field(default_factory=dict)
+    nodes: dict[str, int] = field(default_factory=dict)  # node id -> pid, of the nodes that answered
 
 
 @dataclass(frozen=True)
@@ -141,10 +142,14 @@ class RetryManyResult:
 
 @dataclass(frozen=True)
 class ActorInfo:
+    """A live actor: the Engine, a node, or an entity actor with the node
+    that hosts it (`pid` is that node's process)."""
+
     kind: str
     entity_id: str
     state: str
     pid: int | None
+    node: str | None = None
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,10 @@ class SupervisedActor(Actor):
         """Entity ids that every log line about this actor carries."""
         return {}
 
+    def on_exit(self) -> None:
+        """Called once as the actor exits, normally or not (never after a
+        SIGKILL): release what the process will not release for it."""
+
     def handles_while_stopping(self, message: Any) -> bool:
         """Whether a message from the parent that arrives after `stop_normally`
         is still handled here; by default it is returned to the parent, which
@@ -108,6 +112,7 @@ class SupervisedActor(Actor):
     def receiveMessage(self, message: Any, sender: Any) -> None:
         if isinstance(message, ActorExitRequest):
             self._done = True
+            self.on_exit()
             return
         if self._done:
             return

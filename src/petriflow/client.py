@@ -73,7 +73,10 @@ def boot_engine(asys: ActorSystem, settings: Settings, timeout_s: float = 30.0) 
     reply = asys.ask(engine, BootEngine(settings), timeout_s)
     if reply is None:
         raise EngineTimeout(f"the engine did not boot within {timeout_s}s")
-    return codec.decode(reply)
+    result = codec.decode(reply)
+    if isinstance(result, Error):
+        raise error_for(result.code, result.message)
+    return result
 
 
 class Client:

@@ -1,0 +1,148 @@
+"""The Node actor: one OS process (on multiprocTCPBase) hosting the actors of
+every work order placed on it, as an Erlang node hosts many processes.
+
+The Engine supervises its nodes (permanent children). A node owns a
+`HostedSystem`, a private simpleSystemBase whose root is a `NodeRootActor`;
+WorkOrder, Case, Task and Workitem actors live there, under the same
+supervision as anywhere. A message from the Engine is handed in, and the
+hosted actors run until they are quiet; what they sent outside (answers to
+clients, events for the Engine) is then sent on. The node asks for its own
+wakeup when a hosted actor's timer is next due.
+
+A node's crash is the crash of everything on it: the Engine starts the node
+again, and the new incarnation restores the node's work from storage.
+Embedded (simpleSystemBase) the node is the same code in the caller's process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from thespian.actors import WakeupMessage
+
+from petriflow.actors import outbox
+from petriflow.actors.entity import EntityActor
+from petriflow.actors.node_root import NodeRootActor
+from petriflow.actors.outbox import ENGINE, Outside
+from petriflow.engine.messages import BootNode, ForCase, ForWorkOrder, InitNode, NodeReport, Routed, Survey
+from petriflow.supervision.hosted import HostedSystem
+
+log = structlog.get_logger("petriflow.node")
+
+MAX_REPLIES = 100_000
+"""Clients' reply addresses a node keeps for requests not yet answered; past
+it the oldest is forgotten (its client has long timed out)."""
+
+
+@dataclass(frozen=True)
+class _Pump:
+    """Wakeup payload: a hosted actor's timer is due at `at` (monotonic)."""
+
+    at: float
+
+
+class NodeActor(EntityActor):
+    node_id = ""
+
+    def log_context(self) -> dict[str, Any]:
+        return {"node_id": self.node_id} if self.node_id else {}
+
+    def on_start(self, init: InitNode) -> None:
+        self.open(init.settings)
+        self.node_id = init.node_id
+        self.incarnation = self.storage.claim_node(init.node_id, os.getpid())
+        self.outbox: outbox.Outbox = []
+        self.replies: OrderedDict[int, Any] = OrderedDict()
+        self.numbers = 0
+        self.pumps: set[float] = set()  # when the wakeups asked for are due
+        self.hosted = HostedSystem()
+        self.root = self.hosted.create(NodeRootActor)
+        log.info("node_started", node_incarnation=self.incarnation, pid=os.getpid(), **self.log_context())
+        # hosted actors share this process: no link to a parent process of their own
+        hosted_settings = dataclasses.replace(init.settings, die_with_parent=False)
+        self._hand_in(BootNode(self.node_id, self.incarnation, hosted_settings))
+
+    def on_exit(self) -> None:
+        """Embedded, the process lives on: stop the hosted actors with the node."""
+        hosted = getattr(self, "hosted", None)
+        if hosted is not None:
+            hosted.stop()
+
+    def may_passivate(self) -> bool:
+        return False  # a node hosts work; it is never idle in the supervisor's sense
+
+    def on_message(self, message: Any, sender: Any) -> None:
+        self.dispatch(message, sender)
+
+    def handlers(self) -> dict[type, Callable[[Any, Any], object]]:
+        return {
+            ForWorkOrder: lambda message, _: self._hand_in(self._inward(message)),
+            ForCase: lambda message, _: self._hand_in(self._inward(message)),
+            Survey: lambda survey, _: self._report(survey),
+            WakeupMessage: lambda wakeup, _: self._wake(wakeup.payload),
+        }
+
+    # -- into the hosted system ---------------------------------------------------------
+
+    def _inward(self, message: ForWorkOrder | ForCase) -> ForWorkOrder | ForCase:
+        """A client's reply address becomes an `Outside` token: hosted actors
+        answer through the outbox."""
+        routed = message.message
+        if not isinstance(routed, Routed) or routed.reply_to is None:
+            return message
+        self.numbers += 1
+        self.replies[self.numbers] = routed.reply_to
+        if len(self.replies) > MAX_REPLIES:
+            self.replies.popitem(last=False)
+        return dataclasses.replace(message, message=Routed(routed.body, Outside(self.numbers)))
+
+    def _hand_in(self, message: Any, to: Any = None) -> None:
+        """Give `message` to the root (or the hosted actor at `to`) and run
+        the hosted actors until they are quiet."""
+        with outbox.collecting(self.outbox):
+            self.hosted.tell(self.root if to is None else to, message)
+        self._after_pump()
+
+    def _wake(self, payload: Any) -> None:
+        if isinstance(payload, _Pump):
+            self.pumps.discard(payload.at)
+            with outbox.collecting(self.outbox):
+                self.hosted.pump()
+            self._after_pump()
+
+    def _after_pump(self) -> None:
+        """Send on what the hosted actors sent outside, and ask to be woken
+        when their next timer is due. If the root itself crashed, the node's
+        state is what is broken: the node crashes and is restored."""
+        if not self.hosted.is_live(self.root):
+            raise RuntimeError(f"the root of node {self.node_id} crashed")
+        sent, self.outbox[:] = list(self.outbox), []
+        for to, message in sent:
+            if to == ENGINE:
+                self.send(self.parent, message)
+            else:
+                address = self.replies.pop(to.number, None)
+                if address is not None:
+                    self.send(address, message)
+        due = self.hosted.next_due_s()
+        if due is not None:
+            at = time.monotonic() + due
+            if not any(p <= at + 0.001 for p in self.pumps):
+                self.pumps.add(at)
+                self.wakeupAfter(timedelta(seconds=due), payload=_Pump(at))
+
+    # -- out of it ----------------------------------------------------------------------
+
+    def _report(self, survey: Survey) -> None:
+        rows = [
+            row for actor in self.hosted.instances() if isinstance(actor, EntityActor) and (row := actor.entity_row())
+        ]
+        self.send(self.parent, NodeReport(survey.number, self.node_id, os.getpid(), rows))
