@@ -47,7 +47,9 @@ class DaemonProcess:
 
     base = "daemon"
 
-    def __init__(self, home: Path, idle_timeout_s: float = 300.0, profile_dir: Path | None = None) -> None:
+    def __init__(
+        self, home: Path, idle_timeout_s: float = 300.0, profile_dir: Path | None = None, nodes: int | None = None
+    ) -> None:
         from petriflow import daemon
 
         home.mkdir(parents=True, exist_ok=True)
@@ -60,6 +62,7 @@ class DaemonProcess:
             http_port=next(p for p in iter(free_port, None) if p != port),
             storage_url=f"sqlite:///{self.storage_path}",
             idle_timeout_s=idle_timeout_s,
+            nodes=nodes or os.cpu_count() or 1,  # as `petriflow start` runs it
         )
         self.profile_dir = profile_dir
         self.proc: subprocess.Popen | None = None
@@ -77,6 +80,7 @@ class DaemonProcess:
             "http_port": self.config.http_port,
             "storage_url": self.config.storage_url,
             "idle_timeout_s": self.config.idle_timeout_s,
+            "nodes": self.config.nodes,
             "profile_dir": str(self.profile_dir) if self.profile_dir else None,
         }
         out = open(self.home / "daemon.out", "ab")
@@ -162,6 +166,7 @@ def serve_daemon(spec_json: str) -> int:
         http_port=spec["http_port"],
         storage_url=spec["storage_url"],
         idle_timeout_s=spec["idle_timeout_s"],
+        nodes=spec["nodes"],
     )
     return daemon.Daemon(config).serve()
 

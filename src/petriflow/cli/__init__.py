@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     run_start.add_argument("--foreground", action="store_true", help="stay attached (systemd, containers)")
     run_start.add_argument("--http-port", type=int, help="webhook port (default $PETRIFLOW_HTTP_PORT or 19471)")
     run_start.add_argument("--storage", help="storage URL (default sqlite:///<home>/petriflow.db)")
+    run_start.add_argument(
+        "--nodes", type=int, help="node processes hosting the work (default $PETRIFLOW_NODES or the core count)"
+    )
     command("stop", control.stop, "stop the daemon; no process is left behind")
     command("status", control.status, "whether the daemon runs, its pid, port, storage, uptime and work orders")
     run_demo = command("demo", demo.demo, "start the daemon, run a demo workflow end to end, print each step")

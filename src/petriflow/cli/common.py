@@ -17,6 +17,7 @@ def daemon_config(args: argparse.Namespace) -> daemon.DaemonConfig:
         port=args.port,
         http_port=getattr(args, "http_port", None),
         storage=getattr(args, "storage", None),
+        nodes=getattr(args, "nodes", None),
     )
 
 

@@ -48,6 +48,7 @@ def status(args: argparse.Namespace) -> int:
                 f"home       {info['home']}",
                 f"storage    {info['storage']}",
                 f"webhooks   {info['http_url']}",
+                f"nodes      {', '.join(f'{n} (pid {p})' for n, p in sorted(info.get('nodes', {}).items())) or 'none'}",
                 f"work orders {counts}",
             ]
         ),

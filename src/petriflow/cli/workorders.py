@@ -132,7 +132,9 @@ def actors(args: argparse.Namespace) -> int:
         args,
         {"actors": [dataclasses.asdict(actor) for actor in found]},
         render.table(
-            ["KIND", "ENTITY", "STATE", "PID"], [[a.kind, a.entity_id, a.state, a.pid] for a in found], "no live actors"
+            ["KIND", "ENTITY", "STATE", "NODE", "PID"],
+            [[a.kind, a.entity_id, a.state, a.node or "-", a.pid] for a in found],
+            "no live actors",
         ),
     )
     return 0

@@ -26,6 +26,7 @@ class DaemonConfig:
     http_port: int
     storage_url: str
     idle_timeout_s: float = 300.0
+    nodes: int = 1  # node processes hosting the work; resolve_config defaults to the core count
 
     @property
     def pid_file(self) -> Path:
@@ -50,21 +51,26 @@ def resolve_config(
     port: int | None = None,
     http_port: int | None = None,
     storage: str | None = None,
+    nodes: int | None = None,
     env: Mapping[str, str] = os.environ,
 ) -> DaemonConfig:
     """Flags first, then the environment, then the defaults."""
     home_path = Path(home or env.get("PETRIFLOW_HOME") or ".petriflow").resolve()
 
-    def number(value: int | None, name: str, default: int) -> int:
+    def number(value: int | None, name: str, default: int, what: str = "a port number") -> int:
         raw = value if value is not None else env.get(name)
         try:
             return int(raw) if raw is not None else default
         except ValueError:
-            raise DaemonError(f"{name} must be a port number, got {raw!r}") from None
+            raise DaemonError(f"{name} must be {what}, got {raw!r}") from None
 
+    node_count = number(nodes, "PETRIFLOW_NODES", os.cpu_count() or 1, "a whole number of nodes")
+    if node_count < 1:
+        raise DaemonError(f"--nodes (or PETRIFLOW_NODES) must be at least 1, got {node_count}")
     return DaemonConfig(
         home=str(home_path),
         port=number(port, "PETRIFLOW_PORT", DEFAULT_PORT),
         http_port=number(http_port, "PETRIFLOW_HTTP_PORT", DEFAULT_HTTP_PORT),
         storage_url=storage or env.get("PETRIFLOW_STORAGE") or f"sqlite:///{home_path / 'petriflow.db'}",
+        nodes=node_count,
     )

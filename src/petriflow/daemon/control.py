@@ -47,6 +47,8 @@ def start_background(config: DaemonConfig, timeout_s: float = 30.0) -> int:
             str(config.http_port),
             "--storage",
             config.storage_url,
+            "--nodes",
+            str(config.nodes),
         ],
         stdin=subprocess.DEVNULL,
         stdout=out,
@@ -183,7 +185,12 @@ def status(config: DaemonConfig) -> dict[str, Any]:
             uptime_s=round(time.time() - state["started_at"], 1),
         )
         info: EngineInfo = connect(config).ping()
-        result.update(work_orders=info.work_orders, engine_pid=info.pid, live_work_orders=info.live_work_orders)
+        result.update(
+            work_orders=info.work_orders,
+            engine_pid=info.pid,
+            live_work_orders=info.live_work_orders,
+            nodes=info.nodes,
+        )
     except (OSError, ValueError, KeyError, PetriflowError, TimeoutError) as exc:
         result["error"] = str(exc)
     return result

@@ -53,6 +53,7 @@ class Daemon:
             idle_timeout_s=config.idle_timeout_s,
             die_with_parent=True,
             cron=True,
+            nodes=config.nodes,
         )
 
     def serve(self) -> int:
