@@ -107,8 +107,10 @@ class Hang(BaseExecutor):
 
 
 class KillSelf(BaseExecutor):
-    """SIGKILLs its own actor process, every attempt: the workitem crashes
-    until its supervisor gives up on it (the run ends `crashed`)."""
+    """SIGKILLs its own process, every attempt. Run isolated (the mix does),
+    that is the attempt's own process: the workitem crashes until its
+    supervisor gives up on it (the run ends `crashed`). Not isolated, it is
+    the node's process, and every entity on the node is restored each time."""
 
     blocking = False
 

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 from petriflow.chaos.workflows import WORKFLOWS
 
-# SIGKILL of a live actor's process of each kind, of the Engine and of the whole
-# daemon; and "entity": a live entity crashed by message (`petriflow kill`).
-KINDS = ("workitem", "task", "case", "work_order", "entity", "engine", "daemon")
+# A live entity of each kind crashed by message (`petriflow kill`); SIGKILL of a
+# node's process (every entity on it), of the Engine and of the whole daemon.
+ENTITY_KINDS = ("workitem", "task", "case", "work_order")
+KINDS = (*ENTITY_KINDS, "node", "engine", "daemon")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from petriflow.chaos.daemon import Daemon
-from petriflow.chaos.plan import KINDS, Fault, Plan, Submission
+from petriflow.chaos.plan import ENTITY_KINDS, KINDS, Fault, Plan, Submission
 from petriflow.chaos.workflows import JOURNALING, WORKFLOWS
 from petriflow.client import Client, EngineTimeout
 from petriflow.engine.errors import AlreadyCompleted, Invalid, NotFound, PetriflowError
@@ -158,7 +158,7 @@ class Chaos:
             self.connect()
             self.notes.append(f"killed the daemon ({len(killed)} processes) and started it again")
             return True
-        if fault.kind == "entity":
+        if fault.kind in ENTITY_KINDS:
             return self._crash_by_message(fault)
         if fault.kind == "engine":
             victim = self.call(lambda c: c.ping()).pid
@@ -202,7 +202,7 @@ class Chaos:
             (
                 a
                 for a in self.call(lambda c: c.list_actors())
-                if a.kind != "engine" and now - self.recent.get(a.entity_id, -99.0) > 6.0
+                if a.kind == fault.kind and now - self.recent.get(a.entity_id, -99.0) > 6.0
             ),
             key=lambda a: a.entity_id,
         )

@@ -141,7 +141,7 @@ WORKFLOWS: dict[str, tuple[dict, str, int]] = {
         _workflow(
             "chaos-killself",
             ["start", "end"],
-            [{"id": "die", "executor": EX + "KillSelf"}],
+            [{"id": "die", "executor": EX + "KillSelf", "isolate": True}],  # a node-killing step must be isolated
             ["start -> die", "die -> end"],
         ),
         "crashed",
