@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 
 from petriflow import logs
+from petriflow.actors.node import NodeActor
 from petriflow.client import Client, boot_engine
 from petriflow.engine.document import compact_document
 from petriflow.engine.settings import Settings
@@ -22,6 +23,18 @@ from petriflow.system import close_actor_system, free_port, open_actor_system
 BASES = ["simpleSystemBase", "multiprocTCPBase"]
 workflow = compact_document  # the tests write many workflow documents in the compact notation
 
+# A sequence whose middle step waits for a person: everything above it stays live.
+APPROVAL = workflow(
+    "approval",
+    ["start", "p1", "p2", "end"],
+    [
+        {"id": "fetch", "executor": "echo", "params": {"fetched": True}},
+        {"id": "approve", "executor": "manual"},
+        {"id": "post", "executor": "echo", "params": {"posted": True}},
+    ],
+    ["start -> fetch", "fetch -> p1", "p1 -> approve", "approve -> p2", "p2 -> post", "post -> end"],
+)
+
 
 @contextlib.contextmanager
 def running_engine(
@@ -31,6 +44,7 @@ def running_engine(
     idle_timeout_s: float | None = None,
     log_path: str | None = None,
     port: int | None = None,
+    nodes: int = 1,
 ) -> Iterator[Client]:
     """With `log_path`, the test is the application that configures logging,
     as the daemon does: JSON lines to that file, from this process and every
@@ -41,7 +55,10 @@ def running_engine(
         logs.configure(log_path)
     asys = open_actor_system(base, admin_port=(port or free_port()) if multiproc else None)
     try:
-        boot_engine(asys, Settings(storage_url=storage_url, idle_timeout_s=idle_timeout_s, die_with_parent=multiproc))
+        boot_engine(
+            asys,
+            Settings(storage_url=storage_url, idle_timeout_s=idle_timeout_s, die_with_parent=multiproc, nodes=nodes),
+        )
         yield Client(asys, timeout_s=30)
     finally:
         close_actor_system(asys)
@@ -88,10 +105,14 @@ def storage_dump(path: Any) -> list:
 def tell_entity(client: Client, actor_class: type, entity_id: str, message: Any) -> None:
     """Send an internal message straight to the live actor of an entity, as
     its parent or child would. On simpleSystemBase only: the test looks the
-    actor up in Thespian's in-process registry, which no client can reach."""
+    actor up among those its node hosts, which no client can reach."""
     for ref in list(client.asys._systemBase.actorRegistry.values()):
-        actor = getattr(ref, "instance", None)
-        if isinstance(actor, actor_class) and actor.key == entity_id:
-            client.asys.tell(ref.address, message)
-            return
+        node = getattr(ref, "instance", None)
+        if not isinstance(node, NodeActor):
+            continue
+        for actor in node.hosted.instances():
+            if isinstance(actor, actor_class) and actor.key == entity_id:
+                node._hand_in(message, to=actor.myAddress)
+                client.ping()  # run what the node sent outside
+                return
     raise LookupError(f"no live {actor_class.__name__} for {entity_id}")

@@ -335,29 +335,38 @@ def test_actors_lists_the_engine_and_a_waiting_workitem_with_live_pids(cli: Cli)
     step = until(lambda: waiting_step(cli, order_id, "approve"), what="waiting approve step")
     try:
         listed = cli.ok("actors")["actors"]
-        assert all(a.keys() == {"kind", "entity_id", "state", "pid"} for a in listed)
+        assert all(a.keys() == {"kind", "entity_id", "state", "node", "pid"} for a in listed)
         [engine] = [a for a in listed if a["kind"] == "engine"]
-        assert engine["pid"] == json.loads(cli.run("status", "--json").stdout)["engine_pid"]
+        status = json.loads(cli.run("status", "--json").stdout)
+        assert engine["pid"] == status["engine_pid"]
+        nodes = {a["entity_id"]: a["pid"] for a in listed if a["kind"] == "node"}
+        assert nodes == status["nodes"] and len(nodes) >= 1
         [workitem] = [a for a in listed if a["entity_id"] == step["workitem_id"]]
         assert workitem["kind"] == "workitem" and workitem["state"] == "started"
+        assert workitem["pid"] == nodes[workitem["node"]], "an entity's pid is its node's"
         for actor in (engine, workitem):
             assert processes.is_alive(actor["pid"])
-        assert cli.run("actors").stdout.splitlines()[0].split() == ["KIND", "ENTITY", "STATE", "PID"]
+        assert cli.run("actors").stdout.splitlines()[0].split() == ["KIND", "ENTITY", "STATE", "NODE", "PID"]
     finally:
         cli.run("cancel", order_id)
 
 
-def test_kill_crashes_a_waiting_workitem_whose_supervisor_restores_it_in_a_new_process(cli: Cli) -> None:
+def test_kill_crashes_a_waiting_workitem_whose_supervisor_restores_it_as_a_new_incarnation(cli: Cli) -> None:
     order_id = cli.ok("submit", "cli-manual")["work_order_id"]
     step = until(lambda: waiting_step(cli, order_id, "approve"), what="waiting approve step")
+    nodes = {a["entity_id"]: a["pid"] for a in cli.ok("actors")["actors"] if a["kind"] == "node"}
 
-    def pid_of(entity_id: str) -> int | None:
-        return next((a["pid"] for a in cli.ok("actors")["actors"] if a["entity_id"] == entity_id), None)
+    def restarts() -> int:
+        lines = (cli.home / "petriflow.log").read_text().splitlines()
+        return sum(
+            1 for e in map(json.loads, lines) if e["event"] == "child_restarted" and e.get("key") == step["workitem_id"]
+        )
 
-    old = until(lambda: pid_of(step["workitem_id"]), what="the workitem's process")
+    assert restarts() == 0
     assert cli.ok("kill", step["workitem_id"]) == {"entity_id": step["workitem_id"], "kind": "workitem"}
-    new = until(lambda: (pid := pid_of(step["workitem_id"])) not in (None, old) and pid, what="a new process")
-    assert not processes.is_alive(old) and processes.is_alive(new)
+    until(lambda: restarts() == 1, what="its supervisor restarting the workitem")
+    after = {a["entity_id"]: a["pid"] for a in cli.ok("actors")["actors"] if a["kind"] == "node"}
+    assert after == nodes, "killing one entity leaves its node running"
     restored = until(lambda: waiting_step(cli, order_id, "approve"), what="the restored step waiting again")
     assert restored["workitem_id"] == step["workitem_id"]  # a waiting step waits on: nothing runs again
     cli.ok("complete", step["workitem_id"], "--output", "{}")

@@ -142,7 +142,7 @@ def test_killing_the_whole_system_mid_run_then_restarting_finishes_every_case_on
             60,
         )
         killed = processes.kill_session(system_session(asys).sid)
-        assert len(killed) > 20
+        assert len(killed) >= 4, "the admin, the Engine and its nodes"
     finally:
         close_actor_system(asys)
     unfinished = [c for c in case_ids if open_storage_state(url, c) is not CaseState.FINISHED]

@@ -8,21 +8,9 @@ import pytest
 
 from petriflow.engine.errors import Invalid, NotFound
 from petriflow.engine.states import WorkitemState
-from tests.engines import BASES, awaiting_workitem, running_engine, wait_for, workflow
+from tests.engines import APPROVAL, BASES, awaiting_workitem, running_engine, wait_for
 
 pytestmark = pytest.mark.timeout(90)
-
-# A sequence whose middle step waits for a person: everything above it is live.
-APPROVAL = workflow(
-    "approval",
-    ["start", "p1", "p2", "end"],
-    [
-        {"id": "fetch", "executor": "echo", "params": {"fetched": True}},
-        {"id": "approve", "executor": "manual"},
-        {"id": "post", "executor": "echo", "params": {"posted": True}},
-    ],
-    ["start -> fetch", "fetch -> p1", "p1 -> approve", "approve -> p2", "p2 -> post", "post -> end"],
-)
 
 
 @pytest.fixture(params=BASES)

@@ -1,5 +1,6 @@
 """Passivation: idle entity actors exit and come back from storage on demand,
-so waiting cases cost storage rows, not processes."""
+so waiting cases cost storage rows, not actors (nor, on the daemon, memory
+in its node processes)."""
 
 from __future__ import annotations
 
@@ -31,11 +32,10 @@ def test_waiting_cases_passivate_and_are_restored_by_the_next_message(base, tmp_
         case_ids = [client.start_case("waits", {"n": n}) for n in range(5)]
         workitems = {case_id: awaiting_workitem(client, case_id, "approve") for case_id in case_ids}
         wait_for(lambda: client.ping().live_cases == 0)
+        assert [a.kind for a in client.list_actors()] == ["engine", "node"], "passivated actors are gone"
         if base == "multiprocTCPBase":
-            pids = [client.get_workitem(w).pid for w in workitems.values()]
-            assert processes.wait_until_gone(pids, 5) == [], "passivated actors leave no process"
             session = system_session(client.asys)
-            assert len(processes.session_pids(session.sid)) < 5, "only the admin, logger and engine remain"
+            assert len(processes.session_pids(session.sid)) <= 4, "only the admin, logger, engine and node remain"
         for case_id, workitem_id in workitems.items():
             client.complete_workitem(workitem_id, {"ok": case_id})
         views = [client.wait_case(case_id) for case_id in case_ids]
