@@ -124,6 +124,7 @@ class NodeActor(EntityActor):
         state is what is broken: the node crashes and is restored."""
         if not self.hosted.is_live(self.root):
             raise RuntimeError(f"the root of node {self.node_id} crashed")
+        self.hosted.sweep()
         sent, self.outbox[:] = list(self.outbox), []
         for to, message in sent:
             if to == ENGINE:

@@ -41,6 +41,20 @@ class HostedSystem:
         self._base._realizeWakeups()
         self._base._runSends()
 
+    def sweep(self) -> None:
+        """Forget actors that exited. The simple base keeps a registry entry
+        (set to None) for every actor it ever created, and the wakeups a dead
+        actor had asked for until they expire; it scans its wakeups at every
+        message. A node that runs for weeks creates millions of actors, so
+        the owner sweeps after each pump: what is left is what lives."""
+        registry = self._base.actorRegistry
+        dead = [key for key, ref in registry.items() if ref is None or ref.instance is None]
+        for key in dead:
+            if key not in self._base._internalAddresses:
+                del registry[key]
+        if dead:
+            self._base._wakeUps = [w for w in self._base._wakeUps if w[0].actorAddressString in registry]
+
     def next_due_s(self) -> float | None:
         """Seconds until the earliest wakeup any hosted actor asked for; None if none."""
         timer = self._base._next_wakeup()
