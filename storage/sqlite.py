@@ -1,7 +1,10 @@
 """The SQLite backend: one file, WAL, shared by every actor process.
 
 Write transactions begin with `BEGIN IMMEDIATE`, so concurrent writers queue
-on the busy timeout instead of failing halfway. Each process opens its own
+on the busy timeout instead of failing halfway. Before that, the processes'
+writers queue on a lock file beside the database (`<file>-writers`, see
+`_WriterQueue`): SQLite's busy handler sleeps 1, 2, 5, 10 ms and more
+between tries, far longer than a write transaction holds the lock. Each process opens its own
 connection: a connection inherited across fork is never used (SQLite forbids
 it and it corrupts files), nor closed; the first use in the child opens a
 fresh one. The schema is versioned; opening a file migrates it up to
@@ -11,6 +14,9 @@ refused without writing a byte to it.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import os
 import sqlite3
 import threading
@@ -164,6 +170,41 @@ def _connect(path: str, busy_timeout_s: float) -> sqlite3.Connection:
     return conn
 
 
+class _WriterQueue:
+    """An advisory lock (flock) the processes writing one file take before
+    `BEGIN IMMEDIATE`. Waiting writers poll it every 0.1 ms to 1 ms, so the
+    next one starts as soon as the lock is free; a process that dies holding
+    it releases it with its file descriptor. Taken per process (its threads
+    already queue on the backend's own lock)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path + "-writers"
+        self._fd = -1
+        self._pid = 0
+
+    @contextmanager
+    def held(self, timeout_s: float) -> Iterator[None]:
+        if self._pid != os.getpid():  # a descriptor inherited across fork shares the parent's lock
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._pid = os.getpid()
+        deadline, pause = time.monotonic() + timeout_s, 0.0001
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+            if time.monotonic() > deadline:
+                raise sqlite3.OperationalError(f"another writer held {self.path} for {timeout_s}s")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.001)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
 class SqliteBackend:
     """A SQLite file, usable from any thread and any process that opens it.
 
@@ -178,6 +219,7 @@ class SqliteBackend:
         self._locks: dict[int, threading.RLock] = {}
         self._conn: sqlite3.Connection | None = None
         self._conn_pid = 0
+        self._writers = _WriterQueue(self.path)
         with self._lock():
             self._connection()
 
@@ -202,9 +244,10 @@ class SqliteBackend:
             conn = self._connection()
             tx = _SqliteTx(conn, write)
             try:
-                with _transaction(conn, "BEGIN IMMEDIATE" if write else None):
-                    yield tx
-            except sqlite3.OperationalError as exc:
+                with self._writers.held(self.busy_timeout_s) if write else contextlib.nullcontext():
+                    with _transaction(conn, "BEGIN IMMEDIATE" if write else None):
+                        yield tx
+            except (sqlite3.OperationalError, OSError) as exc:
                 raise StorageFailure(f"SQLite could not complete a transaction on {self.path}: {exc}") from exc
             finally:
                 tx.active = False

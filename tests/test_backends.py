@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
 import os
 import re
@@ -11,7 +12,7 @@ import threading
 
 import pytest
 
-from petriflow.engine.errors import Invalid
+from petriflow.engine.errors import Invalid, StorageFailure
 from petriflow.engine.records import new_id
 from petriflow.engine.states import TokenState
 from petriflow.storage import open_backend, schema
@@ -420,4 +421,23 @@ def test_concurrent_processes_serialise_their_write_transactions(db_path):
     assert [worker.exitcode for worker in workers] == [0, 0, 0, 0]
     with backend.transaction(write=False) as tx:
         assert tx.get("workitems", "counter")["attempt"] == 200
+    backend.close()
+
+
+def test_a_writer_that_holds_the_writers_lock_past_the_busy_timeout_fails_the_write_and_reads_go_on(db_path):
+    backend = SqliteBackend(db_path, busy_timeout_s=0.3)
+    insert(backend, "tokens", token(case_id="before"))
+    other = os.open(f"{db_path}-writers", os.O_RDWR)  # another process's writer, holding the queue
+    fcntl.flock(other, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(StorageFailure, match="another writer held .*-writers for 0.3s"):
+            insert(backend, "tokens", token(case_id="blocked"))
+        with backend.transaction(write=False) as tx:
+            assert [r["case_id"] for r in tx.find("tokens")] == ["before"]
+    finally:
+        fcntl.flock(other, fcntl.LOCK_UN)
+        os.close(other)
+    insert(backend, "tokens", token(case_id="after"))
+    with backend.transaction(write=False) as tx:
+        assert [r["case_id"] for r in tx.find("tokens")] == ["before", "after"]
     backend.close()
