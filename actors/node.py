@@ -49,6 +49,27 @@ class _Pump:
     at: float
 
 
+@dataclass(frozen=True)
+class _Continue:
+    """Wakeup payload: the last pump's time slice ran out with messages
+    queued. A wakeup a millisecond away, not a message to itself: Thespian
+    delivers an actor's messages to itself before it reads its sockets
+    again, and a wakeup already due before it selects on them, so either
+    would starve the node's mailbox (the Engine's requests, surveys)."""
+
+
+CONTINUE_AFTER = timedelta(milliseconds=1)
+
+
+@dataclass(frozen=True)
+class _Tick:
+    """Wakeup payload: the node's own periodic check that no hosted timer
+    is overdue, whatever happened to the wakeup asked for it."""
+
+
+TICK = timedelta(seconds=0.5)
+
+
 class NodeActor(EntityActor):
     node_id = ""
 
@@ -63,8 +84,11 @@ class NodeActor(EntityActor):
         self.replies: OrderedDict[int, Any] = OrderedDict()
         self.numbers = 0
         self.pumps: set[float] = set()  # when the wakeups asked for are due
+        self.continuing = False  # a _Continue is on its way
+        self.pumped = self.pumped_at_tick = 0  # pumps on timers, to tell a stalled node at the tick
         self.hosted = HostedSystem()
         self.root = self.hosted.create(NodeRootActor)
+        self.wakeupAfter(TICK, payload=_Tick())
         log.info("node_started", node_incarnation=self.incarnation, pid=os.getpid(), **self.log_context())
         # hosted actors share this process: no link to a parent process of their own
         hosted_settings = dataclasses.replace(init.settings, die_with_parent=False)
@@ -114,9 +138,23 @@ class NodeActor(EntityActor):
     def _wake(self, payload: Any) -> None:
         if isinstance(payload, _Pump):
             self.pumps.discard(payload.at)
-            with outbox.collecting(self.outbox):
-                self.hosted.pump()
-            self._after_pump()
+            self._pump()
+        elif isinstance(payload, _Continue):
+            self.continuing = False
+            self._pump()
+        elif isinstance(payload, _Tick):
+            self.wakeupAfter(TICK, payload=_Tick())
+            stalled = self.pumped == self.pumped_at_tick  # no pump for a whole tick
+            self.pumped_at_tick = self.pumped
+            if stalled and self.hosted.next_due_s() == 0.0 and not self.continuing:
+                log.warning("node_timers_overdue", pumps_asked=len(self.pumps), **self.log_context())
+                self._pump()
+
+    def _pump(self) -> None:
+        self.pumped += 1
+        with outbox.collecting(self.outbox):
+            self.hosted.pump()
+        self._after_pump()
 
     def _after_pump(self) -> None:
         """Send on what the hosted actors sent outside, and ask to be woken
@@ -124,7 +162,6 @@ class NodeActor(EntityActor):
         state is what is broken: the node crashes and is restored."""
         if not self.hosted.is_live(self.root):
             raise RuntimeError(f"the root of node {self.node_id} crashed")
-        self.hosted.sweep()
         sent, self.outbox[:] = list(self.outbox), []
         for to, message in sent:
             if to == ENGINE:
@@ -133,6 +170,12 @@ class NodeActor(EntityActor):
                 address = self.replies.pop(to.number, None)
                 if address is not None:
                     self.send(address, message)
+        if self.hosted.busy:
+            if not self.continuing:
+                self.continuing = True
+                self.wakeupAfter(CONTINUE_AFTER, payload=_Continue())
+            return
+        self.hosted.sweep()  # only when quiet: an exit's notice to the parent has been handled
         due = self.hosted.next_due_s()
         if due is not None:
             at = time.monotonic() + due

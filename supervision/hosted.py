@@ -2,10 +2,13 @@
 
 As an Erlang node hosts many processes in one BEAM, a node actor owns a
 Thespian `simpleSystemBase` whose actors run in the node's own thread, only
-while the node pumps them. Thespian's simple base runs queued sends when
-told something, and fires wakeups only while it runs; so the owner pumps
-after each message it hands in, and asks `next_due_s` when to pump again
-for the inner actors' timers.
+while the node pumps them. Thespian's simple base fires wakeups only while
+it runs; so the owner pumps after each message it hands in, and asks
+`next_due_s` when to pump again for the inner actors' timers. A pump runs
+for a bounded time, as BEAM schedulers count reductions: a burst of work
+(restoring hundreds of work orders) must not keep the node from answering,
+so the owner is told when there is more to run and pumps again after
+reading its own mailbox.
 
 This module is the one place that reaches into the simple base's
 internals (its pending sends, wakeups and registry); they are stable in
@@ -14,6 +17,7 @@ Thespian 4, and the tests of nodes exercise each of them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,37 +27,58 @@ from thespian.actors import ActorSystem
 class HostedSystem:
     """A private `simpleSystemBase`, pumped by its owner."""
 
-    def __init__(self) -> None:
+    def __init__(self, slice_s: float = 0.02) -> None:
         # logDefs=False: leave the application's logging configuration alone
         self._system = ActorSystem("simpleSystemBase", logDefs=False, transientUnique=True)
         self._base = self._system._systemBase
+        self._outside = self._base.external_clone()  # queues a message without running anything
+        self.slice_s = slice_s
 
     def create(self, actor_class: type) -> Any:
         """A root actor of the hosted system (its parent is the system itself)."""
         return self._system.createActor(actor_class)
 
-    def tell(self, address: Any, message: Any) -> None:
-        """Hand a message in and run the hosted actors until they are quiet."""
-        self._system.tell(address, message)
+    def tell(self, address: Any, message: Any) -> bool:
+        """Hand a message in and pump; True when the hosted actors are quiet."""
+        self._outside.tell(address, message)
+        return self.pump()
 
-    def pump(self) -> None:
-        """Fire the wakeups that are due and run until quiet."""
-        self._base._realizeWakeups()
-        self._base._runSends()
+    def pump(self) -> bool:
+        """Fire the wakeups that are due and run queued messages for at most
+        `slice_s`; True when nothing is left to run (False: pump again soon)."""
+        base = self._base
+        end = time.monotonic() + self.slice_s
+        base._realizeWakeups()  # once a slice: the simple base itself scans all wakeups at every message
+        while base._pendingSends and time.monotonic() <= end:
+            base._runSingleSend(base._pendingSends.pop(0))
+        self._forget_wakeups_of_the_dead()
+        return not base._pendingSends
+
+    def _forget_wakeups_of_the_dead(self) -> None:
+        """An exited actor's wakeups would only be dropped when due (a
+        passivation check: minutes away), yet every new wakeup makes the
+        simple base scan them all."""
+        registry = self._base.actorRegistry
+        self._base._wakeUps = [
+            w for w in self._base._wakeUps if getattr(registry.get(w[0].actorAddressString), "instance", None)
+        ]
+
+    @property
+    def busy(self) -> bool:
+        """Whether messages are queued that a pump has not run yet."""
+        return bool(self._base._pendingSends)
 
     def sweep(self) -> None:
-        """Forget actors that exited. The simple base keeps a registry entry
-        (set to None) for every actor it ever created, and the wakeups a dead
-        actor had asked for until they expire; it scans its wakeups at every
-        message. A node that runs for weeks creates millions of actors, so
-        the owner sweeps after each pump: what is left is what lives."""
+        """Forget actors that exited: the simple base keeps a registry entry
+        (set to None) for every actor it ever created, and a node that runs
+        for weeks creates millions. Only while quiet: then every exit has
+        been handled by the exited actor's parent, and its children told to
+        exit. What is left is what lives."""
         registry = self._base.actorRegistry
         dead = [key for key, ref in registry.items() if ref is None or ref.instance is None]
         for key in dead:
             if key not in self._base._internalAddresses:
                 del registry[key]
-        if dead:
-            self._base._wakeUps = [w for w in self._base._wakeUps if w[0].actorAddressString in registry]
 
     def next_due_s(self) -> float | None:
         """Seconds until the earliest wakeup any hosted actor asked for; None if none."""
