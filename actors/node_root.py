@@ -40,6 +40,10 @@ log = structlog.get_logger("petriflow.node")
 RESTORE_BATCH = 64  # work orders or cases of one node being restored at once
 
 
+class _RestoreMore:
+    """To itself: go on looking through the work left to restore."""
+
+
 class NodeRootActor(EntityActor):
     node_id = ""
     node_incarnation = 0
@@ -63,6 +67,7 @@ class NodeRootActor(EntityActor):
             Event: lambda event, _: outbox.post(ENGINE, event),
             CaseEnded: lambda message, _: outbox.post(ENGINE, message),
             CaseActivated: lambda message, _: None,  # a case without a work order has no run to mark started
+            _RestoreMore: lambda message, _: self._restore_more(),
         }
 
     # -- restore ------------------------------------------------------------------------
@@ -72,25 +77,22 @@ class NodeRootActor(EntityActor):
         self.node_id, self.node_incarnation = boot.node_id, boot.node_incarnation
         self.children = self.supervise(self._gave_up)
         self.kinds: dict[str, str] = {}
-        orders = [
-            o
-            for o in self.storage.list_work_orders(UNFINISHED_WORK_ORDER_STATES, node_id=self.node_id)
-            if self._order_needs_actor(o.id)
-        ]
+        orders = self.storage.list_work_orders(UNFINISHED_WORK_ORDER_STATES, node_id=self.node_id)
         cases = [
             c
             for c in self.storage.list_cases([CaseState.CREATED, CaseState.ACTIVE], node_id=self.node_id)
-            if c.work_order_id is None and self.storage.case_needs_actor(c.id)
+            if c.work_order_id is None
         ]
         self.restoring = deque(
-            [(self._ensure_order, o.id) for o in orders] + [(self._ensure_case, c.id) for c in cases]
+            [(self._ensure_order, self._order_needs_actor, o.id) for o in orders]
+            + [(self._ensure_case, self.storage.case_needs_actor, c.id) for c in cases]
         )
         self._restore_more()
         log.info(
             "node_restoring",
             node_incarnation=self.node_incarnation,
-            work_orders=len(orders),
-            cases=len(cases),
+            unfinished_work_orders=len(orders),
+            unfinished_cases=len(cases),
             **self.log_context(),
         )
 
@@ -98,9 +100,15 @@ class NodeRootActor(EntityActor):
         """Restore a batch at a time: a finished one makes room for the next,
         and the node keeps answering meanwhile. A message for one still
         queued restores it at once."""
+        checked = 0
         while self.restoring and sum(map(self.children.is_running, self.children.keys())) < RESTORE_BATCH:
-            ensure, key = self.restoring.popleft()
-            ensure(key)
+            if checked == RESTORE_BATCH:  # many need no actor (they wait on people): go on after other messages
+                self.send(self.myAddress, _RestoreMore())
+                return
+            ensure, needed, key = self.restoring.popleft()
+            checked += 1
+            if needed(key):  # asked here, not at boot: a node with much to restore answers at once
+                ensure(key)
 
     def _order_needs_actor(self, work_order_id: str) -> bool:
         """Restore at once only what has work to do; a work order whose runs
