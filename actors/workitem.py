@@ -78,6 +78,7 @@ class WorkitemActor(EntityActor):
         self.outcome: list[Outcome | isolation.IsolatedCrash] = []
         self.thread: threading.Thread | None = None
         self.isolated: isolation.Attempt | None = None
+        self.isolated_deaths = 0  # in a row, of this incarnation's isolated attempts
         if is_terminal(self.workitem.state):
             self._report()
             self.stop_normally(f"restored {self.workitem.state.value}")
@@ -159,7 +160,8 @@ class WorkitemActor(EntityActor):
         if self.outcome:
             self.thread = None
             if isinstance(self.outcome[0], isolation.IsolatedCrash):
-                raise self.outcome[0]  # a crash of this workitem: its supervisor restarts it
+                self._isolated_death(self.outcome[0])
+                return
             self._settle(self.outcome[0])
             return
         if self.deadline is not None and time.monotonic() >= self.deadline:
@@ -172,6 +174,21 @@ class WorkitemActor(EntityActor):
             return
         self.poll_s = min(self.poll_s * 2, POLL_MAX_S)
         self.wakeupAfter(self.poll_s, payload=_Poll)
+
+    def _isolated_death(self, death: isolation.IsolatedCrash) -> None:
+        """The attempt's own process died: a crash of the attempt, restarted
+        in place up to the restart intensity's count. Counted in a row, not
+        within its seconds: starting a process for each attempt can take
+        seconds under load, and a step that always dies must still end."""
+        self.isolated_deaths += 1
+        limit = Intensity().max_restarts
+        log.warning("workitem_attempt_died", reason=str(death), deaths=self.isolated_deaths, **self.log_context())
+        if self.isolated_deaths <= limit:
+            self._run()
+            return
+        reason = f"its isolated attempt's process died {self.isolated_deaths} times in a row: {death}"
+        log.error("workitem_crashed", reason=reason, **self.log_context())
+        self._finish(WorkitemState.FAILED, failure=self._failure("crashed", f"workitem crashed: {reason}"))
 
     def _stop_executor(self) -> None:
         """Timeout or abandon: an isolated attempt's process is killed; a

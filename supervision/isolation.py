@@ -8,9 +8,9 @@ petriflow.supervision.isolated_attempt`), which gets the executor's name and
 context on stdin and answers the outcome on stdout, both msgpack. A child
 that dies by a signal, exits without an answer or runs out of the memory it
 may use (`MEMORY_LIMIT_MB` of address space) is an `IsolatedCrash`: the
-workitem crashes, and its supervisor restarts it within the intensity, as
-for any crash. An executor that merely raises is a failed step, as on a
-thread.
+attempt crashed, and the workitem starts the next attempt, up to the
+restart intensity's count in a row (then it fails as `crashed`). An
+executor that merely raises is a failed step, as on a thread.
 """
 
 from __future__ import annotations
