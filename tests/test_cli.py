@@ -109,7 +109,7 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
     base = tmp_path_factory.mktemp("cli")
     env = {**os.environ, "PETRIFLOW_TEST_JOURNAL": str(base / "journal.jsonl"), "PYTHONPATH": str(ROOT)}
     running = Cli(home=base / "home", port=free_port(), env=env)
-    started = running.run("start", "--http-port", str(free_port()), timeout=60)
+    started = running.run("start", "--http-port", str(free_port()), "--nodes", "3", timeout=60)
     assert started.returncode == 0, started.stderr
     try:
         for document in (
@@ -340,7 +340,9 @@ def test_actors_lists_the_engine_and_a_waiting_workitem_with_live_pids(cli: Cli)
         status = json.loads(cli.run("status", "--json").stdout)
         assert engine["pid"] == status["engine_pid"]
         nodes = {a["entity_id"]: a["pid"] for a in listed if a["kind"] == "node"}
-        assert nodes == status["nodes"] and len(nodes) >= 1
+        assert nodes == status["nodes"] and sorted(nodes) == ["node-0", "node-1", "node-2"], "started with --nodes 3"
+        assert len(set(nodes.values())) == 3, "each node is a process of its own"
+        assert "nodes      node-0 (pid" in cli.run("status").stdout
         [workitem] = [a for a in listed if a["entity_id"] == step["workitem_id"]]
         assert workitem["kind"] == "workitem" and workitem["state"] == "started"
         assert workitem["pid"] == nodes[workitem["node"]], "an entity's pid is its node's"

@@ -3,6 +3,7 @@ environment, then the defaults, and a bad value named in the error."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,18 @@ def test_the_storage_follows_the_home_unless_given(tmp_path):
 def test_a_port_that_is_not_a_number_is_refused_by_name(name):
     with pytest.raises(DaemonError, match=f"{name} must be a port number, got 'eighty'"):
         resolve_config(env={name: "eighty"})
+
+
+def test_nodes_default_to_the_core_count_and_come_from_the_environment_or_the_flag():
+    assert resolve_config(env={}).nodes == (os.cpu_count() or 1)
+    assert resolve_config(env={"PETRIFLOW_NODES": "3"}).nodes == 3
+    assert resolve_config(nodes=1, env={"PETRIFLOW_NODES": "3"}).nodes == 1
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [("two", "PETRIFLOW_NODES must be a whole number of nodes, got 'two'"), ("0", "must be at least 1, got 0")],
+)
+def test_a_bad_node_count_is_refused_naming_it(value, message):
+    with pytest.raises(DaemonError, match=message):
+        resolve_config(env={"PETRIFLOW_NODES": value})
