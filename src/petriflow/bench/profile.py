@@ -4,7 +4,6 @@ grouped into storage, messaging, logging, codec and engine."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import io
 import pstats
@@ -212,11 +211,13 @@ def run_profile(opts: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         finally:
             engine.close()  # the Engine writes its profile as it exits
         files = sorted(directory.glob("*.prof"))
+        stats = pstats.Stats(stream=io.StringIO())
+        for prof in list(files):
+            try:
+                stats.add(str(prof))
+            except (EOFError, ValueError, TypeError):  # a process killed as it wrote its profile
+                files.remove(prof)
         if files:
-            stats = pstats.Stats(str(files[0]), stream=io.StringIO())
-            for prof in files[1:]:
-                with contextlib.suppress(Exception):
-                    stats.add(str(prof))
             kinds: dict[str, int] = {}
             for prof in files:
                 kind = prof.name.split("-")[0]
@@ -226,8 +227,8 @@ def run_profile(opts: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 "profiled_processes": kinds,
                 "note": "the parent side of each fork (os.fork, multiprocessing) is in the "
                 "creating actor's profile; the child side (transport set-up, signal "
-                "handlers) in the new actor's; the Engine's profile spans the whole "
-                "daemon life (boot and warm-up included)",
+                "handlers) in the new actor's; the Engine's and the nodes' profiles "
+                "span the whole daemon life (boot and warm-up included)",
                 **breakdown(stats, nd),
             }
         else:
