@@ -76,7 +76,6 @@ class NodeRootActor(EntityActor):
         self.open(boot.settings)
         self.node_id, self.node_incarnation = boot.node_id, boot.node_incarnation
         self.children = self.supervise(self._gave_up)
-        self.kinds: dict[str, str] = {}
         orders = self.storage.list_work_orders(UNFINISHED_WORK_ORDER_STATES, node_id=self.node_id)
         cases = [
             c
@@ -125,18 +124,16 @@ class NodeRootActor(EntityActor):
 
     def _ensure_order(self, work_order_id: str) -> None:
         if work_order_id not in self.children.keys():
-            self.kinds[work_order_id] = "work_order"
             init = InitWorkOrder(work_order_id, self.settings, node_incarnation=self.node_incarnation)
             self.children.start(ChildSpec(key=work_order_id, actor_class=WorkOrderActor, init=init))
 
     def _ensure_case(self, case_id: str) -> None:
         if case_id not in self.children.keys():
-            self.kinds[case_id] = "case"
             init = InitCase(case_id=case_id, settings=self.settings)
             self.children.start(ChildSpec(key=case_id, actor_class=CaseActor, init=init))
 
     def _gave_up(self, spec: ChildSpec, reason: str) -> None:
-        if self.kinds.pop(spec.key, None) == "work_order":
+        if spec.actor_class is WorkOrderActor:
             self._work_order_gave_up(spec.key, reason)
             return
         case = self.storage.take_over_and_terminate(spec.key, gave_up_failure("case", reason))

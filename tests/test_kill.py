@@ -62,3 +62,33 @@ def test_only_a_live_entity_can_be_killed_and_an_unknown_id_is_not_found(client)
     for entity_id in (order_id, case_id, workitem.task_id, workitem.id):
         with pytest.raises(Invalid, match="only a live entity can be killed"):
             client.kill(entity_id)
+
+
+def _kill_past_the_intensity(client, kind: str, entity_id: str) -> None:
+    """Four kills within 5 s: three restarts, then its supervisor gives up."""
+    for _ in range(4):
+        before = _incarnation(client, kind, entity_id)
+        client.kill(entity_id)
+        wait_for(lambda: _incarnation(client, kind, entity_id) > before)
+
+
+def test_a_work_order_killed_past_the_intensity_is_given_up_on_and_its_run_ends_crashed(client):
+    order_id, _, _ = _waiting(client)
+    _kill_past_the_intensity(client, "work_order", order_id)
+    view = wait_for(lambda: (v := client.get_work_order(order_id)).work_order.state.value != "running" and v)
+    assert view.work_order.state.value == "crashed"
+    [run] = view.runs
+    assert run.run.state.value == "crashed"
+    assert "work order crashed past the restart intensity" in run.run.failure.reason
+    with pytest.raises(Invalid, match="only a live entity can be killed"):
+        client.kill(order_id)
+
+
+def test_a_case_without_a_work_order_killed_past_the_intensity_is_terminated_crashed(client):
+    case_id = client.start_case("approval", {"n": 2})
+    awaiting_workitem(client, case_id, "approve")
+    _kill_past_the_intensity(client, "case", case_id)
+    view = client.wait_case(case_id)
+    assert view.case.state.value == "terminated"
+    assert view.case.failure.kind == "crashed"
+    assert "case crashed past the restart intensity" in view.case.failure.reason
