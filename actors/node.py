@@ -61,15 +61,6 @@ class _Continue:
 CONTINUE_AFTER = timedelta(milliseconds=1)
 
 
-@dataclass(frozen=True)
-class _Tick:
-    """Wakeup payload: the node's own periodic check that no hosted timer
-    is overdue, whatever happened to the wakeup asked for it."""
-
-
-TICK = timedelta(seconds=0.5)
-
-
 class NodeActor(EntityActor):
     node_id = ""
 
@@ -85,10 +76,8 @@ class NodeActor(EntityActor):
         self.numbers = 0
         self.pumps: set[float] = set()  # when the wakeups asked for are due
         self.continuing = False  # a _Continue is on its way
-        self.pumped = self.pumped_at_tick = 0  # pumps on timers, to tell a stalled node at the tick
         self.hosted = HostedSystem()
         self.root = self.hosted.create(NodeRootActor)
-        self.wakeupAfter(TICK, payload=_Tick())
         log.info("node_started", node_incarnation=self.incarnation, pid=os.getpid(), **self.log_context())
         # hosted actors share this process: no link to a parent process of their own
         hosted_settings = dataclasses.replace(init.settings, die_with_parent=False)
@@ -142,16 +131,8 @@ class NodeActor(EntityActor):
         elif isinstance(payload, _Continue):
             self.continuing = False
             self._pump()
-        elif isinstance(payload, _Tick):
-            self.wakeupAfter(TICK, payload=_Tick())
-            stalled = self.pumped == self.pumped_at_tick  # no pump for a whole tick
-            self.pumped_at_tick = self.pumped
-            if stalled and self.hosted.next_due_s() == 0.0 and not self.continuing:
-                log.warning("node_timers_overdue", pumps_asked=len(self.pumps), **self.log_context())
-                self._pump()
 
     def _pump(self) -> None:
-        self.pumped += 1
         with outbox.collecting(self.outbox):
             self.hosted.pump()
         self._after_pump()

@@ -16,8 +16,11 @@ import random
 import socket
 import weakref
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 from thespian.actors import ActorSystem
+from thespian.system.timing import ExpirationTimerView
 from thespian.system.transport.IPBase import IPActorAddress
 
 from petriflow.supervision import processes
@@ -92,11 +95,39 @@ def use_loopback() -> None:
     IPActorAddress.__init__ = __init__
 
 
+def keep_timers_awake() -> None:
+    """Make a wakeup that is due in less than a microsecond never read as
+    "no timeout".
+
+    Thespian's TCP transport selects on its sockets for the earliest
+    wakeup's `remaining()`, a timedelta, and drops a falsy one as if there
+    were none: `select(None)`. A wakeup due within half a microsecond of the
+    loop's clock reading rounds to `timedelta(0)`, and the actor then sleeps
+    until some message comes, its timers overdue (a node sat 20 s so in about
+    one test run in fifty). A deadline still in the future now reads as at
+    least one microsecond. Applied, like `use_loopback`, before an actor
+    system forks its processes. Idempotent."""
+    original = ExpirationTimerView.remaining
+    if getattr(original, "_never_zero", False):
+        return
+
+    @functools.wraps(original)
+    def remaining(self: ExpirationTimerView, forever: Any = None) -> Any:
+        left = original(self, forever)
+        if left is not None and not left and not self.expired():
+            return timedelta(microseconds=1)
+        return left
+
+    setattr(remaining, "_never_zero", True)  # noqa: B010 (marks the patch as applied)
+    ExpirationTimerView.remaining = remaining
+
+
 def open_actor_system(base: str = "simpleSystemBase", admin_port: int | None = None) -> ActorSystem:
     """Start a new actor system of `base`, independent of any other in this
     process (transientUnique). For multiprocTCPBase the admin listens on
     127.0.0.1:`admin_port` (a free port if None), which must not be in use:
     Thespian would silently join the system already there."""
+    keep_timers_awake()
     if base != MULTIPROC:
         # logDefs=False: leave the caller's stdlib logging configuration alone.
         return ActorSystem(base, logDefs=False, transientUnique=True)
@@ -168,4 +199,5 @@ def connect_actor_system(admin_port: int) -> ActorSystem:
         if sock.connect_ex((LOOPBACK, admin_port)) != 0:
             raise ConnectionRefusedError(f"no petriflow daemon listens on {LOOPBACK}:{admin_port}")
     use_loopback()
+    keep_timers_awake()
     return ActorSystem(MULTIPROC, capabilities={"Admin Port": admin_port}, transientUnique=True)
