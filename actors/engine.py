@@ -105,7 +105,7 @@ log = structlog.get_logger("petriflow.engine")
 
 ENGINE_NAME = "petriflow-engine"
 SURVEY_TIMEOUT_S = 5.0  # a node that has not answered a survey by then is left out of the answer
-NODE_BACKOFF_S = (1.0, 30.0)  # a node restarted past its intensity waits this long, doubling up to the cap
+NODE_BACKOFF_S = (1.0, 30.0)  # a node past its intensity waits this long, doubling up to the cap, and starts again
 StateT = TypeVar("StateT", bound=StrEnum)
 
 
@@ -129,13 +129,6 @@ class _SurveyDue:
     """Wakeup payload: survey `number` has waited long enough for its nodes."""
 
     number: int
-
-
-@dataclass(frozen=True)
-class _NodeRestart:
-    """Wakeup payload: start again a node that crashed past its intensity."""
-
-    spec: ChildSpec
 
 
 @dataclass
@@ -195,8 +188,6 @@ class EngineActor(EntityActor):
             self._schedule_cron()
         elif isinstance(payload, _SurveyDue):
             self._survey_done(payload.number)
-        elif isinstance(payload, _NodeRestart):
-            self._restart_node(payload.spec)
 
     # -- boot and restore -----------------------------------------------------------
 
@@ -209,13 +200,12 @@ class EngineActor(EntityActor):
             self.answer(sender, Error("invalid", f"an engine needs at least one node, not {settings.nodes}"))
             return
         self.open(settings)
+        # a node hosts work: past its intensity it backs off, it is never given up on
         self.nodes = Supervisor(
-            self, idle_timeout_s=None, die_with_parent=settings.die_with_parent, on_give_up=self._node_gave_up
+            self, idle_timeout_s=None, die_with_parent=settings.die_with_parent, backoff=NODE_BACKOFF_S
         )
         self.node_ids = [f"node-{n}" for n in range(settings.nodes)]
         self.placed = 0  # work placed since boot: the next goes to node_ids[placed % len]
-        self.down: dict[str, list[Any]] = {}  # nodes waiting out a back-off, with what came for them
-        self.backoffs: dict[str, float] = {}
         self.surveys: dict[int, _Survey] = {}
         self.survey_count = 0
         self.case_waiters: dict[str, list[Any]] = {}
@@ -262,12 +252,6 @@ class EngineActor(EntityActor):
         self.placed += 1
         return node_id
 
-    def _to_node(self, node_id: str, message: Any) -> None:
-        if node_id in self.down:
-            self.down[node_id].append(message)
-        else:
-            self.nodes.send(node_id, message)
-
     def _to_order(self, order: WorkOrderRecord | str, message: Any = None) -> None:
         """Hand `message` to the work order's actor on its node, which starts
         or restores it. A work order placed on no live node (it finished
@@ -278,27 +262,12 @@ class EngineActor(EntityActor):
         if node_id not in self.node_ids:
             node_id = self._place()
             self.storage.place_work_order(order.id, node_id)
-        self._to_node(node_id, ForWorkOrder(order.id, message))
+        self.nodes.send(node_id, ForWorkOrder(order.id, message))
 
     def _to_case(self, case: CaseRecord, message: Any = None) -> None:
         """The same for a live case without a work order (placed at boot)."""
         assert case.node_id is not None, f"case {case.id} without a work order is placed on no node"
-        self._to_node(case.node_id, ForCase(case.id, message))
-
-    def _node_gave_up(self, spec: ChildSpec, reason: str) -> None:
-        """A node crashed past its intensity. It hosts work, so it is started
-        again, after a back-off that doubles each time."""
-        delay = self.backoffs.get(spec.key, NODE_BACKOFF_S[0])
-        self.backoffs[spec.key] = min(delay * 2, NODE_BACKOFF_S[1])
-        self.down[spec.key] = []
-        log.error("node_backing_off", node_id=spec.key, reason=reason, delay_s=delay)
-        self.wakeupAfter(delay, payload=_NodeRestart(spec))
-
-    def _restart_node(self, spec: ChildSpec) -> None:
-        held = self.down.pop(spec.key, [])
-        self.nodes.start(spec)
-        for message in held:
-            self.nodes.send(spec.key, message)
+        self.nodes.send(case.node_id, ForCase(case.id, message))
 
     def _survey(self, done: Callable[[list[NodeReport]], None]) -> None:
         """Ask every node for its live actors; `done` gets the reports once all
@@ -307,7 +276,7 @@ class EngineActor(EntityActor):
         number = self.survey_count
         self.surveys[number] = _Survey(waiting=set(self.node_ids), done=done)
         for node_id in self.node_ids:
-            self._to_node(node_id, Survey(number))
+            self.nodes.send(node_id, Survey(number))
         self.wakeupAfter(SURVEY_TIMEOUT_S, payload=_SurveyDue(number))
 
     def _reported(self, report: NodeReport) -> None:

@@ -8,6 +8,11 @@ must not take its siblings down. The owner's `on_give_up(spec, reason)`
 marks the entity crashed; if it raises, the owner itself crashes
 (escalation), because then its own state is what is broken.
 
+A supervisor given a `backoff` never gives up: a child past its intensity
+is started again after a pause that doubles from `backoff[0]` up to
+`backoff[1]`, and what is sent to it meanwhile is held for it. That is for
+children that host others' work (a node), which no give-up could settle.
+
 Restarts do not wait for siblings: under one_for_all and rest_for_one the
 crashed child starts again at once and each sibling starts again as soon as
 its own exit arrives. A restarted child gets its spec's `init` again and
@@ -24,7 +29,7 @@ from enum import StrEnum
 from typing import Any
 
 import structlog
-from thespian.actors import Actor, ActorExitRequest, ChildActorExited
+from thespian.actors import Actor, ActorExitRequest, ChildActorExited, WakeupMessage
 
 from petriflow.supervision.childspec import ChildSpec, Intensity, RestartType, Strategy
 from petriflow.supervision.messages import ChildCrashed, ChildStopping, IdleNotice, Returned, Supervised
@@ -40,6 +45,14 @@ class _State(StrEnum):
     RESTARTING = "restarting"  # asked to exit by the strategy; starts again on exit
     PASSIVATING = "passivating"  # idle; asked to exit; restored on demand
     PASSIVATED = "passivated"  # no process; the next send restores it
+    BACKING_OFF = "backing_off"  # past its intensity; started again after a pause
+
+
+@dataclass(frozen=True)
+class _BackedOff:
+    """Wakeup payload of the owner: the pause of child `key` is over."""
+
+    key: str
 
 
 @dataclass
@@ -55,6 +68,7 @@ class _Child:
     redelivered: list[Any] = field(default_factory=list)  # returned messages given to the next incarnation
     crash_reason: str = "killed"  # what its last crash notice said; a SIGKILLed child sends none
     restarts: deque[float] = field(default_factory=deque)
+    pause_s: float = 0.0  # the next back-off
 
 
 ROUTINE = frozenset({"child_started", "child_stopping", "child_exited"})
@@ -75,6 +89,7 @@ class Supervisor:
         idle_timeout_s: float | None = None,
         die_with_parent: bool = False,
         on_give_up: GiveUp | None = None,
+        backoff: tuple[float, float] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._actor = actor
@@ -83,6 +98,7 @@ class Supervisor:
         self._idle_timeout_s = idle_timeout_s
         self._die_with_parent = die_with_parent
         self._on_give_up = on_give_up
+        self._backoff = backoff
         self._clock = clock
         self._children: dict[str, _Child] = {}  # insertion order is start order (rest_for_one)
 
@@ -116,7 +132,7 @@ class Supervisor:
         self._log("child_stop_requested", child, dropped=len(child.pending))
         child.final = True
         child.pending.clear()
-        if child.state is _State.PASSIVATED:
+        if child.state in (_State.PASSIVATED, _State.BACKING_OFF):
             del self._children[key]
         elif child.state is _State.LIVE:
             child.state = _State.STOPPING
@@ -139,6 +155,11 @@ class Supervisor:
             return True
         if isinstance(message, Returned):
             self._returned(message, sender)
+            return True
+        if isinstance(message, WakeupMessage) and isinstance(message.payload, _BackedOff):
+            child = self._children.get(message.payload.key)
+            if child is not None and child.state is _State.BACKING_OFF:
+                self._spawn(child, "child_restarted", reason="after a back-off")
             return True
         if isinstance(message, ChildCrashed):
             child = self._children.get(message.key)
@@ -256,7 +277,10 @@ class Supervisor:
         while child.restarts and now - child.restarts[0] > window:
             child.restarts.popleft()
         if len(child.restarts) >= self._intensity.max_restarts:
-            self._give_up(child, reason)
+            if self._backoff is None:
+                self._give_up(child, reason)
+            else:
+                self._back_off(child, reason)
             return
         child.restarts.append(now)
         for sibling in self._siblings_to_restart(child):
@@ -272,6 +296,16 @@ class Supervisor:
         if self._strategy is Strategy.REST_FOR_ONE:
             order = order[order.index(child) + 1 :]
         return [c for c in order if c is not child and c.state is _State.LIVE]
+
+    def _back_off(self, child: _Child, reason: str) -> None:
+        assert self._backoff is not None
+        first, cap = self._backoff
+        pause = child.pause_s or first
+        child.pause_s = min(pause * 2, cap)
+        child.state = _State.BACKING_OFF
+        child.restarts.clear()
+        log.error("child_backing_off", reason=reason, pause_s=pause, **self._fields(child))
+        self._actor.wakeupAfter(pause, payload=_BackedOff(child.spec.key))
 
     def _give_up(self, child: _Child, reason: str) -> None:
         self._remove(child)

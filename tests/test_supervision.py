@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import structlog
-from thespian.actors import ActorExitRequest, ActorSystem, ChildActorExited, PoisonMessage
+from thespian.actors import ActorExitRequest, ActorSystem, ChildActorExited, PoisonMessage, WakeupMessage
 
 from petriflow.supervision import processes
 from petriflow.supervision.childspec import ChildSpec, Intensity, RestartType, Strategy
@@ -40,6 +40,7 @@ class FakeOwner:
     def __init__(self) -> None:
         self.created: list[FakeAddress] = []
         self.sent: list[tuple[FakeAddress, Any]] = []
+        self.wakeups: list[tuple[float, Any]] = []
 
     def createActor(self, actor_class: Any) -> FakeAddress:
         self.created.append(FakeAddress())
@@ -47,6 +48,9 @@ class FakeOwner:
 
     def send(self, address: FakeAddress, message: Any) -> None:
         self.sent.append((address, message))
+
+    def wakeupAfter(self, seconds: float, payload: Any = None) -> None:
+        self.wakeups.append((seconds, payload))
 
     def to(self, address: FakeAddress) -> list[Any]:
         return [m for a, m in self.sent if a is address]
@@ -131,6 +135,43 @@ def test_intensity_is_counted_per_key_within_the_window() -> None:
     for _ in range(3):
         crash("good")
     assert sup.is_live("good") and len(gave_up) == 1
+
+
+@pytest.mark.timeout(5)
+def test_a_supervisor_with_a_backoff_never_gives_up_and_holds_what_is_sent_meanwhile() -> None:
+    clock, gave_up = Clock(), []
+    owner, sup = supervised(
+        intensity=Intensity(max_restarts=3, max_seconds=5.0),
+        clock=clock,
+        backoff=(1.0, 3.0),
+        on_give_up=lambda spec, reason: gave_up.append(spec.key),
+    )
+    sup.start(ChildSpec("node", Worker, "init"))
+
+    def crash_past_the_intensity() -> None:
+        for _ in range(4):
+            address = sup.address("node")
+            sup.handle(ChildActorExited(address), address)
+
+    crash_past_the_intensity()
+    assert gave_up == [] and not sup.is_live("node") and sup.keys() == ["node"]
+    sup.send("node", "meanwhile")
+    assert len(owner.created) == 4, "no new incarnation during the pause"
+    ((pause, payload),) = owner.wakeups
+    assert pause == 1.0
+    assert sup.handle(WakeupMessage(pause, payload), None)
+    assert sup.is_running("node") and len(owner.created) == 5
+    assert owner.to(sup.address("node")) == [Supervised("node", None, False, "init"), "meanwhile"]
+    for _ in range(2):
+        crash_past_the_intensity()
+        sup.handle(WakeupMessage(*owner.wakeups[-1]), None)
+    crash_past_the_intensity()
+    assert [p for p, _ in owner.wakeups] == [1.0, 2.0, 3.0, 3.0], "the pause doubles up to its cap"
+    assert len(owner.created) == 16
+    sup.stop("node")
+    assert sup.keys() == [], "a child stopped during its pause does not come back"
+    assert sup.handle(WakeupMessage(*owner.wakeups[-1]), None) and len(owner.created) == 16
+    assert gave_up == []
 
 
 @pytest.mark.timeout(5)
