@@ -9,6 +9,13 @@ hosted actors run until they are quiet; what they sent outside (answers to
 clients, events for the Engine) is then sent on. The node asks for its own
 wakeup when a hosted actor's timer is next due.
 
+Each such run is a turn (`Storage.backend.turn`): the hosted actors' writes
+share one transaction, committed once when they are quiet or at the
+turn's bounds (`Settings.turn_max_s`, `turn_max_writes`). Messages inside
+the node are delivered at once (they share its fate); what leaves it, and
+the executors to start, wait in the outbox until the commit succeeded. A
+turn that cannot commit crashes the node: nothing it announced is lost.
+
 A node's crash is the crash of everything on it: the Engine starts the node
 again, and the new incarnation restores the node's work from storage.
 Embedded (simpleSystemBase) the node is the same code in the caller's process.
@@ -71,12 +78,12 @@ class NodeActor(EntityActor):
         self.open(init.settings)
         self.node_id = init.node_id
         self.incarnation = self.storage.claim_node(init.node_id, os.getpid())
-        self.outbox: outbox.Outbox = []
+        self.outbox = outbox.Outbox()
         self.replies: OrderedDict[int, Any] = OrderedDict()
         self.numbers = 0
         self.pumps: set[float] = set()  # when the wakeups asked for are due
         self.continuing = False  # a _Continue is on its way
-        self.hosted = HostedSystem()
+        self.hosted = HostedSystem(slice_s=init.settings.turn_max_s)
         self.root = self.hosted.create(NodeRootActor)
         log.info("node_started", node_incarnation=self.incarnation, pid=os.getpid(), **self.log_context())
         # hosted actors share this process: no link to a parent process of their own
@@ -119,32 +126,38 @@ class NodeActor(EntityActor):
 
     def _hand_in(self, message: Any, to: Any = None) -> None:
         """Give `message` to the root (or the hosted actor at `to`) and run
-        the hosted actors until they are quiet."""
-        with outbox.collecting(self.outbox):
-            self.hosted.tell(self.root if to is None else to, message)
-        self._after_pump()
+        the hosted actors, in one turn."""
+        target = self.root if to is None else to
+        self._turn(lambda stop: self.hosted.tell(target, message, stop))
 
     def _wake(self, payload: Any) -> None:
         if isinstance(payload, _Pump):
             self.pumps.discard(payload.at)
-            self._pump()
+            self._turn(self.hosted.pump)
         elif isinstance(payload, _Continue):
             self.continuing = False
-            self._pump()
+            self._turn(self.hosted.pump)
 
-    def _pump(self) -> None:
-        with outbox.collecting(self.outbox):
-            self.hosted.pump()
-        self._after_pump()
+    def _turn(self, run: Callable[[Callable[[], bool]], object]) -> None:
+        """Run the hosted actors in one turn, commit it, then release what
+        it held back. An exception here (the commit failed, the turn broke)
+        crashes the node with the outbox unreleased."""
+        limit = self.settings.turn_max_writes
+        with outbox.collecting(self.outbox), self.storage.backend.turn() as turn:
+            run(lambda: turn.broken is not None or turn.writes >= limit)
+        self._after_turn()
 
-    def _after_pump(self) -> None:
-        """Send on what the hosted actors sent outside, and ask to be woken
-        when their next timer is due. If the root itself crashed, the node's
-        state is what is broken: the node crashes and is restored."""
+    def _after_turn(self) -> None:
+        """Start the executors and send on what the hosted actors sent
+        outside, and ask to be woken when their next timer is due. If the
+        root itself crashed, the node's state is what is broken: the node
+        crashes and is restored."""
         if not self.hosted.is_live(self.root):
             raise RuntimeError(f"the root of node {self.node_id} crashed")
-        sent, self.outbox[:] = list(self.outbox), []
-        for to, message in sent:
+        held = self.outbox.take()
+        for start in held.starts:
+            start()
+        for to, message in held.messages:
             if to == ENGINE:
                 self.send(self.parent, message)
             else:

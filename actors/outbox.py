@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -27,7 +27,22 @@ class Outside:
 
 ENGINE = Outside(0)
 
-Outbox = list[tuple[Outside, Any]]
+
+@dataclass
+class Outbox:
+    """What a turn holds back until its commit: messages for outside the
+    node, and executors to start (an executor's side effects must not run
+    ahead of the record that its attempt began)."""
+
+    messages: list[tuple[Outside, Any]] = field(default_factory=list)
+    starts: list[Callable[[], None]] = field(default_factory=list)
+
+    def take(self) -> Outbox:
+        """Empty it, returning what it held."""
+        held = Outbox(self.messages, self.starts)
+        self.messages, self.starts = [], []
+        return held
+
 
 _pumping = threading.local()  # the outbox of the node pumping in this thread
 
@@ -48,4 +63,13 @@ def post(to: Outside, message: Any) -> None:
     outbox = getattr(_pumping, "outbox", None)
     if outbox is None:
         raise RuntimeError("a message for outside a node was sent by an actor no node is running")
-    outbox.append((to, message))
+    outbox.messages.append((to, message))
+
+
+def after_commit(start: Callable[[], None]) -> None:
+    """Run `start` once the current turn is committed; at once outside a node."""
+    outbox = getattr(_pumping, "outbox", None)
+    if outbox is None:
+        start()
+    else:
+        outbox.starts.append(start)

@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from thespian.actors import WakeupMessage
 
+from petriflow.actors import outbox
 from petriflow.actors.entity import EntityActor, workflow_for
 from petriflow.engine.errors import AlreadyCompleted, ExecutorNotFound, IllegalTransition, Invalid
 from petriflow.engine.executors import (
@@ -136,25 +137,30 @@ class WorkitemActor(EntityActor):
         ctx = self._context()
         timeout = self.transition.timeout_s
         self.deadline = time.monotonic() + timeout if timeout else None
+        if not self.executor.blocking and not self.transition.isolate:
+            self._settle(run_executor(self.executor, ctx))  # pure and quick: its outcome commits with the turn
+            return
+        self.outcome = []
+        outbox.after_commit(lambda: self._start_attempt(ctx))  # side effects never run ahead of the attempt's record
+        self.poll_s = POLL_S
+        self.wakeupAfter(self.poll_s, payload=_Poll)
+
+    def _start_attempt(self, ctx: ExecutionContext) -> None:
+        """Start the attempt's thread, once the turn that recorded the
+        attempt is committed; unless the turn also ended the workitem."""
+        if self._done or is_terminal(self.workitem.state) or self.workitem.attempt != ctx.attempt:
+            return
         work: Callable[[], Outcome]
         if self.transition.isolate:  # whatever the executor: its process is the point
             attempt, request = isolation.start(self.transition.executor, ctx)
             self.isolated = attempt
             work = lambda: attempt.outcome(request)  # noqa: E731
-        elif not self.executor.blocking:
-            self._settle(run_executor(self.executor, ctx))
-            return
         else:
             work = lambda: run_executor(self.executor, ctx)  # noqa: E731
-        self.outcome = []
         self.thread = threading.Thread(
-            target=lambda: self.outcome.append(_caught(work)),
-            name=f"executor-{self.workitem.id}",
-            daemon=True,
+            target=lambda: self.outcome.append(_caught(work)), name=f"executor-{self.workitem.id}", daemon=True
         )
         self.thread.start()
-        self.poll_s = POLL_S
-        self.wakeupAfter(self.poll_s, payload=_Poll)
 
     def _poll(self) -> None:
         if self.outcome:

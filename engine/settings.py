@@ -14,3 +14,5 @@ class Settings:
     die_with_parent: bool = False
     cron: bool = False
     nodes: int = 1  # node processes hosting the work (the daemon's default: the core count)
+    turn_max_s: float = 0.01  # a node's turn ends when its actors are quiet, or after this long ...
+    turn_max_writes: int = 500  # ... or this many rows written: then it commits, once

@@ -12,7 +12,7 @@ from petriflow.storage.sqlite import SqliteBackend
 
 
 def open_backend(url: str) -> Backend:
-    """`memory://NAME`, `sqlite:///abs/path.db`, `sqlite://relative.db`, or a bare `path.db`;
+    """`memory://NAME`, `sqlite:///abs/path.db[?synchronous=normal]`, `sqlite://relative.db`, or a bare `path.db`;
     `faulty+<url>#<flag file>` wraps one to fail on purpose (storage.faults).
 
     Each process (each actor) opens its own backend from the URL, which is
@@ -26,7 +26,17 @@ def open_backend(url: str) -> Backend:
     if sep and rest and scheme == "memory":
         return MemoryBackend(rest)
     if sep and rest and scheme == "sqlite":
-        return SqliteBackend(rest)
+        path, _, query = rest.partition("?")
+        return SqliteBackend(path, **_sqlite_options(url, query))
     if not sep and url.endswith(".db"):
         return SqliteBackend(url)
     raise Invalid(f"unknown storage URL {url!r}: use memory://NAME, sqlite:///path.db or path.db")
+
+
+def _sqlite_options(url: str, query: str) -> dict[str, str]:
+    """`?synchronous=normal` is the one option: what it risks is in `sqlite.SYNCHRONOUS`."""
+    options = dict(part.partition("=")[::2] for part in query.split("&") if part)
+    unknown = set(options) - {"synchronous"}
+    if unknown:
+        raise Invalid(f"storage URL {url!r}: unknown option {', '.join(sorted(unknown))} (known: synchronous)")
+    return options

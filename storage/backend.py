@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+from petriflow.engine.errors import StorageFailure
 
 Row = dict[str, Any]
 
@@ -34,13 +37,55 @@ class Tx(Protocol):
 
     def update(self, table: str, id: str, changes: Mapping[str, Any]) -> None: ...
 
+    def update_if(self, table: str, id: str, changes: Mapping[str, Any], expect: Mapping[str, Any]) -> bool:
+        """Compare-and-set: apply `changes` only if the row's columns equal
+        `expect` (`UPDATE ... WHERE id = ? AND incarnation = ?`); whether it
+        applied. The check and the write are one statement, so no lock of
+        the caller's is needed for it (PostgreSQL's row lock does the same)."""
+        ...
+
+    def insert_many(self, table: str, rows: list[Row]) -> None:
+        """Rows of one table in one statement (`executemany`)."""
+        ...
+
+
+@dataclass
+class Turn:
+    """A node's turn: the operations it runs share one transaction, which
+    commits once when the turn ends. `writes` counts the rows written so
+    far (the node ends a turn at a bound on it); `broken` says why the turn
+    can only be rolled back: an operation failed after it had written, or
+    the database gave up the transaction."""
+
+    writes: int = 0
+    open: bool = False
+    broken: str | None = None
+
+
+class TurnAborted(StorageFailure):
+    """The turn was rolled back as a whole: none of its writes is stored,
+    and its node must crash, so that nothing it announced outlives them."""
+
+    code = "turn_aborted"
+
 
 class Backend(Protocol):
     url: str
 
     def transaction(self, *, write: bool = True) -> AbstractContextManager[Tx]:
         """A write transaction takes the write lock at its start (SQLite's
-        `BEGIN IMMEDIATE`), so concurrent writers queue instead of failing."""
+        `BEGIN IMMEDIATE`), so concurrent writers queue instead of failing.
+        Inside a turn of this thread, it joins the turn's transaction: its
+        writes commit with the turn, and an exception leaving it after it
+        wrote breaks the turn."""
+        ...
+
+    def turn(self) -> AbstractContextManager[Turn]:
+        """Run many transactions of this thread as one, committed when the
+        block ends (`TurnAborted` if the turn broke, `StorageFailure` if the
+        commit failed: either way nothing of it is stored). The write lock is
+        taken at the turn's first write and held to its end; other threads
+        of the process wait for the turn."""
         ...
 
     def close(self) -> None: ...

@@ -1,32 +1,44 @@
-"""A backend that fails on purpose, to prove what a failing disk does.
+"""A backend that fails on purpose, to prove what a failing disk, or a node
+killed at the worst moment of a turn, does.
 
-`FaultyBackend` wraps any backend. While its flag file exists, a write
-transaction that touches a row of a case named in the file (one case id a
-line; `*` for every case) raises `StorageFailure` at commit and is rolled
-back, as a full or broken disk would make SQLite do. Every process opens
-it from its URL, `faulty+<inner url>#<flag file>`, so a test turns the
-failure on and off for a whole daemon by writing or removing one file.
+`FaultyBackend` wraps any backend and obeys a flag file, which every
+process opens from its URL, `faulty+<inner url>#<flag file>`: a test turns
+faults on and off for a whole daemon by writing or removing one file. Each
+line of it is one of:
+
+- a case id (or `*` for every case): a write to a row of that case raises
+  `StorageFailure`, before it is applied, as a full or broken disk would
+  make SQLite do;
+- `kill-before-commit <case id or *>`: the process that is about to commit
+  a turn which wrote that case SIGKILLs itself first (its writes are lost);
+- `kill-after-commit <case id or *>`: it SIGKILLs itself once the commit
+  returned, before its node released anything the turn sent.
+
+A kill line is taken out of the file as it fires, so it fires once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from petriflow.engine.errors import StorageFailure
-from petriflow.storage.backend import Backend, Row, Tx
+from petriflow.storage.backend import Backend, Row, Turn, Tx
 
 _CASE_OWNED = {"cases": "id", "tokens": "case_id", "tasks": "case_id", "workitems": "case_id"}
 
 
 class _WatchedTx:
-    """Passes everything through, noting the cases whose rows are written."""
+    """Passes everything through, failing a write to a failing case, and
+    noting the cases whose rows are written."""
 
-    def __init__(self, inner: Tx) -> None:
+    def __init__(self, inner: Tx, failing: set[str], written: set[str]) -> None:
         self.inner = inner
-        self.cases: set[str] = set()
+        self.failing = failing
+        self.cases = written
 
     def get(self, table: str, id: str) -> Row | None:
         return self.inner.get(table, id)
@@ -38,14 +50,27 @@ class _WatchedTx:
         self._note(table, row)
         self.inner.insert(table, row)
 
+    def insert_many(self, table: str, rows: list[Row]) -> None:
+        for row in rows:
+            self._note(table, row)
+        self.inner.insert_many(table, rows)
+
     def update(self, table: str, id: str, changes: Mapping[str, Any]) -> None:
         self._note(table, self.inner.get(table, id) or {})
         self.inner.update(table, id, changes)
 
+    def update_if(self, table: str, id: str, changes: Mapping[str, Any], expect: Mapping[str, Any]) -> bool:
+        self._note(table, self.inner.get(table, id) or {})
+        return self.inner.update_if(table, id, changes, expect)
+
     def _note(self, table: str, row: Mapping[str, Any]) -> None:
         column = _CASE_OWNED.get(table)
-        if column and row.get(column):
-            self.cases.add(row[column])
+        case_id = row.get(column) if column else None
+        if not case_id:
+            return
+        if "*" in self.failing or case_id in self.failing:
+            raise StorageFailure(f"simulated disk write failure (flag file) writing case {case_id}")
+        self.cases.add(case_id)
 
 
 class FaultyBackend:
@@ -53,25 +78,46 @@ class FaultyBackend:
         self.inner = inner
         self.flag_path = flag_path
         self.url = f"faulty+{inner.url}#{flag_path}"
+        self._turn_cases: set[str] | None = None
 
-    def _failing_cases(self) -> set[str]:
+    def _lines(self) -> list[str]:
         try:
             with open(self.flag_path, encoding="utf-8") as flag:
-                return {line.strip() for line in flag if line.strip()}
+                return [line.strip() for line in flag if line.strip()]
         except OSError:
-            return set()
+            return []
+
+    def _failing_cases(self) -> set[str]:
+        return {line for line in self._lines() if not line.startswith("kill-")}
 
     @contextlib.contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[Tx]:
+        written = self._turn_cases if self._turn_cases is not None else set()
         with self.inner.transaction(write=write) as tx:
-            watched = _WatchedTx(tx)
-            yield watched
-            failing = self._failing_cases()
-            if watched.cases and ("*" in failing or watched.cases & failing):
-                raise StorageFailure(
-                    f"simulated disk write failure (flag {os.path.basename(self.flag_path)}) "
-                    f"writing case {sorted(watched.cases)[0]}"
-                )
+            yield _WatchedTx(tx, self._failing_cases() if write else set(), written)
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[Turn]:
+        self._turn_cases = written = set()
+        try:
+            with self.inner.turn() as turn:
+                yield turn
+                self._kill_if("kill-before-commit", written)
+            self._kill_if("kill-after-commit", written)
+        finally:
+            self._turn_cases = None
+
+    def _kill_if(self, moment: str, written: set[str]) -> None:
+        lines = self._lines()
+        for line in lines:
+            verb, _, case_id = line.partition(" ")
+            if verb == moment and written and (case_id == "*" or case_id in written):
+                lines.remove(line)
+                with open(self.flag_path, "w", encoding="utf-8") as flag:
+                    flag.write("".join(f"{kept}\n" for kept in lines))
+                    flag.flush()
+                    os.fsync(flag.fileno())
+                os.kill(os.getpid(), signal.SIGKILL)
 
     def close(self) -> None:
         self.inner.close()

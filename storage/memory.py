@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from petriflow.storage.backend import DuplicateKey
+from petriflow.storage.backend import DuplicateKey, Turn, TurnAborted
 from petriflow.storage.schema import TABLES, Condition, Table, TxBase
 
 Stored = dict[str, Any]
@@ -29,6 +29,8 @@ class _Database:
     tables: dict[str, dict[str, Stored]] = field(default_factory=lambda: {name: {} for name in TABLES})
     lock: threading.RLock = field(default_factory=threading.RLock)
     in_transaction: bool = False
+    turn: Turn | None = None  # held with the lock, so only the turn's thread sees it
+    turn_undo: list[Any] = field(default_factory=list)
 
 
 _registry: dict[str, _Database] = {}
@@ -51,22 +53,32 @@ class _MemoryTx(TxBase):
         return rows
 
     def _insert(self, t: Table, stored: Stored) -> None:
-        rows = self.db.tables[t.name]
-        if stored["id"] in rows:
-            raise DuplicateKey(f"{t.name} already has a row {stored['id']!r}")
-        self.undo.append((rows, stored["id"], None))
-        rows[stored["id"]] = stored
+        self._insert_many(t, [stored])
 
-    def _update(self, t: Table, id: str, stored: Stored) -> bool:
+    def _insert_many(self, t: Table, stored: list[Stored]) -> None:
         rows = self.db.tables[t.name]
-        if id not in rows:
+        ids = [row["id"] for row in stored]
+        if len(set(ids)) < len(ids) or any(id in rows for id in ids):
+            raise DuplicateKey(f"{t.name} already has one of the rows {ids!r}")
+        for row in stored:
+            self.undo.append((rows, row["id"], None))
+            rows[row["id"]] = row
+
+    def _update(self, t: Table, id: str, stored: Stored, expect: list[Condition]) -> bool:
+        rows = self.db.tables[t.name]
+        row = rows.get(id)
+        if row is None or not all(row[c.column] in c.values for c in expect):
             return False
-        self.undo.append((rows, id, rows[id]))
-        rows[id] = {**rows[id], **stored}
+        self.undo.append((rows, id, row))
+        rows[id] = {**row, **stored}
         return True
 
     def rollback(self) -> None:
-        for rows, id, previous in reversed(self.undo):
+        self.undo_all(self.undo)
+
+    @staticmethod
+    def undo_all(undo: list[tuple[dict[str, Stored], str, Stored | None]]) -> None:
+        for rows, id, previous in reversed(undo):
             if previous is None:
                 del rows[id]
             else:
@@ -92,6 +104,10 @@ class MemoryBackend:
     def transaction(self, *, write: bool = True) -> Iterator[_MemoryTx]:
         db = self._db
         with db.lock:
+            if db.turn is not None:
+                with self._joined(db, db.turn, write) as tx:
+                    yield tx
+                return
             if db.in_transaction:
                 raise RuntimeError(f"{self.url}: transaction inside a transaction of the same thread")
             db.in_transaction = True
@@ -104,6 +120,42 @@ class MemoryBackend:
             finally:
                 tx.active = False
                 db.in_transaction = False
+
+    @staticmethod
+    @contextmanager
+    def _joined(db: _Database, turn: Turn, write: bool) -> Iterator[_MemoryTx]:
+        if turn.broken is not None:
+            raise TurnAborted(f"the turn was broken earlier: {turn.broken}")
+        tx = _MemoryTx(db, write)
+        turn.open = turn.open or write
+        try:
+            yield tx
+        except BaseException as exc:
+            if tx.writes:
+                turn.broken = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            tx.active = False
+            turn.writes += tx.writes
+            db.turn_undo.extend(tx.undo)
+
+    @contextmanager
+    def turn(self) -> Iterator[Turn]:
+        db = self._db
+        with db.lock:
+            if db.turn is not None or db.in_transaction:
+                raise RuntimeError(f"{self.url}: a turn inside a transaction of the same thread")
+            turn = db.turn = Turn()
+            committed = False
+            try:
+                yield turn
+                if turn.broken is not None:
+                    raise TurnAborted(f"turn rolled back: {turn.broken}")
+                committed = True
+            finally:
+                if not committed:
+                    _MemoryTx.undo_all(db.turn_undo)
+                db.turn, db.turn_undo = None, []
 
     def close(self) -> None:
         """Nothing to release: the data lives on until `forget`."""

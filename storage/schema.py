@@ -364,6 +364,7 @@ class TxBase:
     def __init__(self, write: bool) -> None:
         self.write = write
         self.active = True
+        self.writes = 0  # rows written: what a turn counts, and whether a failure broke it
 
     def get(self, table_name: str, id: str) -> Row | None:
         t = self._use(table_name, writing=False)
@@ -381,13 +382,34 @@ class TxBase:
         """Raises `DuplicateKey` when the table already has the row's id."""
         t = self._use(table_name, writing=True)
         self._insert(t, t.encode(row, whole=True))
+        self.writes += 1
+
+    def insert_many(self, table_name: str, rows: list[Row]) -> None:
+        """Raises `DuplicateKey` when one of the ids exists; then none is inserted."""
+        if not rows:
+            return
+        t = self._use(table_name, writing=True)
+        self._insert_many(t, [t.encode(row, whole=True) for row in rows])
+        self.writes += len(rows)
 
     def update(self, table_name: str, id: str, changes: Mapping[str, Any]) -> None:
         """Raises KeyError when the table has no row `id`."""
         t = self._use(table_name, writing=True)
         stored = t.encode(changes, whole=False)
-        if not (self._update(t, id, stored) if stored else self._get(t, id) is not None):
+        if not (self._update(t, id, stored, []) if stored else self._get(t, id) is not None):
             raise KeyError(f"{t.name} has no row {id!r}")
+        self.writes += 1
+
+    def update_if(self, table_name: str, id: str, changes: Mapping[str, Any], expect: Mapping[str, Any]) -> bool:
+        """Apply `changes` to row `id` only if its columns equal `expect`
+        (None matches NULL); False, and nothing written, otherwise."""
+        t = self._use(table_name, writing=True)
+        stored = t.encode(changes, whole=False)
+        if not stored:
+            raise ValueError(f"{t.name}: a conditional update needs changes")
+        applied = self._update(t, id, stored, t.conditions(expect))
+        self.writes += int(applied)
+        return applied
 
     def _use(self, table_name: str, *, writing: bool) -> Table:
         if not self.active:
@@ -405,6 +427,10 @@ class TxBase:
     def _insert(self, t: Table, stored: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    def _update(self, t: Table, id: str, stored: dict[str, Any]) -> bool:
-        """Apply the changes; False when there is no row `id`."""
+    def _insert_many(self, t: Table, stored: list[dict[str, Any]]) -> None:
+        raise NotImplementedError
+
+    def _update(self, t: Table, id: str, stored: dict[str, Any], expect: list[Condition]) -> bool:
+        """Apply the changes if the row meets every condition of `expect`;
+        False when there is no such row `id`."""
         raise NotImplementedError

@@ -14,9 +14,9 @@ refused without writing a byte to it.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
+import functools
 import os
 import sqlite3
 import threading
@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from petriflow.engine.errors import PetriflowError, StorageFailure
-from petriflow.storage.backend import DuplicateKey
+from petriflow.engine.errors import Invalid, PetriflowError, StorageFailure
+from petriflow.storage.backend import DuplicateKey, Turn, TurnAborted
 from petriflow.storage.schema import MIGRATIONS, SCHEMA_VERSION, Condition, Table, TxBase, quote
 
 _HEADER = b"SQLite format 3\x00"
@@ -50,46 +50,68 @@ class StorageCorrupt(PetriflowError):
 
 
 class _SqliteTx(TxBase):
+    """Statements are built once per shape (`_sql`) and SQLite prepares each
+    once per connection (its statement cache, sized in `_connect`)."""
+
     def __init__(self, conn: sqlite3.Connection, write: bool) -> None:
         super().__init__(write)
         self.conn = conn
 
-    def _select(self, t: Table) -> str:
-        return f"SELECT {', '.join(map(quote, t.names))} FROM {quote(t.name)}"
-
     def _get(self, t: Table, id: str) -> dict[str, Any] | None:
-        row = self.conn.execute(f"{self._select(t)} WHERE id = ?", (id,)).fetchone()
+        row = self.conn.execute(_sql("get", t, ()), (id,)).fetchone()
         return None if row is None else dict(zip(t.names, row))
 
     def _find(self, t: Table, conditions: list[Condition], order_by: str | None) -> list[dict[str, Any]]:
-        clauses, params = [], []
-        for condition in conditions:
-            values = [v for v in condition.values if v is not None]
-            column = quote(condition.column)
-            alternatives = [f"{column} IN ({', '.join('?' * len(values))})"] if values else []
-            if len(values) < len(condition.values):
-                alternatives.append(f"{column} IS NULL")
-            clauses.append(f"({' OR '.join(alternatives)})" if alternatives else "0")
-            params.extend(values)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = _where(conditions)
         order = f"{quote(order_by)}, rowid" if order_by else "rowid"
-        rows = self.conn.execute(f"{self._select(t)}{where} ORDER BY {order}", params).fetchall()
+        sql = f"{_sql('select', t, ())}{' WHERE ' + where if where else ''} ORDER BY {order}"
+        rows = self.conn.execute(sql, params).fetchall()
         return [dict(zip(t.names, row)) for row in rows]
 
     def _insert(self, t: Table, stored: dict[str, Any]) -> None:
-        names = list(stored)
-        try:
-            self.conn.execute(
-                f"INSERT INTO {quote(t.name)} ({', '.join(map(quote, names))}) VALUES ({', '.join('?' * len(names))})",
-                [stored[n] for n in names],
-            )
-        except sqlite3.IntegrityError:  # the only constraint is the primary key
-            raise DuplicateKey(f"{t.name} already has a row {stored['id']!r}") from None
+        self._insert_many(t, [stored])
 
-    def _update(self, t: Table, id: str, stored: dict[str, Any]) -> bool:
-        assignments = ", ".join(f"{quote(n)} = ?" for n in stored)
-        cursor = self.conn.execute(f"UPDATE {quote(t.name)} SET {assignments} WHERE id = ?", [*stored.values(), id])
+    def _insert_many(self, t: Table, stored: list[dict[str, Any]]) -> None:
+        try:
+            self.conn.executemany(_sql("insert", t, t.names), [[row[n] for n in t.names] for row in stored])
+        except sqlite3.IntegrityError:  # the only constraint is the primary key
+            raise DuplicateKey(f"{t.name} already has one of the rows {[row['id'] for row in stored]!r}") from None
+
+    def _update(self, t: Table, id: str, stored: dict[str, Any], expect: list[Condition]) -> bool:
+        where, params = _where(expect)
+        sql = f"{_sql('update', t, tuple(stored))}{' AND ' + where if where else ''}"
+        cursor = self.conn.execute(sql, [*stored.values(), id, *params])
         return cursor.rowcount == 1
+
+
+@functools.lru_cache(maxsize=1024)
+def _sql(kind: str, t: Table, names: tuple[str, ...]) -> str:
+    """The text of a statement of one shape, built once."""
+    if kind == "select":
+        return f"SELECT {', '.join(map(quote, t.names))} FROM {quote(t.name)}"
+    if kind == "get":
+        return f"{_sql('select', t, ())} WHERE id = ?"
+    if kind == "insert":
+        return f"INSERT INTO {quote(t.name)} ({', '.join(map(quote, names))}) VALUES ({', '.join('?' * len(names))})"
+    assignments = ", ".join(f"{quote(n)} = ?" for n in names)
+    return f"UPDATE {quote(t.name)} SET {assignments} WHERE id = ?"
+
+
+def _where(conditions: list[Condition]) -> tuple[str, list[Any]]:
+    """`col IN (...)` clauses ANDed; a None among the values also matches NULL."""
+    clauses, params = [], []
+    for condition in conditions:
+        values = [v for v in condition.values if v is not None]
+        column = quote(condition.column)
+        if len(values) == 1:
+            alternatives = [f"{column} = ?"]
+        else:
+            alternatives = [f"{column} IN ({', '.join('?' * len(values))})"] if values else []
+        if len(values) < len(condition.values):
+            alternatives.append(f"{column} IS NULL")
+        clauses.append(f"({' OR '.join(alternatives)})" if alternatives else "0")
+        params.extend(values)
+    return " AND ".join(clauses), params
 
 
 @contextmanager
@@ -156,7 +178,9 @@ def _connect(path: str, busy_timeout_s: float) -> sqlite3.Connection:
         with open(path, "rb") as f:
             if f.read(len(_HEADER)) != _HEADER:
                 raise StorageCorrupt(f"{path} is not a SQLite database; it was left untouched")
-    conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(
+        path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False, cached_statements=512
+    )
     try:
         _migrate(conn, path)
     except sqlite3.DatabaseError as exc:
@@ -182,8 +206,7 @@ class _WriterQueue:
         self._fd = -1
         self._pid = 0
 
-    @contextmanager
-    def held(self, timeout_s: float) -> Iterator[None]:
+    def acquire(self, timeout_s: float) -> None:
         if self._pid != os.getpid():  # a descriptor inherited across fork shares the parent's lock
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             self._pid = os.getpid()
@@ -191,7 +214,7 @@ class _WriterQueue:
         while True:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                return
             except OSError as exc:
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                     raise
@@ -199,10 +222,16 @@ class _WriterQueue:
                 raise sqlite3.OperationalError(f"another writer held {self.path} for {timeout_s}s")
             time.sleep(pause)
             pause = min(pause * 2, 0.001)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def release(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
+SYNCHRONOUS = ("full", "normal")
+"""`full` (the default): a commit returns once the WAL is on disk, so a
+power cut loses nothing committed. `normal`: the WAL is synced only at
+checkpoints; a power cut (not a crash of petriflow's processes) may lose the
+last commits, which clients were already told of."""
 
 
 class SqliteBackend:
@@ -210,15 +239,19 @@ class SqliteBackend:
 
     One connection per process, opened at construction (so a bad file fails
     at once) and again lazily in a forked child; a lock per process
-    serialises its threads' transactions on that connection."""
+    serialises its threads' transactions (and turns) on that connection."""
 
-    def __init__(self, path: str, *, busy_timeout_s: float = 30.0) -> None:
+    def __init__(self, path: str, *, busy_timeout_s: float = 30.0, synchronous: str = "full") -> None:
+        if synchronous not in SYNCHRONOUS:
+            raise Invalid(f"sqlite synchronous={synchronous!r}: use one of {', '.join(SYNCHRONOUS)}")
         self.path = os.path.abspath(path)
-        self.url = f"sqlite://{self.path}"
+        self.url = f"sqlite://{self.path}" + ("" if synchronous == "full" else f"?synchronous={synchronous}")
         self.busy_timeout_s = busy_timeout_s
+        self.synchronous = synchronous
         self._locks: dict[int, threading.RLock] = {}
         self._conn: sqlite3.Connection | None = None
         self._conn_pid = 0
+        self._turn: Turn | None = None
         self._writers = _WriterQueue(self.path)
         with self._lock():
             self._connection()
@@ -233,8 +266,10 @@ class SqliteBackend:
         if self._conn is not None and self._conn_pid != os.getpid():
             _inherited.append(self._conn)
             self._conn = None
+            self._turn = None  # the parent's, if it forked mid-turn
         if self._conn is None:
             self._conn = _connect(self.path, self.busy_timeout_s)
+            self._conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
             self._conn_pid = os.getpid()
         return self._conn
 
@@ -242,15 +277,74 @@ class SqliteBackend:
     def transaction(self, *, write: bool = True) -> Iterator[_SqliteTx]:
         with self._lock():
             conn = self._connection()
+            if self._turn is not None:  # this thread's: the lock keeps others out for the whole turn
+                with self._joined(self._turn, conn, write) as tx:
+                    yield tx
+                return
             tx = _SqliteTx(conn, write)
             try:
-                with self._writers.held(self.busy_timeout_s) if write else contextlib.nullcontext():
+                if write:
+                    self._writers.acquire(self.busy_timeout_s)
+                try:
                     with _transaction(conn, "BEGIN IMMEDIATE" if write else None):
                         yield tx
+                finally:
+                    if write:
+                        self._writers.release()
             except (sqlite3.OperationalError, OSError) as exc:
-                raise StorageFailure(f"SQLite could not complete a transaction on {self.path}: {exc}") from exc
+                raise _failure(self.path, exc) from exc
             finally:
                 tx.active = False
+
+    @contextmanager
+    def _joined(self, turn: Turn, conn: sqlite3.Connection, write: bool) -> Iterator[_SqliteTx]:
+        """One operation inside the turn's transaction, which it opens at the turn's first write."""
+        if turn.broken is not None:
+            raise TurnAborted(f"the turn was broken earlier: {turn.broken}")
+        tx = _SqliteTx(conn, write)
+        try:
+            if write and not turn.open:
+                self._writers.acquire(self.busy_timeout_s)
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                except BaseException:
+                    self._writers.release()
+                    raise
+                turn.open = True
+            yield tx
+        except BaseException as exc:
+            lost = turn.open and not conn.in_transaction  # SQLite rolled the whole transaction back
+            if tx.writes or lost or isinstance(exc, (sqlite3.Error, OSError)):
+                turn.broken = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, (sqlite3.OperationalError, OSError)):
+                raise _failure(self.path, exc) from exc
+            raise
+        finally:
+            tx.active = False
+            turn.writes += tx.writes
+
+    @contextmanager
+    def turn(self) -> Iterator[Turn]:
+        with self._lock():
+            conn = self._connection()
+            if self._turn is not None:
+                raise RuntimeError("a turn inside a turn of the same thread")
+            turn = self._turn = Turn()
+            try:
+                yield turn
+                if turn.broken is not None:
+                    raise TurnAborted(f"turn rolled back: {turn.broken}")
+                if turn.open:
+                    try:
+                        conn.execute("COMMIT")
+                    except (sqlite3.OperationalError, OSError) as exc:
+                        raise _failure(self.path, exc) from exc
+            finally:
+                self._turn = None
+                if turn.open:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    self._writers.release()
 
     def close(self) -> None:
         """Close this process's connection; a later transaction opens a new one."""
@@ -258,3 +352,7 @@ class SqliteBackend:
             if self._conn is not None and self._conn_pid == os.getpid():
                 self._conn.close()
                 self._conn = None
+
+
+def _failure(path: str, exc: BaseException) -> StorageFailure:
+    return StorageFailure(f"SQLite could not complete a transaction on {path}: {exc}")

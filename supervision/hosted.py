@@ -18,10 +18,14 @@ Thespian 4, and the tests of nodes exercise each of them.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from thespian.actors import ActorSystem
+
+
+def _never() -> bool:
+    return False
 
 
 class HostedSystem:
@@ -38,18 +42,19 @@ class HostedSystem:
         """A root actor of the hosted system (its parent is the system itself)."""
         return self._system.createActor(actor_class)
 
-    def tell(self, address: Any, message: Any) -> bool:
+    def tell(self, address: Any, message: Any, stop: Callable[[], bool] = _never) -> bool:
         """Hand a message in and pump; True when the hosted actors are quiet."""
         self._outside.tell(address, message)
-        return self.pump()
+        return self.pump(stop)
 
-    def pump(self) -> bool:
+    def pump(self, stop: Callable[[], bool] = _never) -> bool:
         """Fire the wakeups that are due and run queued messages for at most
-        `slice_s`; True when nothing is left to run (False: pump again soon)."""
+        `slice_s`, or until `stop()` says so (checked between messages);
+        True when nothing is left to run (False: pump again soon)."""
         base = self._base
         end = time.monotonic() + self.slice_s
         base._realizeWakeups()  # once a slice: the simple base itself scans all wakeups at every message
-        while base._pendingSends and time.monotonic() <= end:
+        while base._pendingSends and time.monotonic() <= end and not stop():
             base._runSingleSend(base._pendingSends.pop(0))
         self._forget_wakeups_of_the_dead()
         return not base._pendingSends
