@@ -84,8 +84,10 @@ class CaseActor(EntityActor):
 
     # -- tokens -----------------------------------------------------------------
 
-    def _offer(self) -> None:
-        """Offer every free token to a waiting task of each transition its place feeds."""
+    def _offer(self, waiting: dict[str, str] | None = None) -> None:
+        """Offer every free token to a waiting task of each transition its
+        place feeds. `waiting` (transition id -> task id) are waiting tasks
+        the caller knows of; any other is found, or created, in storage."""
         live = self.storage.tokens(self.case.id, [TokenState.FREE, TokenState.LOCKED])
         if routing.is_finished(self.workflow, live):
             self._finish()
@@ -94,7 +96,7 @@ class CaseActor(EntityActor):
             self.terminate(Failure(kind="lost", reason="no token is left anywhere: the case cannot progress"))
             return
         end = self.workflow.end_place.id
-        waiting = {t.transition_id: t.id for t in self.storage.tasks(self.case.id, [TaskState.STARTED])}
+        waiting = dict(waiting or {})
         batches: dict[str, list[TokenRecord]] = {}
         for token in live:
             if token.state is not TokenState.FREE or token.place_id == end:
@@ -107,16 +109,22 @@ class CaseActor(EntityActor):
                     batches.setdefault(task_id, []).append(token)
         for task_id, tokens in batches.items():
             self.offered[task_id].update(t.id for t in tokens)
-            self._ensure_task(task_id)
+            self._ensure_task(task_id, tokens_follow=True)
             self.children.send(task_id, ReceiveTokens(task_id=task_id, tokens=tokens))
 
-    def _ensure_task(self, task_id: str) -> None:
+    def _ensure_task(self, task_id: str, tokens_follow: bool = False) -> None:
         if task_id not in self.children.keys():
             self.children.start(
                 ChildSpec(
                     key=task_id,
                     actor_class=TaskActor,
-                    init=InitTask(task_id=task_id, case_id=self.case.id, settings=self.settings),
+                    init=InitTask(
+                        task_id=task_id,
+                        case_id=self.case.id,
+                        settings=self.settings,
+                        workflow_version=self.case.workflow_version,
+                        tokens_follow=tokens_follow,
+                    ),
                 )
             )
 
@@ -148,25 +156,27 @@ class CaseActor(EntityActor):
         self._offer()
 
     def _complete_task(self, message: CompleteTask) -> None:
-        task = self.storage.get_task(message.task_id)
+        task_id = message.task_id
         tokens = routing.issue_tokens(
-            self.workflow, task.transition_id, case_id=self.case.id, task_id=task.id, payload=message.token_payload
+            self.workflow, message.transition_id, case_id=self.case.id, task_id=task_id, payload=message.token_payload
         )
         enabled = {t for token in tokens for t in self.workflow.transitions_fed_by(token.place_id)}
+        waiting: dict[str, str] = {}
         try:
-            self.storage.complete_task(self.fence, task.id, message.token_payload, tokens, sorted(enabled))
+            offered = self.storage.complete_task(self.fence, task_id, message.token_payload, tokens, sorted(enabled))
+            waiting = {transition_id: task.id for transition_id, task in offered.items()}
             log.info(
                 "task_completed",
-                task_id=task.id,
-                transition_id=task.transition_id,
+                task_id=task_id,
+                transition_id=message.transition_id,
                 issued=[t.place_id for t in tokens],
                 **self.log_context(),
             )
         except AlreadyCompleted:
             pass
-        self.offered.pop(task.id, None)
-        self.children.send(task.id, TaskCompleted(task_id=task.id))
-        self._offer()
+        self.offered.pop(task_id, None)
+        self.children.send(task_id, TaskCompleted(task_id=task_id))
+        self._offer(waiting)
 
     # -- ending -------------------------------------------------------------------
 

@@ -64,8 +64,7 @@ class TaskActor(EntityActor):
         if is_terminal(self.task.state):
             self.stop_normally(f"restored {self.task.state.value}")
             return
-        case = self.storage.get_case(self.task.case_id)
-        self.workflow = workflow_for(self.storage, case.workflow_id, case.workflow_version)
+        self.workflow = workflow_for(self.storage, self.task.workflow_id, init.workflow_version)
         self.transition = self.workflow.transition(self.task.transition_id)
         self.executor = resolve_executor(self.transition.executor)
         self.children = self.supervise(self._workitem_gave_up)
@@ -73,6 +72,9 @@ class TaskActor(EntityActor):
         self.ending = False
         self.tokens: dict[str, TokenRecord] = {}
         self.workitems: dict[str, WorkitemState] = {}
+        self.outputs: dict[str, dict[str, Any]] = {}  # of the completed workitems
+        if init.tokens_follow and self.task.incarnation == 1 and self.task.state is TaskState.STARTED:
+            return  # a new waiting task holds no tokens, and its case is sending it those it may take
         self._rebuild_tokens()
         if self.task.state is TaskState.STARTED:
             self._try_preexecute()
@@ -81,6 +83,7 @@ class TaskActor(EntityActor):
         else:
             workitems = self.storage.workitems(task_id=self.task.id)
             self.workitems = {w.id: w.state for w in workitems}
+            self.outputs = {w.id: w.output or {} for w in workitems if w.state is WorkitemState.COMPLETED}
             for workitem in workitems:
                 if not is_terminal(workitem.state):
                     self._ensure_workitem(workitem.id)
@@ -190,7 +193,12 @@ class TaskActor(EntityActor):
                 ChildSpec(
                     key=workitem_id,
                     actor_class=WorkitemActor,
-                    init=InitWorkitem(workitem_id=workitem_id, task_id=self.task.id, settings=self.settings),
+                    init=InitWorkitem(
+                        workitem_id=workitem_id,
+                        task_id=self.task.id,
+                        settings=self.settings,
+                        workflow_version=self.workflow.version,
+                    ),
                 )
             )
 
@@ -211,6 +219,8 @@ class TaskActor(EntityActor):
 
     def _update(self, message: UpdateWorkitem) -> None:
         self.workitems[message.workitem_id] = message.state
+        if message.state is WorkitemState.COMPLETED:
+            self.outputs[message.workitem_id] = message.output or {}
         if message.state is WorkitemState.FAILED or message.state is WorkitemState.ABANDONED:
             failure = message.failure or Failure(
                 kind=message.state.value,
@@ -227,7 +237,7 @@ class TaskActor(EntityActor):
         if self.task.state is not TaskState.EXECUTING or self.completing or not self.workitems:
             return
         if all(state is WorkitemState.COMPLETED for state in self.workitems.values()):
-            outputs = [w.output or {} for w in self.storage.workitems(task_id=self.task.id)]
+            outputs = [self.outputs[id] for id in self.workitems]
             try:
                 payload = self.executor.build_token_payload(outputs, dict(self.transition.params))
             except Exception as exc:
@@ -246,7 +256,10 @@ class TaskActor(EntityActor):
                 )
                 return
             self.completing = True
-            self.send(self.parent, CompleteTask(task_id=self.task.id, token_payload=payload))
+            self.send(
+                self.parent,
+                CompleteTask(task_id=self.task.id, token_payload=payload, transition_id=self.task.transition_id),
+            )
 
     # -- messages ---------------------------------------------------------------
 

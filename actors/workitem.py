@@ -84,7 +84,7 @@ class WorkitemActor(EntityActor):
             self._report()
             self.stop_normally(f"restored {self.workitem.state.value}")
             return
-        workflow = workflow_for(self.storage, self.workitem.workflow_id, self._workflow_version())
+        workflow = workflow_for(self.storage, self.workitem.workflow_id, init.workflow_version)
         self.transition = workflow.transition(self.workitem.transition_id)
         try:
             self.executor = resolve_executor(self.transition.executor)
@@ -106,9 +106,6 @@ class WorkitemActor(EntityActor):
             self._finish(WorkitemState.FAILED, failure=self._failure("crashed", f"workitem crashed: {reason}"))
             return
         self._run(begun=True)
-
-    def _workflow_version(self) -> int:
-        return self.storage.get_case(self.workitem.case_id).workflow_version
 
     def may_passivate(self) -> bool:
         return self.workitem.awaiting and self.workitem.state is WorkitemState.STARTED

@@ -15,7 +15,7 @@ from petriflow.actors.case import CaseActor
 from petriflow.actors.entity import EntityActor, gave_up_failure, workflow_for
 from petriflow.engine.errors import AlreadyCompleted, Invalid, PetriflowError, StorageFailure
 from petriflow.engine.messages import CaseActivated, CaseEnded, Crash, InitCase, InitWorkOrder, Routed, StartRun
-from petriflow.engine.records import CaseRecord, Failure, RunRecord, WorkOrderRecord
+from petriflow.engine.records import Failure, RunRecord, WorkOrderRecord
 from petriflow.engine.states import FINAL_RUN_STATES, RunState
 from petriflow.engine.wire import (
     AbandonWorkitem,
@@ -46,6 +46,7 @@ class WorkOrderActor(EntityActor):
         self.open(init.settings)
         self.order = self.storage.claim_work_order(init.work_order_id, os.getpid(), init.node_incarnation)
         self.children = self.supervise(self._case_gave_up)
+        self.runs = {run.id: run for run in self.storage.runs(self.order.id)}  # held: this actor moves them
         unfinished = self._unfinished()
         if not unfinished:
             self._settle()
@@ -58,7 +59,7 @@ class WorkOrderActor(EntityActor):
         """Every run is final: make sure the work order says so (an older
         petriflow, or a crash, may have recorded the run but not the order),
         then exit."""
-        runs = self.storage.runs(self.order.id)
+        runs = list(self.runs.values())
         state = update_state([], runs[-1].state) if runs else self.order.state
         if state is not self.order.state:
             self.order = self.storage.set_work_order_state(self.order.id, state)
@@ -71,7 +72,7 @@ class WorkOrderActor(EntityActor):
         return not any(self.children.is_live(k) for k in self.children.keys())
 
     def _unfinished(self) -> list[RunRecord]:
-        return [r for r in self.storage.runs(self.order.id) if r.state not in FINAL_RUN_STATES]
+        return [r for r in self.runs.values() if r.state not in FINAL_RUN_STATES]
 
     def _start(self, run: RunRecord) -> None:
         """Claim the run and start (or restore) its case; a run whose case
@@ -94,12 +95,11 @@ class WorkOrderActor(EntityActor):
     def _advance(self, run: RunRecord, target: RunState, failure: Failure | None = None) -> None:
         """Move the run, and the work order to the state its runs now give it
         (Lightning's update_state), in one transaction; tell the Engine."""
-        others = [
-            r.state for r in self.storage.runs(self.order.id) if r.id != run.id and r.state not in FINAL_RUN_STATES
-        ]
+        others = [r.state for r in self.runs.values() if r.id != run.id and r.state not in FINAL_RUN_STATES]
         state = update_state(others, target)
-        run = self.storage.advance_run(run.id, target, failure, order_state=state)
         changed = state is not self.order.state
+        order_state = state if changed else None  # unchanged: the order's row is not even read
+        run = self.runs[run.id] = self.storage.advance_run(run.id, target, failure, order_state=order_state)
         if changed:
             self.order = self.storage.get_work_order(self.order.id)
             log.info("work_order_updated", state=state.value, run_id=run.id, **self.log_context())
@@ -133,21 +133,22 @@ class WorkOrderActor(EntityActor):
         except StorageFailure as exc:
             log.error("case_not_terminated", case_id=spec.key, error=exc.message, **self.log_context())
         log.error("case_gave_up", case_id=spec.key, reason=reason, **self.log_context())
-        run = next(r for r in self.storage.runs(self.order.id) if r.case_id == spec.key)
+        run = next(r for r in self.runs.values() if r.case_id == spec.key)
         if run.state not in FINAL_RUN_STATES:
             case = self.storage.get_case(spec.key)
             self._ended(run, run_state_of_termination((case.failure or failure).kind), case.failure or failure)
 
-    def _run_of(self, case: CaseRecord) -> RunRecord:
-        if case.run_id is None or case.work_order_id != self.order.id:
-            raise Invalid(f"case {case.id} is not a run of work order {self.order.id}")
-        return self.storage.get_run(case.run_id)
+    def _run_of(self, case_id: str) -> RunRecord:
+        run = next((r for r in self.runs.values() if r.case_id == case_id), None)
+        if run is None:
+            raise Invalid(f"case {case_id} is not a run of work order {self.order.id}")
+        return run
 
     def _case_ended(self, case_id: str) -> None:
-        case = self.storage.get_case(case_id)
-        run = self._run_of(case)
+        run = self._run_of(case_id)
         if run.state in FINAL_RUN_STATES:
             return
+        case = self.storage.get_case(case_id)
         state = run_state_of_case(case.state.value, case.failure.kind if case.failure else None)
         if state is not None:
             self._ended(run, state, case.failure)
@@ -165,12 +166,18 @@ class WorkOrderActor(EntityActor):
         return {
             CaseActivated: lambda message, _: self._case_activated(message.case_id),
             CaseEnded: lambda message, _: self._case_ended(message.case_id),
-            StartRun: lambda message, _: self._start(self.storage.get_run(message.run_id)),
+            StartRun: lambda message, _: self._start_new(message.run_id),
             Routed: self.serve,
         }
 
+    def _start_new(self, run_id: str) -> None:
+        """A run the Engine added (a retry, which also moved the order): read once, then held."""
+        self.order = self.storage.get_work_order(self.order.id)
+        run = self.runs[run_id] = self.storage.get_run(run_id)
+        self._start(run)
+
     def _case_activated(self, case_id: str) -> None:
-        run = self._run_of(self.storage.get_case(case_id))
+        run = self._run_of(case_id)
         if run.state is RunState.CLAIMED:
             self._advance(run, RunState.STARTED)
 

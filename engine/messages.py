@@ -70,6 +70,8 @@ class InitTask:
     task_id: str
     case_id: str
     settings: Settings
+    workflow_version: int  # the case's: the task need not read its case
+    tokens_follow: bool = False  # the case sends the task its tokens next: it need not read them
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class InitWorkitem:
     workitem_id: str
     task_id: str
     settings: Settings
+    workflow_version: int
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,7 @@ class CompleteTask:
 
     task_id: str
     token_payload: dict[str, Any]
+    transition_id: str
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,10 @@ class Tx(Protocol):
         the caller's is needed for it (PostgreSQL's row lock does the same)."""
         ...
 
+    def update_where(self, table: str, where: Mapping[str, Any], changes: Mapping[str, Any]) -> int:
+        """Apply `changes` to every row matching `where` in one statement; how many rows."""
+        ...
+
     def insert_many(self, table: str, rows: list[Row]) -> None:
         """Rows of one table in one statement (`executemany`)."""
         ...

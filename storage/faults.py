@@ -63,6 +63,11 @@ class _WatchedTx:
         self._note(table, self.inner.get(table, id) or {})
         return self.inner.update_if(table, id, changes, expect)
 
+    def update_where(self, table: str, where: Mapping[str, Any], changes: Mapping[str, Any]) -> int:
+        for row in self.inner.find(table, where):
+            self._note(table, row)
+        return self.inner.update_where(table, where, changes)
+
     def _note(self, table: str, row: Mapping[str, Any]) -> None:
         column = _CASE_OWNED.get(table)
         case_id = row.get(column) if column else None

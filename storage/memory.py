@@ -73,6 +73,12 @@ class _MemoryTx(TxBase):
         rows[id] = {**row, **stored}
         return True
 
+    def _update_where(self, t: Table, conditions: list[Condition], stored: Stored) -> int:
+        matching = [
+            id for id, row in self.db.tables[t.name].items() if all(row[c.column] in c.values for c in conditions)
+        ]
+        return sum(self._update(t, id, stored, []) for id in matching)
+
     def rollback(self) -> None:
         self.undo_all(self.undo)
 

@@ -51,15 +51,13 @@ class Table:
     columns: tuple[Column, ...]
     indexes: tuple[tuple[str, ...], ...] = ()
     kinds: dict[str, str] = field(init=False, repr=False, compare=False)
+    names: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kinds", {c.name: c.kind for c in self.columns})
+        object.__setattr__(self, "names", tuple(c.name for c in self.columns))
         if self.kinds.get("id") != "text":
             raise ValueError(f"table {self.name}: every table needs a text primary key `id`")
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(c.name for c in self.columns)
 
     def encode(self, values: Mapping[str, Any], *, whole: bool) -> dict[str, Any]:
         """Values as stored; a whole row gets None for the columns it lacks."""
@@ -411,6 +409,17 @@ class TxBase:
         self.writes += int(applied)
         return applied
 
+    def update_where(self, table_name: str, where: Mapping[str, Any], changes: Mapping[str, Any]) -> int:
+        """Apply `changes` to every row matching `where`; how many."""
+        t = self._use(table_name, writing=True)
+        stored = t.encode(changes, whole=False)
+        conditions = t.conditions(where)
+        if not stored or not conditions:
+            raise ValueError(f"{t.name}: an update of many rows needs changes and conditions")
+        count = self._update_where(t, conditions, stored)
+        self.writes += count
+        return count
+
     def _use(self, table_name: str, *, writing: bool) -> Table:
         if not self.active:
             raise RuntimeError("transaction used after its `with` block ended")
@@ -433,4 +442,7 @@ class TxBase:
     def _update(self, t: Table, id: str, stored: dict[str, Any], expect: list[Condition]) -> bool:
         """Apply the changes if the row meets every condition of `expect`;
         False when there is no such row `id`."""
+        raise NotImplementedError
+
+    def _update_where(self, t: Table, conditions: list[Condition], stored: dict[str, Any]) -> int:
         raise NotImplementedError

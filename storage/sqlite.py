@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import functools
 import os
 import sqlite3
 import threading
@@ -30,6 +29,8 @@ from petriflow.storage.backend import DuplicateKey, Turn, TurnAborted
 from petriflow.storage.schema import MIGRATIONS, SCHEMA_VERSION, Condition, Table, TxBase, quote
 
 _HEADER = b"SQLite format 3\x00"
+MAX_ROWS_PER_INSERT = 500
+"""Rows of one `insert_many`: one statement, within SQLite's limit on its parameters."""
 _CORRUPT_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 
 _inherited: list[sqlite3.Connection] = []
@@ -72,8 +73,14 @@ class _SqliteTx(TxBase):
         self._insert_many(t, [stored])
 
     def _insert_many(self, t: Table, stored: list[dict[str, Any]]) -> None:
+        """One `INSERT ... VALUES (...), (...)`: all rows or, on a duplicate, none."""
+        if len(stored) > MAX_ROWS_PER_INSERT:
+            raise ValueError(f"{t.name}: at most {MAX_ROWS_PER_INSERT} rows in one insert, got {len(stored)}")
+        values = ", ".join([f"({', '.join('?' * len(t.names))})"] * len(stored))
         try:
-            self.conn.executemany(_sql("insert", t, t.names), [[row[n] for n in t.names] for row in stored])
+            self.conn.execute(
+                f"{_sql('insert', t, t.names)} VALUES {values}", [row[n] for row in stored for n in t.names]
+            )
         except sqlite3.IntegrityError:  # the only constraint is the primary key
             raise DuplicateKey(f"{t.name} already has one of the rows {[row['id'] for row in stored]!r}") from None
 
@@ -83,16 +90,35 @@ class _SqliteTx(TxBase):
         cursor = self.conn.execute(sql, [*stored.values(), id, *params])
         return cursor.rowcount == 1
 
+    def _update_where(self, t: Table, conditions: list[Condition], stored: dict[str, Any]) -> int:
+        where, params = _where(conditions)
+        assignments = ", ".join(f"{quote(n)} = ?" for n in stored)
+        cursor = self.conn.execute(
+            f"UPDATE {quote(t.name)} SET {assignments} WHERE {where}", [*stored.values(), *params]
+        )
+        return cursor.rowcount
 
-@functools.lru_cache(maxsize=1024)
+
 def _sql(kind: str, t: Table, names: tuple[str, ...]) -> str:
-    """The text of a statement of one shape, built once."""
+    """The text of a statement of one shape, built once (keyed by the
+    table's name: hashing a whole `Table` costs more than building the text)."""
+    key = (kind, t.name, names)
+    sql = _statements.get(key)
+    if sql is None:
+        sql = _statements[key] = _build_sql(kind, t, names)
+    return sql
+
+
+_statements: dict[tuple[str, str, tuple[str, ...]], str] = {}
+
+
+def _build_sql(kind: str, t: Table, names: tuple[str, ...]) -> str:
     if kind == "select":
         return f"SELECT {', '.join(map(quote, t.names))} FROM {quote(t.name)}"
     if kind == "get":
         return f"{_sql('select', t, ())} WHERE id = ?"
     if kind == "insert":
-        return f"INSERT INTO {quote(t.name)} ({', '.join(map(quote, names))}) VALUES ({', '.join('?' * len(names))})"
+        return f"INSERT INTO {quote(t.name)} ({', '.join(map(quote, names))})"
     assignments = ", ".join(f"{quote(n)} = ?" for n in names)
     return f"UPDATE {quote(t.name)} SET {assignments} WHERE id = ?"
 

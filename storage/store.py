@@ -83,6 +83,9 @@ class Fence:
     incarnation: int
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in _TABLE_OF}
+
+
 def _to_row_value(value: Any) -> Any:
     if isinstance(value, Enum):
         return value.value
@@ -92,7 +95,7 @@ def _to_row_value(value: Any) -> Any:
 
 
 def _to_row(record: Any) -> Row:
-    return {f.name: _to_row_value(getattr(record, f.name)) for f in dataclasses.fields(record)}
+    return {name: _to_row_value(getattr(record, name)) for name in _FIELDS[type(record)]}
 
 
 def _definition(document: dict[str, Any]) -> dict[str, Any]:
@@ -101,12 +104,12 @@ def _definition(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def _from_row(cls: type[R], row: Row) -> R:
-    values = dict(row)
+    names = _FIELDS[cls]
+    values = {k: v for k, v in row.items() if k in names}
     values["state"] = _STATE_OF[cls](values["state"])
     if values.get("failure") is not None:
         values["failure"] = Failure(**values["failure"])
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in values.items() if k in names})
+    return cls(**values)
 
 
 class Storage:
@@ -135,6 +138,20 @@ class Storage:
             )
 
     @staticmethod
+    def _fenced(tx: Tx, fence: Fence, cls: type[R], id: str | None = None) -> R:
+        """The record `id` (by default the fence's own entity) once the fence
+        holds: one read when the fence is the record's own."""
+        if id is not None and (_TABLE_OF[cls], id) != (fence.table, fence.id):
+            Storage._check_fence(tx, fence)
+            return Storage._get(tx, cls, id)
+        record = Storage._get(tx, cls, fence.id)
+        if record.incarnation != fence.incarnation:  # type: ignore[union-attr]
+            raise StaleIncarnation(
+                f"{fence.table[:-1]} {fence.id}: incarnation {fence.incarnation} was replaced by {record.incarnation}"  # type: ignore[union-attr]
+            )
+        return record
+
+    @staticmethod
     def _get(tx: Tx, cls: type[R], id: str) -> R:
         row = tx.get(_TABLE_OF[cls], id)
         if row is None:
@@ -142,19 +159,21 @@ class Storage:
         return _from_row(cls, row)
 
     @staticmethod
-    def _advance(tx: Tx, record: Any, target: StrEnum, **changes: Any) -> Any:
-        """Compare-and-set the record's state; returns the updated record."""
-        if not can_advance(record.state, target):
-            raise IllegalTransition(
-                f"{_TABLE_OF[type(record)][:-1]} {record.id}: illegal transition {record.state.value} -> {target.value}"
-            )
-        changes = {"state": target, **changes}
-        if "updated_at" in {f.name for f in dataclasses.fields(record)}:
+    def _advance(tx: Tx, record: Any, *path: StrEnum, **changes: Any) -> Any:
+        """Move the record's state along `path` (each step legal), written
+        once; returns the updated record."""
+        state = record.state
+        for target in path:
+            if not can_advance(state, target):
+                raise IllegalTransition(
+                    f"{_TABLE_OF[type(record)][:-1]} {record.id}: illegal transition {state.value} -> {target.value}"
+                )
+            state = target
+        changes = {"state": state, **changes}
+        if "updated_at" in _FIELDS[type(record)]:
             changes["updated_at"] = now()
-        updated = dataclasses.replace(record, **changes)
-        row = _to_row(updated)
-        tx.update(_TABLE_OF[type(record)], record.id, {k: row[k] for k in changes})
-        return updated
+        tx.update(_TABLE_OF[type(record)], record.id, {k: _to_row_value(v) for k, v in changes.items()})
+        return dataclasses.replace(record, **changes)
 
     def _find(self, cls: type[R], where: dict[str, Any], states: Iterable[StrEnum | str] | None = None) -> list[R]:
         where = {k: v for k, v in where.items() if v is not None}
@@ -356,57 +375,65 @@ class Storage:
     def tokens(self, case_id: str, states: Iterable[TokenState] | None = None) -> list[TokenRecord]:
         return self._find(TokenRecord, {"case_id": case_id}, states)
 
-    def _lock(self, tx: Tx, fence: Fence, token_ids: list[str]) -> list[TokenRecord]:
-        """Compare-and-set every token free -> locked by the task, all or none,
-        and move the task to `allocated`. Idempotent: a task that already holds
-        exactly these tokens gets them back."""
-        self._check_fence(tx, fence)
-        task = self._get(tx, TaskRecord, fence.id)
-        tokens = [self._get(tx, TokenRecord, tid) for tid in token_ids]
-        if task.state is not TaskState.STARTED:
-            held = {row["id"] for row in tx.find("tokens", {"case_id": task.case_id, "locked_by_task_id": task.id})}
-            if held and held == set(token_ids):
-                return tokens
-            raise TaskNotAvailable(f"task {task.id} is {task.state.value}, not started")
-        for token in tokens:
-            if token.case_id != task.case_id:
-                raise TokensNotAvailable(f"token {token.id} belongs to another case")
-            if token.state is not TokenState.FREE:
-                raise TokensNotAvailable(
-                    f"token {token.id} is {token.state.value}"
-                    + (f" by task {token.locked_by_task_id}" if token.locked_by_task_id else "")
-                )
-        locked = [self._advance(tx, token, TokenState.LOCKED, locked_by_task_id=task.id) for token in tokens]
-        self._advance(tx, task, TaskState.ALLOCATED)
-        return locked
-
     def allocate(self, fence: Fence, token_ids: list[str], input: dict[str, Any]) -> WorkitemRecord:
-        """Lock the tokens (`_lock`) and create the workitem in one transaction:
-        the task passes through `allocated` to `executing` with its workitem.
-        Idempotent, and refused as a whole when any token is not free."""
+        """Compare-and-set every token free -> locked by the task, all or
+        none, and create the task's workitem, in one transaction: the task
+        passes through `allocated` to `executing`. Idempotent (a task that
+        already holds exactly these tokens gets its workitem back), and
+        refused as a whole when any token is not free. Every check comes
+        before the first write."""
         with self.backend.transaction() as tx:
-            self._lock(tx, fence, token_ids)
-            return self._create_workitem(tx, fence, input)
+            task = self._fenced(tx, fence, TaskRecord)
+            rows = {row["id"]: row for row in tx.find("tokens", {"id": token_ids})}
+            if task.state is not TaskState.STARTED:
+                held = {id for id, row in rows.items() if row["locked_by_task_id"] == task.id}
+                if not held or held != set(token_ids):
+                    raise TaskNotAvailable(f"task {task.id} is {task.state.value}, not started")
+                return self._create_workitem(tx, fence, input)  # it holds them already
+            for token_id in token_ids:
+                row = rows.get(token_id)
+                if row is None:
+                    raise NotFound(f"token {token_id!r} not found")
+                if row["case_id"] != task.case_id:
+                    raise TokensNotAvailable(f"token {token_id} belongs to another case")
+                if row["state"] != TokenState.FREE.value:
+                    raise TokensNotAvailable(
+                        f"token {token_id} is {row['state']}"
+                        + (f" by task {row['locked_by_task_id']}" if row["locked_by_task_id"] else "")
+                    )
+            tx.update_where(
+                "tokens",
+                {"id": token_ids, "state": TokenState.FREE.value},
+                {"state": TokenState.LOCKED.value, "locked_by_task_id": task.id},
+            )
+            return self._new_workitem(tx, task, input, TaskState.ALLOCATED, TaskState.EXECUTING)
 
     # -- tasks -------------------------------------------------------------
 
     def create_task(self, fence: Fence, transition_id: str) -> TaskRecord:
-        """The case's `started` task for the transition, created if it has none:
-        tokens are offered to at most one waiting task per transition."""
+        """The case's `started` task for the transition, created if it has
+        none: tokens are offered to at most one waiting task per transition."""
         with self.backend.transaction() as tx:
-            self._check_fence(tx, fence)
-            return self._waiting_task(tx, self._get(tx, CaseRecord, fence.id), transition_id)
+            return self._waiting_tasks(tx, self._fenced(tx, fence, CaseRecord), [transition_id])[transition_id]
 
     @staticmethod
-    def _waiting_task(tx: Tx, case: CaseRecord, transition_id: str) -> TaskRecord:
-        waiting = tx.find(
-            "tasks", {"case_id": case.id, "transition_id": transition_id, "state": TaskState.STARTED.value}
-        )
-        if waiting:
-            return _from_row(TaskRecord, waiting[0])
-        task = TaskRecord(id=new_id(), case_id=case.id, workflow_id=case.workflow_id, transition_id=transition_id)
-        tx.insert("tasks", _to_row(task))
-        return task
+    def _waiting_tasks(tx: Tx, case: CaseRecord, transition_ids: list[str]) -> dict[str, TaskRecord]:
+        """The waiting task of each transition, those missing created: one read, one write."""
+        if not transition_ids:
+            return {}
+        waiting = {
+            row["transition_id"]: _from_row(TaskRecord, row)
+            for row in tx.find(
+                "tasks", {"case_id": case.id, "transition_id": transition_ids, "state": TaskState.STARTED.value}
+            )
+        }
+        missing = [
+            TaskRecord(id=new_id(), case_id=case.id, workflow_id=case.workflow_id, transition_id=transition_id)
+            for transition_id in transition_ids
+            if transition_id not in waiting
+        ]
+        tx.insert_many("tasks", [_to_row(task) for task in missing])
+        return {**waiting, **{task.transition_id: task for task in missing}}
 
     def get_task(self, task_id: str) -> TaskRecord:
         return self._read(TaskRecord, task_id)
@@ -424,13 +451,16 @@ class Storage:
             return self._create_workitem(tx, fence, input)
 
     def _create_workitem(self, tx: Tx, fence: Fence, input: dict[str, Any]) -> WorkitemRecord:
-        self._check_fence(tx, fence)
-        task = self._get(tx, TaskRecord, fence.id)
+        task = self._fenced(tx, fence, TaskRecord)
         if task.state is TaskState.EXECUTING:
             existing = tx.find("workitems", {"task_id": task.id}, order_by="created_at")
             if existing:
                 return _from_row(WorkitemRecord, existing[0])
-        self._advance(tx, task, TaskState.EXECUTING)
+        return self._new_workitem(tx, task, input, TaskState.EXECUTING)
+
+    def _new_workitem(self, tx: Tx, task: TaskRecord, input: dict[str, Any], *path: TaskState) -> WorkitemRecord:
+        """The task moves along `path` to `executing`, with its new workitem."""
+        self._advance(tx, task, *path)
         workitem = WorkitemRecord(
             id=new_id(),
             task_id=task.id,
@@ -449,13 +479,15 @@ class Storage:
         token_payload: dict[str, Any],
         new_tokens: list[TokenRecord],
         offer_to: Iterable[str] = (),
-    ) -> list[TokenRecord]:
+    ) -> dict[str, TaskRecord]:
         """Consume the task's locked tokens, issue the new ones and record the
         task completed, atomically; a second call changes nothing. The
         transitions in `offer_to` (those the new tokens enable) get their
-        waiting task in the same transaction."""
+        waiting task in the same transaction: returned, transition id ->
+        task id, so the case need not read them back. Every check comes
+        before the first write."""
         with self.backend.transaction() as tx:
-            self._check_fence(tx, fence)
+            case = self._fenced(tx, fence, CaseRecord)
             task = self._get(tx, TaskRecord, task_id)
             if task.state is TaskState.COMPLETED:
                 raise AlreadyCompleted(f"task {task_id} is already completed")
@@ -464,17 +496,14 @@ class Storage:
             for row in tx.find("workitems", {"task_id": task_id}):
                 if row["state"] != WorkitemState.COMPLETED.value:
                     raise TaskNotAvailable(f"task {task_id}: workitem {row['id']} is {row['state']}")
-            for row in tx.find(
-                "tokens", {"case_id": task.case_id, "locked_by_task_id": task_id, "state": TokenState.LOCKED.value}
-            ):
-                self._advance(tx, _from_row(TokenRecord, row), TokenState.CONSUMED, consumed_by_task_id=task_id)
-            for token in new_tokens:
-                tx.insert("tokens", _to_row(token))
+            tx.update_where(
+                "tokens",
+                {"case_id": task.case_id, "locked_by_task_id": task_id, "state": TokenState.LOCKED.value},
+                {"state": TokenState.CONSUMED.value, "consumed_by_task_id": task_id},
+            )
+            tx.insert_many("tokens", [_to_row(token) for token in new_tokens])
             self._advance(tx, task, TaskState.COMPLETED, token_payload=token_payload)
-            case = self._get(tx, CaseRecord, fence.id)
-            for transition_id in offer_to:
-                self._waiting_task(tx, case, transition_id)
-            return new_tokens
+            return self._waiting_tasks(tx, case, sorted(set(offer_to)))
 
     def abandon_task(self, fence: Fence, task_id: str) -> TaskRecord:
         with self.backend.transaction() as tx:
