@@ -8,6 +8,7 @@ import pytest
 from petriflow.bench import parse
 from petriflow.bench.environment import ROOT
 from petriflow.bench.profile import IDLE, classify
+from petriflow.bench.statements import classify_statement
 from petriflow.bench.stats import percentile, summary
 
 
@@ -48,7 +49,7 @@ def test_waiting_in_select_or_sleep_is_idle_not_cost():
 
 def test_options_default_to_every_scenario_on_both_bases_and_quick_runs_small():
     opts = parse([])
-    assert opts.scenarios == ["throughput", "latency", "floor", "peer", "waiting", "recovery"]
+    assert opts.scenarios == ["throughput", "latency", "statements", "floor", "peer", "waiting", "recovery"]
     assert opts.bases == ["embedded", "daemon"]
     assert (opts.repeat, opts.cases) == (3, 500)
     quick = parse(["--quick", "--scenarios", "throughput", "--cases", "7"])
@@ -62,3 +63,23 @@ def test_unknown_scenarios_and_bases_are_refused_by_name(capsys):
     with pytest.raises(SystemExit):
         parse(["--bases", "cloud"])
     assert "unknown base 'cloud'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "sql,kind,table",
+    [
+        ('SELECT "id", "case_id" FROM "tasks" WHERE ("case_id" = ?)', "SELECT", "tasks"),
+        ("  select name from sqlite_master where type = 'table'", "SELECT", "sqlite_master"),
+        ('INSERT INTO "tokens" ("id", "case_id") VALUES (1, 2)', "INSERT", "tokens"),
+        ('INSERT OR REPLACE INTO "runs" VALUES (1)', "INSERT", "runs"),
+        ('UPDATE "workitems" SET "state" = 2 WHERE "id" = 7', "UPDATE", "workitems"),
+        ('DELETE FROM "outbox" WHERE "id" = 3', "DELETE", "outbox"),
+        ("BEGIN IMMEDIATE", "BEGIN", None),
+        ("COMMIT", "COMMIT", None),
+        ("ROLLBACK", "ROLLBACK", None),
+        ("PRAGMA synchronous = FULL", "other", None),
+        ("", "other", None),
+    ],
+)
+def test_the_statement_counter_sorts_statements_by_kind_and_table(sql, kind, table):
+    assert classify_statement(sql) == (kind, table)

@@ -9,6 +9,9 @@ figures are printed as a table and written as JSON (`--out`):
               wait for all), on the embedded base (simpleSystemBase, the
               engine in this process) and on the daemon
   latency     submit-to-final p50/p99 of single work orders on an idle engine
+  statements  SQL statements and commits per step (one transition executed)
+              of seq3 and and4, both modes, counted by a trace callback on
+              the embedded base's SQLite connections (at most 200 cases)
   floor       bare Thespian actors arranged like the same case (one case
               actor, its task actors, their workitem actors; no storage, no
               petriflow code) on simpleSystemBase and multiprocTCPBase
@@ -51,6 +54,7 @@ from petriflow.bench.peer import peer_child, scenario_peer
 from petriflow.bench.profile import run_profile
 from petriflow.bench.recovery import scenario_recovery
 from petriflow.bench.report import profile_text, table
+from petriflow.bench.statements import scenario_statements
 from petriflow.bench.throughput import scenario_latency, scenario_throughput
 from petriflow.bench.waiting import scenario_waiting
 
@@ -76,7 +80,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
         default="case",
         help="throughput through Client.start_case/wait_case (default) or submit/wait_work_order",
     )
-    parser.add_argument("--cases", type=int, help="cases per throughput/floor run (default 500; quick 20)")
+    parser.add_argument(
+        "--cases",
+        type=int,
+        help="cases per throughput/floor/statements run (default 500; quick 20; statements at most 200)",
+    )
     parser.add_argument(
         "--max-run-s",
         type=float,
@@ -179,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
                     results["throughput"] = scenario_throughput(opts, tmp)
                 elif scenario == "latency":
                     results["latency"] = scenario_latency(opts, tmp)
+                elif scenario == "statements" and "embedded" in opts.bases:
+                    results["statements"] = scenario_statements(opts, tmp)
                 elif scenario == "floor":
                     results["floor"] = scenario_floor(opts, tmp)
                 elif scenario == "peer":

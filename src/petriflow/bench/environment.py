@@ -22,7 +22,7 @@ BENCH = [sys.executable, "-m", "petriflow.bench"]
 BASES = ("embedded", "daemon")
 
 
-SCENARIOS = ("throughput", "latency", "floor", "peer", "waiting", "recovery")
+SCENARIOS = ("throughput", "latency", "statements", "floor", "peer", "waiting", "recovery")
 
 
 def log(message: str) -> None:

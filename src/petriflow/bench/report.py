@@ -70,6 +70,8 @@ def table(results: dict[str, Any]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    if not rows:  # e.g. only the statements, waiting or recovery scenario ran
+        lines = []
     notes = []
     if any(r[-1].endswith("*") for r in rows):
         notes.append(
@@ -131,7 +133,51 @@ def table(results: dict[str, Any]) -> str:
                 f"workitems re-executed {r['workitems_reexecuted']}, ok={r['ok']}"
             )
         ratio_lines.append(text)
-    return "\n".join(lines + [""] + ratio_lines + notes)
+    text = "\n".join(lines + [""] + ratio_lines + statements_lines(results.get("statements") or {}) + notes)
+    return text.strip("\n")
+
+
+STATEMENT_COLUMNS = ("statements", "commits", "begins", "selects", "inserts", "updates", "deletes", "other")
+
+
+def statements_lines(statements: dict[str, Any]) -> list[str]:
+    """The statements scenario: SQL per step (one transition executed) by workload and mode."""
+    if not any(workload in statements for workload in WORKLOADS):
+        return []
+    steps = ", ".join(f"{w} {statements[w]['transitions_per_case']}" for w in WORKLOADS if w in statements)
+    out = [
+        "",
+        f"SQL per step ({statements['base']}, {statements['api']} API; a step is one transition executed, "
+        f"{steps} per case):",
+    ]
+    header = ("workload", "mode", "cases", *STATEMENT_COLUMNS, "statements/case", "commits/case")
+    rows: list[tuple[str, ...]] = []
+    by_table: list[str] = []
+    for workload in WORKLOADS:
+        for mode in MODES:
+            run = statements.get(workload, {}).get(mode)
+            if not run:
+                continue
+            rows.append(
+                (
+                    workload,
+                    MODE_LABEL[mode],
+                    f"{run['cases']}" + ("" if run["finished_ok"] == run["cases"] else f" ({run['finished_ok']} ok)"),
+                    *(f"{run['per_step'][c]:.2f}" for c in STATEMENT_COLUMNS),
+                    f"{run['per_case']['statements']:.1f}",
+                    f"{run['per_case']['commits']:.2f}",
+                )
+            )
+            selects = run.get("per_step_by_table", {}).get("SELECT", {})
+            if selects:
+                tables = ", ".join(f"{t} {v:.2f}" for t, v in selects.items())
+                by_table.append(f"  {workload} {MODE_LABEL[mode]}: SELECTs per step by table: {tables}")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    aligned = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    out += [aligned[0], "  ".join("-" * w for w in widths), *aligned[1:], *by_table]
+    if statements.get("capped"):
+        out.append(f"  cases capped: {statements['capped']}")
+    return out
 
 
 def profile_text(profile: dict[str, Any]) -> str:
