@@ -9,6 +9,7 @@ is read back from storage, so a restored case simply offers again.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from typing import Any
@@ -35,7 +36,7 @@ from petriflow.engine.messages import (
     TaskFailed,
     TokensLocked,
 )
-from petriflow.engine.records import CaseRecord, Failure, TokenRecord
+from petriflow.engine.records import CaseRecord, Failure, TaskRecord, TokenRecord
 from petriflow.engine.states import TaskState, TokenState, is_terminal
 from petriflow.engine.wire import AbandonWorkitem, CompleteWorkitem, Error, Ok, Preexecute, TerminateCase
 from petriflow.storage.store import Fence
@@ -73,6 +74,7 @@ class CaseActor(EntityActor):
         self.workflow = workflow_for(self.storage, self.case.workflow_id, self.case.workflow_version)
         self.children = self.supervise(self._task_gave_up)
         self.offered: dict[str, set[str]] = {}
+        self._read_tokens()
         log.info("case_active", incarnation=self.case.incarnation, **self.log_context())
         self.send(self.parent, CaseActivated(case_id=self.case.id))
         for task in self.storage.tasks(self.case.id, [TaskState.STARTED, TaskState.ALLOCATED, TaskState.EXECUTING]):
@@ -84,11 +86,17 @@ class CaseActor(EntityActor):
 
     # -- tokens -----------------------------------------------------------------
 
-    def _offer(self, waiting: dict[str, str] | None = None) -> None:
+    def _read_tokens(self) -> None:
+        """The case's live tokens, which it then keeps: it issues them, and
+        its tasks tell it what they lock (`TokensLocked`) and consume
+        (`CompleteTask`)."""
+        self.tokens = {t.id: t for t in self.storage.tokens(self.case.id, [TokenState.FREE, TokenState.LOCKED])}
+
+    def _offer(self, waiting: dict[str, TaskRecord] | None = None) -> None:
         """Offer every free token to a waiting task of each transition its
-        place feeds. `waiting` (transition id -> task id) are waiting tasks
-        the caller knows of; any other is found, or created, in storage."""
-        live = self.storage.tokens(self.case.id, [TokenState.FREE, TokenState.LOCKED])
+        place feeds. `waiting` are waiting tasks the caller knows of, by
+        transition; any other is found, or created, in storage."""
+        live = list(self.tokens.values())
         if routing.is_finished(self.workflow, live):
             self._finish()
             return
@@ -98,21 +106,23 @@ class CaseActor(EntityActor):
         end = self.workflow.end_place.id
         waiting = dict(waiting or {})
         batches: dict[str, list[TokenRecord]] = {}
+        tasks: dict[str, TaskRecord] = {}
         for token in live:
             if token.state is not TokenState.FREE or token.place_id == end:
                 continue
             for transition_id in self.workflow.transitions_fed_by(token.place_id):
                 if transition_id not in waiting:
-                    waiting[transition_id] = self.storage.create_task(self.fence, transition_id).id
-                task_id = waiting[transition_id]
-                if token.id not in self.offered.setdefault(task_id, set()):
-                    batches.setdefault(task_id, []).append(token)
+                    waiting[transition_id] = self.storage.create_task(self.fence, transition_id)
+                task = waiting[transition_id]
+                tasks[task.id] = task
+                if token.id not in self.offered.setdefault(task.id, set()):
+                    batches.setdefault(task.id, []).append(token)
         for task_id, tokens in batches.items():
             self.offered[task_id].update(t.id for t in tokens)
-            self._ensure_task(task_id, tokens_follow=True)
+            self._ensure_task(task_id, tokens_follow=True, created=tasks[task_id])
             self.children.send(task_id, ReceiveTokens(task_id=task_id, tokens=tokens))
 
-    def _ensure_task(self, task_id: str, tokens_follow: bool = False) -> None:
+    def _ensure_task(self, task_id: str, tokens_follow: bool = False, created: TaskRecord | None = None) -> None:
         if task_id not in self.children.keys():
             self.children.start(
                 ChildSpec(
@@ -124,6 +134,7 @@ class CaseActor(EntityActor):
                         settings=self.settings,
                         workflow_version=self.case.workflow_version,
                         tokens_follow=tokens_follow,
+                        created=created,
                     ),
                 )
             )
@@ -131,6 +142,10 @@ class CaseActor(EntityActor):
     def _withdraw(self, message: TokensLocked) -> None:
         """The first task to lock a token wins; the others lose it."""
         won = set(message.token_ids)
+        for token_id in won & self.tokens.keys():
+            self.tokens[token_id] = dataclasses.replace(
+                self.tokens[token_id], state=TokenState.LOCKED, locked_by_task_id=message.task_id
+            )
         self.offered.pop(message.task_id, None)
         for task_id, offered in self.offered.items():
             lost = offered & won
@@ -161,10 +176,12 @@ class CaseActor(EntityActor):
             self.workflow, message.transition_id, case_id=self.case.id, task_id=task_id, payload=message.token_payload
         )
         enabled = {t for token in tokens for t in self.workflow.transitions_fed_by(token.place_id)}
-        waiting: dict[str, str] = {}
+        waiting: dict[str, TaskRecord] = {}
         try:
-            offered = self.storage.complete_task(self.fence, task_id, message.token_payload, tokens, sorted(enabled))
-            waiting = {transition_id: task.id for transition_id, task in offered.items()}
+            waiting = self.storage.complete_task(self.fence, task_id, message.token_payload, tokens, sorted(enabled))
+            for token_id in message.token_ids:
+                self.tokens.pop(token_id, None)
+            self.tokens.update((t.id, t) for t in tokens)
             log.info(
                 "task_completed",
                 task_id=task_id,
@@ -173,7 +190,7 @@ class CaseActor(EntityActor):
                 **self.log_context(),
             )
         except AlreadyCompleted:
-            pass
+            self._read_tokens()  # completed by an earlier incarnation: what it issued is in storage
         self.offered.pop(task_id, None)
         self.children.send(task_id, TaskCompleted(task_id=task_id))
         self._offer(waiting)

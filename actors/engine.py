@@ -36,6 +36,7 @@ from petriflow.engine.messages import (
     ForWorkOrder,
     InitNode,
     NodeReport,
+    NodeRestored,
     Routed,
     StartRun,
     Survey,
@@ -165,6 +166,7 @@ class EngineActor(EntityActor):
             Event: lambda event, _: self._publish(event),
             CaseEnded: lambda message, _: self._case_ended(message.case_id),
             NodeReport: lambda report, _: self._reported(report),
+            NodeRestored: lambda message, _: self._answer_settled_waiters(),
             WakeupMessage: lambda wakeup, _: self._wake(wakeup.payload),
             PoisonMessage: lambda message, sender: self._unsubscribe(sender),
         }
@@ -292,6 +294,19 @@ class EngineActor(EntityActor):
         survey = self.surveys.pop(number, None)
         if survey is not None:
             survey.done(sorted(survey.reports, key=lambda r: r.node_id))
+
+    def _answer_settled_waiters(self) -> None:
+        """Answer every waiter whose work order or case storage shows ended:
+        a node killed between committing an end and sending it on lost only
+        the message."""
+        for work_order_id in list(self.order_waiters):
+            view = self._order_view(work_order_id)
+            if is_settled(view):
+                for reply_to in self.order_waiters.pop(work_order_id):
+                    self.answer(reply_to, view)
+        for case_id in list(self.case_waiters):
+            if is_terminal(self.storage.get_case(case_id).state):
+                self._case_ended(case_id)
 
     def _case_ended(self, case_id: str) -> None:
         waiters = self.case_waiters.pop(case_id, [])

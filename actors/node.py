@@ -39,7 +39,16 @@ from petriflow.actors import outbox
 from petriflow.actors.entity import EntityActor
 from petriflow.actors.node_root import NodeRootActor
 from petriflow.actors.outbox import ENGINE, Outside
-from petriflow.engine.messages import BootNode, ForCase, ForWorkOrder, InitNode, NodeReport, Routed, Survey
+from petriflow.engine.messages import (
+    BootNode,
+    ForCase,
+    ForWorkOrder,
+    InitNode,
+    NodeReport,
+    NodeRestored,
+    Routed,
+    Survey,
+)
 from petriflow.supervision.hosted import HostedSystem
 
 log = structlog.get_logger("petriflow.node")
@@ -89,6 +98,8 @@ class NodeActor(EntityActor):
         # hosted actors share this process: no link to a parent process of their own
         hosted_settings = dataclasses.replace(init.settings, die_with_parent=False)
         self._hand_in(BootNode(self.node_id, self.incarnation, hosted_settings))
+        if self.incarnation > 1:
+            self.send(self.parent, NodeRestored(self.node_id, self.incarnation))
 
     def on_exit(self) -> None:
         """Embedded, the process lives on: stop the hosted actors with the node."""

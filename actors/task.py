@@ -59,7 +59,7 @@ class TaskActor(EntityActor):
 
     def on_start(self, init: InitTask) -> None:
         self.open(init.settings)
-        self.task = self.storage.claim_task(init.task_id, os.getpid())
+        self.task = self.storage.claim_task(init.task_id, os.getpid(), held=init.created)
         self.fence = Fence("tasks", self.task.id, self.task.incarnation)
         if is_terminal(self.task.state):
             self.stop_normally(f"restored {self.task.state.value}")
@@ -130,7 +130,7 @@ class TaskActor(EntityActor):
         chosen = self._in_order(chosen)
         try:
             workitem = self.storage.allocate(
-                self.fence, [t.id for t in chosen], merge_payloads([t.payload for t in chosen])
+                self.fence, [t.id for t in chosen], merge_payloads([t.payload for t in chosen]), held=self.task
             )
         except TokensNotAvailable:
             self._drop_unavailable([t.id for t in chosen])
@@ -185,9 +185,9 @@ class TaskActor(EntityActor):
 
     def _execute(self, workitem: WorkitemRecord) -> None:
         self.workitems[workitem.id] = workitem.state
-        self._ensure_workitem(workitem.id)
+        self._ensure_workitem(workitem.id, workitem)
 
-    def _ensure_workitem(self, workitem_id: str) -> None:
+    def _ensure_workitem(self, workitem_id: str, created: WorkitemRecord | None = None) -> None:
         if workitem_id not in self.children.keys():
             self.children.start(
                 ChildSpec(
@@ -198,6 +198,7 @@ class TaskActor(EntityActor):
                         task_id=self.task.id,
                         settings=self.settings,
                         workflow_version=self.workflow.version,
+                        created=created,
                     ),
                 )
             )
@@ -258,7 +259,12 @@ class TaskActor(EntityActor):
             self.completing = True
             self.send(
                 self.parent,
-                CompleteTask(task_id=self.task.id, token_payload=payload, transition_id=self.task.transition_id),
+                CompleteTask(
+                    task_id=self.task.id,
+                    token_payload=payload,
+                    transition_id=self.task.transition_id,
+                    token_ids=[t.id for t in self._locked()],
+                ),
             )
 
     # -- messages ---------------------------------------------------------------
@@ -281,7 +287,7 @@ class TaskActor(EntityActor):
         }
 
     def _completed(self) -> None:
-        self.task = self.storage.get_task(self.task.id)
+        self.task = dataclasses.replace(self.task, state=TaskState.COMPLETED)  # its case completed it in storage
         log.info("task_completed", **self.log_context())
         self.stop_normally("completed")
 

@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -74,10 +75,11 @@ class WorkitemActor(EntityActor):
             os.getpid(),
             begin=True,
             intensity=(limit.max_restarts, limit.max_seconds, os.getppid()),  # the node's parent restarts it
+            held=init.created,
         )
         self.fence = Fence("workitems", self.workitem.id, self.workitem.incarnation)
         self.outcome: list[Outcome | isolation.IsolatedCrash] = []
-        self.thread: threading.Thread | None = None
+        self.running = False  # an attempt's executor runs: poll for its outcome
         self.isolated: isolation.Attempt | None = None
         self.isolated_deaths = 0  # in a row, of this incarnation's isolated attempts
         if is_terminal(self.workitem.state):
@@ -134,18 +136,20 @@ class WorkitemActor(EntityActor):
         ctx = self._context()
         timeout = self.transition.timeout_s
         self.deadline = time.monotonic() + timeout if timeout else None
-        if not self.executor.blocking and not self.transition.isolate:
-            self._settle(run_executor(self.executor, ctx))  # pure and quick: its outcome commits with the turn
+        if getattr(self.executor, "pure", False) and not self.transition.isolate:
+            self._settle(run_executor(self.executor, ctx))  # no side effect: its outcome commits with the turn
             return
         self.outcome = []
+        self.running = True
         outbox.after_commit(lambda: self._start_attempt(ctx))  # side effects never run ahead of the attempt's record
         self.poll_s = POLL_S
         self.wakeupAfter(self.poll_s, payload=_Poll)
 
     def _start_attempt(self, ctx: ExecutionContext) -> None:
-        """Start the attempt's thread, once the turn that recorded the
-        attempt is committed; unless the turn also ended the workitem."""
-        if self._done or is_terminal(self.workitem.state) or self.workitem.attempt != ctx.attempt:
+        """Start the attempt once the turn that recorded it is committed
+        (unless the turn also ended the workitem): a blocking executor or an
+        isolated attempt on a thread, a non-blocking one here and now."""
+        if self._done or not self.running or self.workitem.attempt != ctx.attempt:
             return
         work: Callable[[], Outcome]
         if self.transition.isolate:  # whatever the executor: its process is the point
@@ -154,21 +158,24 @@ class WorkitemActor(EntityActor):
             work = lambda: attempt.outcome(request)  # noqa: E731
         else:
             work = lambda: run_executor(self.executor, ctx)  # noqa: E731
-        self.thread = threading.Thread(
+        if not self.executor.blocking and not self.transition.isolate:
+            self.outcome.append(_caught(work))
+            self.wakeupAfter(timedelta(0), payload=_Poll)  # settled in the node's next turn
+            return
+        threading.Thread(
             target=lambda: self.outcome.append(_caught(work)), name=f"executor-{self.workitem.id}", daemon=True
-        )
-        self.thread.start()
+        ).start()
 
     def _poll(self) -> None:
         if self.outcome:
-            self.thread = None
+            self.running = False
             if isinstance(self.outcome[0], isolation.IsolatedCrash):
                 self._isolated_death(self.outcome[0])
                 return
             self._settle(self.outcome[0])
             return
         if self.deadline is not None and time.monotonic() >= self.deadline:
-            self.thread = None
+            self.running = False
             self._stop_executor()
             self._finish(
                 WorkitemState.FAILED,
@@ -226,7 +233,9 @@ class WorkitemActor(EntityActor):
         self, state: WorkitemState, *, output: dict[str, Any] | None = None, failure: Failure | None = None
     ) -> None:
         try:
-            self.workitem = self.storage.finish_workitem(self.fence, state, output=output, failure=failure)
+            self.workitem = self.storage.finish_workitem(
+                self.fence, state, output=output, failure=failure, held=self.workitem
+            )
         except (AlreadyCompleted, IllegalTransition):
             self.workitem = self.storage.get_workitem(self.workitem.id)
         log.info(
@@ -256,7 +265,7 @@ class WorkitemActor(EntityActor):
         }
 
     def _wake(self, payload: Any) -> None:
-        if payload is _Poll and self.thread is not None:
+        if payload is _Poll and self.running:
             self._poll()
         elif payload is _Retry and not is_terminal(self.workitem.state):
             self._run()
@@ -292,7 +301,7 @@ class WorkitemActor(EntityActor):
         if is_terminal(self.workitem.state):
             self.stop_normally(self.workitem.state.value)
             return
-        self.thread = None
+        self.running = False
         self._stop_executor()
         self._finish(WorkitemState.ABANDONED, failure=self._failure("abandoned", "the workitem was abandoned"))
 

@@ -4,8 +4,11 @@ An executor is what a transition does. `execute` answers at once with an
 `Outcome`: `Completed(output)`, `Started()` (the work was handed off; a client
 finishes it later with `CompleteWorkitem`), or `Failed(reason)`. Executors
 that may take a while say `blocking = True` and the Workitem actor runs them
-off its message loop. Side effects are at-least-once: a workitem restored
-from `started` runs again with a higher `attempt` and the same
+off its message loop. An executor starts only once the record that its
+attempt began is committed, except one that declares `pure = True`: a
+function of its input with no side effect (the built-in noop, echo,
+manual and fail), which runs at once and whose outcome commits with it.
+Side effects are at-least-once: a workitem restored from `started` runs again with a higher `attempt` and the same
 `idempotency_key` (its id), so user code can deduplicate.
 """
 
@@ -78,6 +81,7 @@ class BaseExecutor:
     """Defaults for the optional parts of the protocol."""
 
     blocking = True
+    pure = False
 
     def execute(self, ctx: ExecutionContext) -> Outcome:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -93,6 +97,7 @@ class Noop(BaseExecutor):
     """Passes its input through unchanged."""
 
     blocking = False
+    pure = True
 
     def execute(self, ctx: ExecutionContext) -> Outcome:
         return Completed(dict(ctx.input))
@@ -102,6 +107,7 @@ class Echo(BaseExecutor):
     """Output = the input tokens' payloads merged with the params."""
 
     blocking = False
+    pure = True
 
     def execute(self, ctx: ExecutionContext) -> Outcome:
         return Completed({**ctx.input, **ctx.params})
@@ -119,6 +125,7 @@ class Manual(BaseExecutor):
     """Waits for a person or client code to complete the workitem."""
 
     blocking = False
+    pure = True
 
     def execute(self, ctx: ExecutionContext) -> Outcome:
         return Started()
@@ -128,6 +135,7 @@ class Fail(BaseExecutor):
     """Fails with `params.reason`; with `params.times = N` only its first N attempts fail."""
 
     blocking = False
+    pure = True
 
     def execute(self, ctx: ExecutionContext) -> Outcome:
         times = ctx.params.get("times")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from petriflow.engine.records import Failure, TokenRecord
+from petriflow.engine.records import Failure, TaskRecord, TokenRecord, WorkitemRecord
 from petriflow.engine.settings import Settings
 from petriflow.engine.states import WorkitemState
 
@@ -72,6 +72,7 @@ class InitTask:
     settings: Settings
     workflow_version: int  # the case's: the task need not read its case
     tokens_follow: bool = False  # the case sends the task its tokens next: it need not read them
+    created: TaskRecord | None = None  # the task as its case just created it: claimed without a read
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class InitWorkitem:
     task_id: str
     settings: Settings
     workflow_version: int
+    created: WorkitemRecord | None = None  # as its task just created it: claimed and begun without a read
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class CompleteTask:
     task_id: str
     token_payload: dict[str, Any]
     transition_id: str
+    token_ids: list[str]  # the tokens it holds, which the completion consumes
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,16 @@ class Survey:
     `ping`). `number` pairs the answers with the request."""
 
     number: int
+
+
+@dataclass(frozen=True)
+class NodeRestored:
+    """Node -> Engine: a node's new incarnation has restored its work. What
+    its previous one committed but died before announcing (a work order's
+    end) is in storage: the Engine answers its waiters from there."""
+
+    node_id: str
+    incarnation: int
 
 
 @dataclass(frozen=True)

@@ -162,6 +162,32 @@ class Storage:
     def _advance(tx: Tx, record: Any, *path: StrEnum, **changes: Any) -> Any:
         """Move the record's state along `path` (each step legal), written
         once; returns the updated record."""
+        changes = Storage._moved(record, path, changes)
+        tx.update(_TABLE_OF[type(record)], record.id, {k: _to_row_value(v) for k, v in changes.items()})
+        return dataclasses.replace(record, **changes)
+
+    @staticmethod
+    def _advance_held(tx: Tx, fence: Fence, held: Any, *path: StrEnum, **changes: Any) -> Any:
+        """`_advance` for a record an actor holds, without reading it: one
+        conditional UPDATE, applied only if storage still has the entity in
+        the held state under the fence's incarnation. None if it did not
+        apply or the move is illegal from the held state (the caller then
+        reads the row and decides)."""
+        if (_TABLE_OF[type(held)], held.id, held.incarnation) != (fence.table, fence.id, fence.incarnation):
+            return None
+        try:
+            changes = Storage._moved(held, path, changes)
+        except IllegalTransition:
+            return None
+        encoded = {k: _to_row_value(v) for k, v in changes.items()}
+        expect = {"incarnation": fence.incarnation, "state": held.state.value}
+        if not tx.update_if(_TABLE_OF[type(held)], held.id, encoded, expect):
+            return None
+        return dataclasses.replace(held, **changes)
+
+    @staticmethod
+    def _moved(record: Any, path: tuple[StrEnum, ...], changes: dict[str, Any]) -> dict[str, Any]:
+        """The changes that move `record` along `path`, each step checked."""
         state = record.state
         for target in path:
             if not can_advance(state, target):
@@ -172,8 +198,7 @@ class Storage:
         changes = {"state": state, **changes}
         if "updated_at" in _FIELDS[type(record)]:
             changes["updated_at"] = now()
-        tx.update(_TABLE_OF[type(record)], record.id, {k: _to_row_value(v) for k, v in changes.items()})
-        return dataclasses.replace(record, **changes)
+        return changes
 
     def _find(self, cls: type[R], where: dict[str, Any], states: Iterable[StrEnum | str] | None = None) -> list[R]:
         where = {k: v for k, v in where.items() if v is not None}
@@ -201,6 +226,18 @@ class Storage:
         changes = {"incarnation": record.incarnation + 1, "pid": pid, **also}
         tx.update(_TABLE_OF[cls], id, changes)
         return dataclasses.replace(record, **changes)
+
+    @staticmethod
+    def _claim_held(tx: Tx, held: Any, pid: int | None, **also: Any) -> Any:
+        """`_claim` of a record the caller was handed (its parent just made
+        it), without reading it: applied only if storage still has it at
+        that incarnation and state; None otherwise (then claim as usual)."""
+        changes = {"incarnation": held.incarnation + 1, "pid": pid, **also}
+        encoded = {k: _to_row_value(v) for k, v in changes.items()}
+        expect = {"incarnation": held.incarnation, "state": held.state.value}
+        if not tx.update_if(_TABLE_OF[type(held)], held.id, encoded, expect):
+            return None
+        return dataclasses.replace(held, **changes)
 
     # -- workflows ---------------------------------------------------------
 
@@ -375,38 +412,61 @@ class Storage:
     def tokens(self, case_id: str, states: Iterable[TokenState] | None = None) -> list[TokenRecord]:
         return self._find(TokenRecord, {"case_id": case_id}, states)
 
-    def allocate(self, fence: Fence, token_ids: list[str], input: dict[str, Any]) -> WorkitemRecord:
+    def allocate(
+        self, fence: Fence, token_ids: list[str], input: dict[str, Any], held: TaskRecord | None = None
+    ) -> WorkitemRecord:
         """Compare-and-set every token free -> locked by the task, all or
         none, and create the task's workitem, in one transaction: the task
         passes through `allocated` to `executing`. Idempotent (a task that
         already holds exactly these tokens gets its workitem back), and
         refused as a whole when any token is not free. Every check comes
-        before the first write."""
+        before the first write. `held`: the task as its actor holds it,
+        which spares reading it when storage agrees."""
         with self.backend.transaction() as tx:
-            task = self._fenced(tx, fence, TaskRecord)
             rows = {row["id"]: row for row in tx.find("tokens", {"id": token_ids})}
+            if held is not None and held.state is TaskState.STARTED and self._tokens_free(held, token_ids, rows):
+                task = self._advance_held(tx, fence, held, TaskState.ALLOCATED, TaskState.EXECUTING)
+                if task is not None:
+                    self._lock_tokens(tx, task, token_ids)
+                    return self._insert_workitem(tx, task, input)
+            task = self._fenced(tx, fence, TaskRecord)
             if task.state is not TaskState.STARTED:
                 held = {id for id, row in rows.items() if row["locked_by_task_id"] == task.id}
                 if not held or held != set(token_ids):
                     raise TaskNotAvailable(f"task {task.id} is {task.state.value}, not started")
                 return self._create_workitem(tx, fence, input)  # it holds them already
-            for token_id in token_ids:
-                row = rows.get(token_id)
-                if row is None:
-                    raise NotFound(f"token {token_id!r} not found")
-                if row["case_id"] != task.case_id:
-                    raise TokensNotAvailable(f"token {token_id} belongs to another case")
-                if row["state"] != TokenState.FREE.value:
-                    raise TokensNotAvailable(
-                        f"token {token_id} is {row['state']}"
-                        + (f" by task {row['locked_by_task_id']}" if row["locked_by_task_id"] else "")
-                    )
-            tx.update_where(
-                "tokens",
-                {"id": token_ids, "state": TokenState.FREE.value},
-                {"state": TokenState.LOCKED.value, "locked_by_task_id": task.id},
-            )
+            self._tokens_free(task, token_ids, rows, refuse=True)
+            self._lock_tokens(tx, task, token_ids)
             return self._new_workitem(tx, task, input, TaskState.ALLOCATED, TaskState.EXECUTING)
+
+    @staticmethod
+    def _tokens_free(task: TaskRecord, token_ids: list[str], rows: dict[str, Row], refuse: bool = False) -> bool:
+        """Whether every token is free in the task's case; with `refuse`, say which is not."""
+        for token_id in token_ids:
+            row = rows.get(token_id)
+            problem = None
+            if row is None:
+                problem = NotFound(f"token {token_id!r} not found")
+            elif row["case_id"] != task.case_id:
+                problem = TokensNotAvailable(f"token {token_id} belongs to another case")
+            elif row["state"] != TokenState.FREE.value:
+                problem = TokensNotAvailable(
+                    f"token {token_id} is {row['state']}"
+                    + (f" by task {row['locked_by_task_id']}" if row["locked_by_task_id"] else "")
+                )
+            if problem is not None:
+                if refuse:
+                    raise problem
+                return False
+        return True
+
+    @staticmethod
+    def _lock_tokens(tx: Tx, task: TaskRecord, token_ids: list[str]) -> None:
+        tx.update_where(
+            "tokens",
+            {"id": token_ids, "state": TokenState.FREE.value},
+            {"state": TokenState.LOCKED.value, "locked_by_task_id": task.id},
+        )
 
     # -- tasks -------------------------------------------------------------
 
@@ -441,8 +501,11 @@ class Storage:
     def tasks(self, case_id: str, states: Iterable[TaskState] | None = None) -> list[TaskRecord]:
         return self._find(TaskRecord, {"case_id": case_id}, states)
 
-    def claim_task(self, task_id: str, pid: int | None = None) -> TaskRecord:
-        return self._claim(TaskRecord, task_id, pid)
+    def claim_task(self, task_id: str, pid: int | None = None, held: TaskRecord | None = None) -> TaskRecord:
+        """`held`: the task as its case created it, if it has it (one UPDATE when storage agrees)."""
+        with self.backend.transaction() as tx:
+            claimed = None if held is None or held.id != task_id else self._claim_held(tx, held, pid)
+            return claimed or self._claim(TaskRecord, task_id, pid, tx)
 
     def create_workitem(self, fence: Fence, input: dict[str, Any]) -> WorkitemRecord:
         """Allocated -> executing with its workitem; idempotent for a task
@@ -460,7 +523,10 @@ class Storage:
 
     def _new_workitem(self, tx: Tx, task: TaskRecord, input: dict[str, Any], *path: TaskState) -> WorkitemRecord:
         """The task moves along `path` to `executing`, with its new workitem."""
-        self._advance(tx, task, *path)
+        return self._insert_workitem(tx, self._advance(tx, task, *path), input)
+
+    @staticmethod
+    def _insert_workitem(tx: Tx, task: TaskRecord, input: dict[str, Any]) -> WorkitemRecord:
         workitem = WorkitemRecord(
             id=new_id(),
             task_id=task.id,
@@ -488,21 +554,21 @@ class Storage:
         before the first write."""
         with self.backend.transaction() as tx:
             case = self._fenced(tx, fence, CaseRecord)
-            task = self._get(tx, TaskRecord, task_id)
-            if task.state is TaskState.COMPLETED:
-                raise AlreadyCompleted(f"task {task_id} is already completed")
-            if task.state is not TaskState.EXECUTING:
-                raise TaskNotAvailable(f"task {task_id} is {task.state.value}, not executing")
             for row in tx.find("workitems", {"task_id": task_id}):
                 if row["state"] != WorkitemState.COMPLETED.value:
                     raise TaskNotAvailable(f"task {task_id}: workitem {row['id']} is {row['state']}")
+            completed = {"state": TaskState.COMPLETED.value, "token_payload": token_payload, "updated_at": now()}
+            if not tx.update_if("tasks", task_id, completed, {"state": TaskState.EXECUTING.value, "case_id": case.id}):
+                task = self._get(tx, TaskRecord, task_id)  # nothing written yet: say why
+                if task.state is TaskState.COMPLETED:
+                    raise AlreadyCompleted(f"task {task_id} is already completed")
+                raise TaskNotAvailable(f"task {task_id} is {task.state.value}, not executing")
             tx.update_where(
                 "tokens",
-                {"case_id": task.case_id, "locked_by_task_id": task_id, "state": TokenState.LOCKED.value},
+                {"case_id": case.id, "locked_by_task_id": task_id, "state": TokenState.LOCKED.value},
                 {"state": TokenState.CONSUMED.value, "consumed_by_task_id": task_id},
             )
             tx.insert_many("tokens", [_to_row(token) for token in new_tokens])
-            self._advance(tx, task, TaskState.COMPLETED, token_payload=token_payload)
             return self._waiting_tasks(tx, case, sorted(set(offer_to)))
 
     def abandon_task(self, fence: Fence, task_id: str) -> TaskRecord:
@@ -537,6 +603,7 @@ class Storage:
         *,
         begin: bool = False,
         intensity: tuple[int, float, int] | None = None,
+        held: WorkitemRecord | None = None,
     ) -> WorkitemRecord:
         """Claim the workitem; with `begin`, one that is to run its executor
         (not ended, not awaiting) also begins its next attempt, in the same
@@ -549,23 +616,29 @@ class Storage:
         max_seconds, restarter)` says: only restarts by the same `restarter`
         (the process that restarts nodes) within `max_seconds`. Past
         `max_restarts` no attempt begins, and the caller gives up on the
-        workitem as a supervisor would."""
+        workitem as a supervisor would.
+
+        `held`: the workitem as its task just created it, if it has it: a
+        new workitem is claimed and begun in one UPDATE when storage agrees."""
         with self.backend.transaction() as tx:
+            if held is not None and held.id == workitem_id and held.state is WorkitemState.CREATED and begin:
+                claimed = self._claim_held(tx, held, pid, **self._begun(held))
+                if claimed is not None:
+                    return claimed
             before = self._get(tx, WorkitemRecord, workitem_id)
-            workitem = self._claim(WorkitemRecord, workitem_id, pid, tx, before)
-            if not begin or is_terminal(workitem.state) or workitem.awaiting:
-                return workitem
-            if intensity is not None and workitem.state is WorkitemState.STARTED and before.pid not in (None, pid):
+            if not begin or is_terminal(before.state) or before.awaiting:
+                return self._claim(WorkitemRecord, workitem_id, pid, tx, before)
+            also: dict[str, Any] = {}
+            if intensity is not None and before.state is WorkitemState.STARTED and before.pid not in (None, pid):
                 max_restarts, max_seconds, restarter = intensity
                 moment = now()
                 recent = [
-                    [t, r] for t, r in workitem.interrupted_at or [] if r == restarter and moment - t <= max_seconds
+                    [t, r] for t, r in before.interrupted_at or [] if r == restarter and moment - t <= max_seconds
                 ] + [[moment, restarter]]
-                tx.update("workitems", workitem.id, {"interrupted_at": recent})
-                workitem = dataclasses.replace(workitem, interrupted_at=recent)
+                also["interrupted_at"] = recent
                 if len(recent) > max_restarts:
-                    return workitem
-            return self._begin(tx, workitem)
+                    return self._claim(WorkitemRecord, workitem_id, pid, tx, before, **also)
+            return self._claim(WorkitemRecord, workitem_id, pid, tx, before, **also, **self._begun(before))
 
     def begin_attempt(self, fence: Fence) -> WorkitemRecord:
         """Record that the executor runs (again): `started`, attempt + 1."""
@@ -574,15 +647,20 @@ class Storage:
             return self._begin(tx, self._get(tx, WorkitemRecord, fence.id))
 
     def _begin(self, tx: Tx, workitem: WorkitemRecord) -> WorkitemRecord:
+        changes = self._begun(workitem)
+        tx.update("workitems", workitem.id, {k: _to_row_value(v) for k, v in changes.items()})
+        return dataclasses.replace(workitem, **changes)
+
+    def _begun(self, workitem: WorkitemRecord) -> dict[str, Any]:
+        """The changes that begin the workitem's next attempt (`started`, attempt + 1)."""
         changes: dict[str, Any] = {
             "attempt": workitem.attempt + 1,
             "awaiting": False,
             "started_at": workitem.started_at or now(),
         }
         if workitem.state is WorkitemState.STARTED:
-            tx.update("workitems", workitem.id, changes)
-            return dataclasses.replace(workitem, **changes)
-        return self._advance(tx, workitem, WorkitemState.STARTED, **changes)
+            return changes
+        return self._moved(workitem, (WorkitemState.STARTED,), changes)
 
     def mark_awaiting(self, fence: Fence) -> WorkitemRecord:
         with self.backend.transaction() as tx:
@@ -600,12 +678,17 @@ class Storage:
         *,
         output: dict[str, Any] | None = None,
         failure: Failure | None = None,
+        held: WorkitemRecord | None = None,
     ) -> WorkitemRecord:
         """Move a workitem to a terminal state. Finishing it again in the same
-        state raises `AlreadyCompleted` and changes nothing."""
+        state raises `AlreadyCompleted` and changes nothing. `held` is the
+        workitem as its actor holds it: if storage agrees, one UPDATE."""
         with self.backend.transaction() as tx:
-            self._check_fence(tx, fence)
-            workitem = self._get(tx, WorkitemRecord, fence.id)
+            if held is not None:
+                done = self._advance_held(tx, fence, held, state, output=output, failure=failure, finished_at=now())
+                if done is not None:
+                    return done
+            workitem = self._fenced(tx, fence, WorkitemRecord)
             if workitem.state is state:
                 raise AlreadyCompleted(f"workitem {workitem.id} is already {state.value}")
             return self._advance(tx, workitem, state, output=output, failure=failure, finished_at=now())

@@ -45,10 +45,12 @@ def running_engine(
     log_path: str | None = None,
     port: int | None = None,
     nodes: int = 1,
+    **settings: Any,
 ) -> Iterator[Client]:
     """With `log_path`, the test is the application that configures logging,
     as the daemon does: JSON lines to that file, from this process and every
-    actor process it forks; the previous configuration comes back after."""
+    actor process it forks; the previous configuration comes back after.
+    Further `settings` are fields of `Settings` (`turn_max_s=...`)."""
     multiproc = base != "simpleSystemBase"
     previous = structlog.get_config()
     if log_path:
@@ -57,7 +59,13 @@ def running_engine(
     try:
         boot_engine(
             asys,
-            Settings(storage_url=storage_url, idle_timeout_s=idle_timeout_s, die_with_parent=multiproc, nodes=nodes),
+            Settings(
+                storage_url=storage_url,
+                idle_timeout_s=idle_timeout_s,
+                die_with_parent=multiproc,
+                nodes=nodes,
+                **settings,
+            ),
         )
         yield Client(asys, timeout_s=30)
     finally:
