@@ -43,6 +43,7 @@ from petriflow.engine.messages import (
 )
 from petriflow.engine.records import CaseRecord, WorkOrderRecord, new_id
 from petriflow.engine.routing import genesis_token
+from petriflow.engine.settings import settings_problem
 from petriflow.engine.states import (
     FINAL_RUN_STATES,
     UNFINISHED_WORK_ORDER_STATES,
@@ -198,8 +199,9 @@ class EngineActor(EntityActor):
             self._survey(lambda reports: self.answer(sender, self._info(reports)))
             return
         settings = message.settings
-        if settings.nodes < 1:
-            self.answer(sender, Error("invalid", f"an engine needs at least one node, not {settings.nodes}"))
+        refused = settings_problem(settings)
+        if refused:
+            self.answer(sender, Error("invalid", refused))
             return
         self.open(settings)
         # a node hosts work: past its intensity it backs off, it is never given up on

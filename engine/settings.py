@@ -16,3 +16,14 @@ class Settings:
     nodes: int = 1  # node processes hosting the work (the daemon's default: the core count)
     turn_max_s: float = 0.01  # a node's turn ends when its actors are quiet, or after this long ...
     turn_max_writes: int = 500  # ... or this many rows written: then it commits, once
+
+
+def settings_problem(settings: Settings) -> str | None:
+    """What is wrong with `settings`, in words; None when nothing is."""
+    if settings.nodes < 1:
+        return f"an engine needs at least one node, not {settings.nodes}"
+    if not settings.turn_max_s > 0:
+        return f"turn_max_s must be a positive number of seconds, not {settings.turn_max_s}"
+    if settings.turn_max_writes < 1:
+        return f"turn_max_writes must be at least 1, not {settings.turn_max_writes}"
+    return None

@@ -49,11 +49,14 @@ class HostedSystem:
 
     def pump(self, stop: Callable[[], bool] = _never) -> bool:
         """Fire the wakeups that are due and run queued messages for at most
-        `slice_s`, or until `stop()` says so (checked between messages);
-        True when nothing is left to run (False: pump again soon)."""
+        `slice_s`, or until `stop()` says so (checked between messages, and
+        never before the first: every pump makes progress); True when
+        nothing is left to run (False: pump again soon)."""
         base = self._base
         end = time.monotonic() + self.slice_s
         base._realizeWakeups()  # once a slice: the simple base itself scans all wakeups at every message
+        if base._pendingSends:
+            base._runSingleSend(base._pendingSends.pop(0))
         while base._pendingSends and time.monotonic() <= end and not stop():
             base._runSingleSend(base._pendingSends.pop(0))
         self._forget_wakeups_of_the_dead()
