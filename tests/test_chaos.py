@@ -1,6 +1,7 @@
 """The short chaos run: a real daemon under load, every kind of actor and the
-whole daemon SIGKILLed at random moments, then nothing lost, nothing done
-twice, no violation in storage (bin/petriflow-chaos)."""
+whole daemon SIGKILLed at random moments, and nodes that kill themselves
+just before and just after committing a turn, then nothing lost, nothing
+done twice, no violation in storage (bin/petriflow-chaos)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,14 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.multiproc]
 
 ROOT = Path(__file__).resolve().parent.parent
-KINDS = ("workitem", "task", "case", "work_order", "engine", "daemon")
+KINDS = ("workitem", "task", "case", "work_order", "before_commit", "after_commit", "engine", "daemon")
+FAULTS = 18  # two of each of the nine kinds
 
 
 @pytest.mark.timeout(300)
 def test_a_short_chaos_run_loses_nothing_and_does_nothing_twice():
     chaos = subprocess.Popen(
-        [sys.executable, "bin/petriflow-chaos", "--seed", "1", "--work-orders", "40", "--faults", "14"],
+        [sys.executable, "bin/petriflow-chaos", "--seed", "1", "--work-orders", "40", "--faults", str(FAULTS)],
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -46,5 +48,5 @@ def test_a_short_chaos_run_loses_nothing_and_does_nothing_twice():
         "violations": "0",
     }, report
     injected = {kind: int(n) for kind, n in (pair.split(":") for pair in figures["faults"].split(","))}
-    assert sum(injected.values()) == 14 and all(injected[f"kill_{kind}"] >= 1 for kind in KINDS), report
+    assert sum(injected.values()) == FAULTS and all(injected[f"kill_{kind}"] >= 1 for kind in KINDS), report
     assert chaos.returncode == 0, report

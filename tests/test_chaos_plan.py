@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from petriflow.chaos.plan import KINDS, make_plan
+import pytest
+
+from petriflow.chaos.plan import COMMIT_KINDS, KINDS, commit_kill_line, make_plan
 from petriflow.chaos.workflows import WORKFLOWS
 from petriflow.engine.document import workflow_from_document
 from petriflow.engine.validation import validate
@@ -22,6 +24,14 @@ def test_every_workflow_and_every_fault_kind_is_in_a_big_enough_plan():
     assert {s.workflow_id for s in plan.submissions} == set(WORKFLOWS)
     assert {s.via for s in plan.submissions} == {"client", "webhook"}
     assert Counter(f.kind for f in plan.faults) == {kind: 2 for kind in KINDS}
+    assert set(COMMIT_KINDS) <= set(KINDS)
+
+
+def test_a_commit_fault_is_the_faulty_storage_kill_line_for_any_case():
+    assert commit_kill_line("before_commit") == "kill-before-commit *"
+    assert commit_kill_line("after_commit") == "kill-after-commit *"
+    with pytest.raises(ValueError):
+        commit_kill_line("node")
 
 
 def test_faults_fire_in_order_while_work_orders_are_being_submitted():

@@ -7,10 +7,20 @@ branches and its join, a deferred choice, a manual step this run completes
 through the client, a sleeping step, an isolated step, a step that fails
 once and succeeds on retry, and three that fail on purpose: one raises, one hangs past its
 `timeout_s`, one kills its own process), submits work orders (through
-`Client.submit` and the webhook endpoint), and meanwhile SIGKILLs a live
-actor of each kind (workitem, task, case, work order, the Engine), crashes
-a live entity by message (`petriflow kill`), and kills the whole daemon,
-which it starts again on the same storage.
+`Client.submit` and the webhook endpoint), and meanwhile crashes a live
+entity of each kind (workitem, task, case, work order) by message
+(`petriflow kill`), SIGKILLs a node's process and the Engine, has a node
+kill itself just before it commits a turn (the turn's writes are lost) and
+just after (before the node released anything of the turn), and kills the
+whole daemon, which it starts again on the same storage.
+
+The daemon runs on `faulty+sqlite:///<home>/petriflow.db#<home>/faults.flag`
+(`petriflow.storage.faults`): a fault at commit appends its kill line
+(`kill-before-commit *`, `kill-after-commit *`) to the flag file, and it
+fires in whichever node next commits a turn that wrote a case; the run
+waits for the line to go (up to 30 s, submitting on meanwhile) before the
+next fault, and takes back one no node fired, counting it skipped. The
+checks below read the SQLite file under the faulty storage.
 
 Then it checks, from storage: every work order ended, in the state its
 workflow is designed to end in; `petriflow.workorders.audit.audit` finds no violation;
@@ -20,16 +30,16 @@ step lacks its side effect; SQLite's `PRAGMA integrity_check` is ok; and
 the running daemon refused no submission (webhook or client). It prints
 what went wrong, then one summary line:
 
-    chaos seed=7 work_orders=200 faults=kill_workitem:2,...,kill_daemon:2 skipped=0 replayed=11
-      lost=0 duplicated=0 unexpected=0 violations=0 wall=39.8s
+    chaos seed=7 work_orders=200 faults=kill_workitem:2,...,kill_daemon:2 skipped=0 replayed=16
+      lost=0 duplicated=0 unexpected=0 violations=0 wall=51.8s
 
-(`skipped`: faults that found no live victim; `replayed`: steps executed
+(`skipped`: faults that found no live victim, or kill lines no node fired; `replayed`: steps executed
 again after a kill and deduplicated by their key; `lost`: work orders
 missing or unfinished, and completed steps without their side effect;
 `unexpected`: work orders ended in another state than designed) and exits
 1 on any loss, duplicate, unexpected state or violation (2 on a usage or
 start error, 130 when interrupted). What it did (each kill, with the
-entity and pid) is written to `chaos.log` in the home, and printed on
+entity and pid, and which node fired each kill line) is written to `chaos.log` in the home, and printed on
 failure.
 
 `--seed N` replays the same choices: workflows, submissions and the fault

@@ -24,12 +24,15 @@ class Daemon:
     port: int
     http_port: int
     env: dict[str, str]
+    storage: str | None = None  # its storage URL (default: the home's SQLite file)
     sessions: set[int] = field(default_factory=set)
     pids: set[int] = field(default_factory=set)
 
     @property
     def config(self) -> daemon.DaemonConfig:
-        return daemon.resolve_config(home=str(self.home), port=self.port, http_port=self.http_port, env={})
+        return daemon.resolve_config(
+            home=str(self.home), port=self.port, http_port=self.http_port, storage=self.storage, env={}
+        )
 
     def start(self) -> None:
         """As a user does: `petriflow start`."""
@@ -45,6 +48,7 @@ class Daemon:
                 str(self.port),
                 "--http-port",
                 str(self.http_port),
+                *(["--storage", self.storage] if self.storage else []),
             ],
             capture_output=True,
             text=True,

@@ -8,9 +8,22 @@ from dataclasses import dataclass
 from petriflow.chaos.workflows import WORKFLOWS
 
 # A live entity of each kind crashed by message (`petriflow kill`); SIGKILL of a
-# node's process (every entity on it), of the Engine and of the whole daemon.
+# node's process (every entity on it); a node that SIGKILLs itself in the middle
+# of a turn, just before its commit (the turn's writes are lost) or just after it
+# (before the node sent on anything of the turn); SIGKILL of the Engine and of
+# the whole daemon.
 ENTITY_KINDS = ("workitem", "task", "case", "work_order")
-KINDS = (*ENTITY_KINDS, "node", "engine", "daemon")
+COMMIT_KINDS = ("before_commit", "after_commit")
+KINDS = (*ENTITY_KINDS, "node", *COMMIT_KINDS, "engine", "daemon")
+
+
+def commit_kill_line(kind: str) -> str:
+    """The faulty storage's flag-file line for a fault of a commit kind
+    (`storage.faults`): the next node to commit a turn that wrote any case
+    SIGKILLs itself at that moment, once."""
+    if kind not in COMMIT_KINDS:
+        raise ValueError(f"not a commit kind: {kind!r}")
+    return f"kill-{kind.replace('_', '-')} *"
 
 
 @dataclass(frozen=True)

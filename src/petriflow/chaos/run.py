@@ -14,11 +14,12 @@ import urllib.error
 import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from petriflow.chaos.daemon import Daemon
-from petriflow.chaos.plan import ENTITY_KINDS, KINDS, Fault, Plan, Submission
+from petriflow.chaos.plan import COMMIT_KINDS, ENTITY_KINDS, KINDS, Fault, Plan, Submission, commit_kill_line
 from petriflow.chaos.workflows import JOURNALING, WORKFLOWS
 from petriflow.client import Client, EngineTimeout
 from petriflow.engine.errors import AlreadyCompleted, Invalid, NotFound, PetriflowError
@@ -29,6 +30,18 @@ from petriflow.system import free_port
 from petriflow.workorders.audit import Violation, audit
 
 UNFINISHED = {state.value for state in UNFINISHED_WORK_ORDER_STATES}
+FIRE_WITHIN_S = 30.0  # a kill line no node fired by then is taken back: the fault is skipped
+
+
+@dataclass
+class Armed:
+    """A kill line of a commit kind, written to the faulty storage's flag
+    file and not fired yet; `nodes` are the node processes (node id -> pid)
+    when it was written, one of which is to kill itself."""
+
+    kind: str
+    line: str
+    nodes: dict[str, int]
 
 
 class Chaos:
@@ -42,7 +55,14 @@ class Chaos:
             if k not in ("PETRIFLOW_HOME", "PETRIFLOW_PORT", "PETRIFLOW_HTTP_PORT", "PETRIFLOW_STORAGE")
         }
         env["PETRIFLOW_TEST_JOURNAL"] = str(self.journal)
-        self.daemon = Daemon(home / "home", free_port(), free_port(), env)
+        daemon_home = home / "home"
+        # the daemon runs on faulty SQLite (storage.faults), obeying the flag file the commit kinds write to;
+        # the audit and the integrity check read the SQLite file under it
+        self.db = daemon_home / "petriflow.db"
+        self.flag = daemon_home / "faults.flag"
+        storage = f"faulty+sqlite:///{self.db}#{self.flag}"
+        self.daemon = Daemon(daemon_home, free_port(), free_port(), env, storage=storage)
+        self.armed: Armed | None = None  # the kill line written and not fired yet
         self.client: Client | None = None
         self.orders: dict[str, str] = {}  # tag -> work order id
         self.states: dict[str, str] = {}  # work order id -> state
@@ -160,6 +180,8 @@ class Chaos:
             return True
         if fault.kind in ENTITY_KINDS:
             return self._crash_by_message(fault)
+        if fault.kind in COMMIT_KINDS:
+            return self._kill_at_commit(fault)
         if fault.kind == "engine":
             victim = self.call(lambda c: c.ping()).pid
             self.notes.append(f"kill engine pid {victim}")
@@ -217,12 +239,79 @@ class Chaos:
         self.notes.append(f"crash {kind} {chosen.entity_id} ({chosen.state}) by message")
         return True
 
+    def _kill_at_commit(self, fault: Fault) -> bool:
+        """Write the kill line of a commit kind to the flag file (the first
+        call); True once it fired, that is a node committing a turn that
+        wrote a case took it out of the file and SIGKILLed itself, before or
+        after the commit. Until then False, and the run goes on: its next
+        turns fire it."""
+        if self.armed is None:
+            nodes = self._node_pids()
+            line = commit_kill_line(fault.kind)
+            with open(self.flag, "a", encoding="utf-8") as flag:
+                flag.write(f"{line}\n")
+                flag.flush()
+                os.fsync(flag.fileno())
+            self.armed = Armed(fault.kind, line, nodes)
+            self.notes.append(f"write {line!r} to the flag file (nodes {self._nodes_text(nodes)})")
+            return False
+        if self.armed.line in self._flag_lines():
+            return False
+        self._fired(self.armed)
+        self.armed = None
+        return True
+
+    def disarm(self) -> bool:
+        """Take the armed kill line back out of the flag file; True if a
+        node had fired it meanwhile (it was gone)."""
+        armed, self.armed = self.armed, None
+        if armed is None:
+            return False
+        lines = self._flag_lines()
+        if armed.line not in lines:
+            self._fired(armed)
+            return True
+        lines.remove(armed.line)
+        self.flag.write_text("".join(f"{line}\n" for line in lines))
+        self.notes.append(
+            f"{armed.line!r} did not fire (no node committed a turn that wrote a case); taken back, fault skipped"
+        )
+        return False
+
+    def _fired(self, armed: Armed) -> None:
+        """Note which node killed itself for the fired line (its process is gone)."""
+        deadline = time.monotonic() + 5
+        died = {node: pid for node, pid in armed.nodes.items() if not processes.is_alive(pid)}
+        while not died and time.monotonic() < deadline:  # the line goes just before the SIGKILL
+            time.sleep(0.02)
+            died = {node: pid for node, pid in armed.nodes.items() if not processes.is_alive(pid)}
+        if died:
+            self.notes.append(f"{armed.line!r} fired: {self._nodes_text(died)} killed itself at a commit")
+        else:  # the line is gone, yet none of the nodes it was written for died: worth a look
+            self.notes.append(
+                f"{armed.line!r} fired, but none of the nodes {self._nodes_text(armed.nodes)} died within 5s"
+            )
+
+    def _flag_lines(self) -> list[str]:
+        try:
+            return [line.strip() for line in self.flag.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except OSError:
+            return []
+
+    def _node_pids(self) -> dict[str, int]:
+        return {a.entity_id: a.pid for a in self.call(lambda c: c.list_actors()) if a.kind == "node" and a.pid}
+
+    @staticmethod
+    def _nodes_text(nodes: dict[str, int]) -> str:
+        return ", ".join(f"{node} pid {pid}" for node, pid in sorted(nodes.items())) or "none"
+
     # -- the main loop -------------------------------------------------------------------
 
     def run(self) -> int:
         started = time.monotonic()
         self.subs = {s.tag: s for s in self.plan.submissions}
         self.daemon.home.mkdir(parents=True)
+        self.flag.write_text("")
         self.daemon.start()
         self.connect()
         for document, _, _ in WORKFLOWS.values():
@@ -247,12 +336,19 @@ class Chaos:
                     next_fault_at = time.monotonic() + fault.pause_s
                     starving_since = None
                     continue
+                # no victim lives, or the kill line of a commit kind waits for a node's commit
                 starving_since = starving_since or time.monotonic()
-                if time.monotonic() - starving_since > 30 or (not queue and unfinished == 0):
+                if time.monotonic() - starving_since > FIRE_WITHIN_S or (not queue and unfinished == 0):
                     faults.pop(0)
-                    self.skipped[f"kill_{fault.kind}"] += 1
-                    self.notes.append(f"no live {fault.kind} actor to kill; fault skipped")
                     starving_since = None
+                    if fault.kind in COMMIT_KINDS:
+                        if self.disarm():  # it fired after all
+                            self.injected[f"kill_{fault.kind}"] += 1
+                            next_fault_at = time.monotonic() + fault.pause_s
+                            continue
+                    else:
+                        self.notes.append(f"no live {fault.kind} actor to kill; fault skipped")
+                    self.skipped[f"kill_{fault.kind}"] += 1
                     continue
             # the next submission waits for the due fault, unless it starves for victims
             while queue and unfinished < cap and (not due or starving_since is not None):
@@ -273,6 +369,9 @@ class Chaos:
                 self.notes.append(f"no work order changed state for {self.args.stall}s; {unfinished} unfinished")
                 break
             time.sleep(0.1)
+        if self.armed is not None:  # the run ended on a timeout or a stall with a kill line armed
+            kind = self.armed.kind
+            (self.injected if self.disarm() else self.skipped)[f"kill_{kind}"] += 1
         self.refresh()
         self.wall = time.monotonic() - started
         return self.check()
@@ -317,7 +416,7 @@ class Chaos:
                 )
         self.daemon.stop()
         self.client = None
-        storage = open_storage(self.daemon.config.storage_url)
+        storage = open_storage(f"sqlite:///{self.db}")  # what the daemon wrote, under its faulty storage
         try:
             violations += audit(storage, [o.id for o in records])
             journal_lost, journal_dups, journal_violations = self.check_journal(storage, records)
@@ -328,7 +427,7 @@ class Chaos:
         violations += journal_violations
         integrity = self.integrity()
         if integrity != "ok":
-            violations.append(Violation("sqlite_integrity", str(self.daemon.config.storage_url), integrity))
+            violations.append(Violation("sqlite_integrity", str(self.db), integrity))
         counted = {
             "submission_lost",
             "submission_duplicated",
@@ -418,7 +517,6 @@ class Chaos:
         return lost, duplicated, found
 
     def integrity(self) -> str:
-        path = self.daemon.home / "petriflow.db"
-        with contextlib.closing(sqlite3.connect(path)) as db:
+        with contextlib.closing(sqlite3.connect(self.db)) as db:
             rows = db.execute("PRAGMA integrity_check").fetchall()
         return "; ".join(str(r[0]) for r in rows)
