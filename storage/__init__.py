@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 if __name__ != "petriflow.storage":  # a checkout on sys.path would load a second copy
     raise ImportError(f"import petriflow.storage, not {__name__}: petriflow installs one package (pip install -e .)")
 
@@ -33,7 +35,7 @@ def open_backend(url: str) -> Backend:
     raise Invalid(f"unknown storage URL {url!r}: use memory://NAME, sqlite:///path.db or path.db")
 
 
-def _sqlite_options(url: str, query: str) -> dict[str, str]:
+def _sqlite_options(url: str, query: str) -> dict[str, Any]:
     """`?synchronous=normal` is the one option: what it risks is in `sqlite.SYNCHRONOUS`."""
     options = dict(part.partition("=")[::2] for part in query.split("&") if part)
     unknown = set(options) - {"synchronous"}

@@ -20,6 +20,7 @@ A kill line is taken out of the file as it fires, so it fires once.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 from collections.abc import Iterator, Mapping
@@ -103,7 +104,8 @@ class FaultyBackend:
 
     @contextlib.contextmanager
     def turn(self) -> Iterator[Turn]:
-        self._turn_cases = written = set()
+        written: set[str] = set()
+        self._turn_cases = written
         try:
             with self.inner.turn() as turn:
                 yield turn
@@ -113,16 +115,25 @@ class FaultyBackend:
             self._turn_cases = None
 
     def _kill_if(self, moment: str, written: set[str]) -> None:
-        lines = self._lines()
-        for line in lines:
-            verb, _, case_id = line.partition(" ")
-            if verb == moment and written and (case_id == "*" or case_id in written):
-                lines.remove(line)
-                with open(self.flag_path, "w", encoding="utf-8") as flag:
+        if not written or not any(line.startswith(moment) for line in self._lines()):
+            return
+        try:
+            flag = open(self.flag_path, "r+", encoding="utf-8")
+        except OSError:
+            return
+        with flag:
+            fcntl.flock(flag, fcntl.LOCK_EX)  # two nodes must not both take the one line
+            lines = [line.strip() for line in flag if line.strip()]
+            for line in lines:
+                verb, _, case_id = line.partition(" ")
+                if verb == moment and (case_id == "*" or case_id in written):
+                    lines.remove(line)
+                    flag.seek(0)
+                    flag.truncate()
                     flag.write("".join(f"{kept}\n" for kept in lines))
                     flag.flush()
                     os.fsync(flag.fileno())
-                os.kill(os.getpid(), signal.SIGKILL)
+                    os.kill(os.getpid(), signal.SIGKILL)  # the lock goes with the process
 
     def close(self) -> None:
         self.inner.close()

@@ -20,6 +20,7 @@ from petriflow.engine.errors import (
     AlreadyCompleted,
     IllegalTransition,
     NotFound,
+    PetriflowError,
     StaleIncarnation,
     TaskNotAvailable,
     TokensNotAvailable,
@@ -138,16 +139,16 @@ class Storage:
             )
 
     @staticmethod
-    def _fenced(tx: Tx, fence: Fence, cls: type[R], id: str | None = None) -> R:
+    def _fenced(tx: Tx, fence: Fence, cls: type[Claimed], id: str | None = None) -> Claimed:
         """The record `id` (by default the fence's own entity) once the fence
         holds: one read when the fence is the record's own."""
         if id is not None and (_TABLE_OF[cls], id) != (fence.table, fence.id):
             Storage._check_fence(tx, fence)
             return Storage._get(tx, cls, id)
         record = Storage._get(tx, cls, fence.id)
-        if record.incarnation != fence.incarnation:  # type: ignore[union-attr]
+        if record.incarnation != fence.incarnation:
             raise StaleIncarnation(
-                f"{fence.table[:-1]} {fence.id}: incarnation {fence.incarnation} was replaced by {record.incarnation}"  # type: ignore[union-attr]
+                f"{fence.table[:-1]} {fence.id}: incarnation {fence.incarnation} was replaced by {record.incarnation}"
             )
         return record
 
@@ -431,8 +432,8 @@ class Storage:
                     return self._insert_workitem(tx, task, input)
             task = self._fenced(tx, fence, TaskRecord)
             if task.state is not TaskState.STARTED:
-                held = {id for id, row in rows.items() if row["locked_by_task_id"] == task.id}
-                if not held or held != set(token_ids):
+                holding = {id for id, row in rows.items() if row["locked_by_task_id"] == task.id}
+                if not holding or holding != set(token_ids):
                     raise TaskNotAvailable(f"task {task.id} is {task.state.value}, not started")
                 return self._create_workitem(tx, fence, input)  # it holds them already
             self._tokens_free(task, token_ids, rows, refuse=True)
@@ -444,7 +445,7 @@ class Storage:
         """Whether every token is free in the task's case; with `refuse`, say which is not."""
         for token_id in token_ids:
             row = rows.get(token_id)
-            problem = None
+            problem: PetriflowError | None = None
             if row is None:
                 problem = NotFound(f"token {token_id!r} not found")
             elif row["case_id"] != task.case_id:
