@@ -74,10 +74,13 @@ class CaseActor(EntityActor):
         self.workflow = workflow_for(self.storage, self.case.workflow_id, self.case.workflow_version)
         self.children = self.supervise(self._task_gave_up)
         self.offered: dict[str, set[str]] = {}
+        self.waiting: dict[str, TaskRecord] = {}  # by transition: tasks waiting for tokens, as far as it knows
         self._read_tokens()
         log.info("case_active", incarnation=self.case.incarnation, **self.log_context())
         self.send(self.parent, CaseActivated(case_id=self.case.id))
         for task in self.storage.tasks(self.case.id, [TaskState.STARTED, TaskState.ALLOCATED, TaskState.EXECUTING]):
+            if task.state is TaskState.STARTED:
+                self.waiting[task.transition_id] = task
             self._ensure_task(task.id)  # a waiting task that lost its tokens meanwhile abandons itself
         self._offer()
 
@@ -94,8 +97,11 @@ class CaseActor(EntityActor):
 
     def _offer(self, waiting: dict[str, TaskRecord] | None = None) -> None:
         """Offer every free token to a waiting task of each transition its
-        place feeds. `waiting` are waiting tasks the caller knows of, by
-        transition; any other is found, or created, in storage."""
+        place feeds. `waiting` are waiting tasks storage just returned, by
+        transition; a transition with none known gets one from storage. A
+        task stays known as waiting until it says it locked its tokens or
+        gave up, so a token its case believes free (its lock not yet
+        reported) is not offered to a task created for it anew."""
         live = list(self.tokens.values())
         if routing.is_finished(self.workflow, live):
             self._finish()
@@ -104,7 +110,8 @@ class CaseActor(EntityActor):
             self.terminate(Failure(kind="lost", reason="no token is left anywhere: the case cannot progress"))
             return
         end = self.workflow.end_place.id
-        waiting = dict(waiting or {})
+        self.waiting.update(waiting or {})
+        waiting = self.waiting
         batches: dict[str, list[TokenRecord]] = {}
         tasks: dict[str, TaskRecord] = {}
         for token in live:
@@ -142,6 +149,7 @@ class CaseActor(EntityActor):
     def _withdraw(self, message: TokensLocked) -> None:
         """The first task to lock a token wins; the others lose it."""
         won = set(message.token_ids)
+        self._not_waiting(message.task_id)
         for token_id in won & self.tokens.keys():
             self.tokens[token_id] = dataclasses.replace(
                 self.tokens[token_id], state=TokenState.LOCKED, locked_by_task_id=message.task_id
@@ -191,6 +199,7 @@ class CaseActor(EntityActor):
             )
         except AlreadyCompleted:
             self._read_tokens()  # completed by an earlier incarnation: what it issued is in storage
+        self._not_waiting(task_id)  # had its lock gone unreported, it is known now
         self.offered.pop(task_id, None)
         self.children.send(task_id, TaskCompleted(task_id=task_id))
         self._offer(waiting)
@@ -260,7 +269,13 @@ class CaseActor(EntityActor):
             TaskFailed: lambda message, _: self.terminate(message.failure),
         }
 
+    def _not_waiting(self, task_id: str) -> None:
+        for transition_id, task in list(self.waiting.items()):
+            if task.id == task_id:
+                del self.waiting[transition_id]
+
     def _task_abandoned(self, task_id: str) -> None:
+        self._not_waiting(task_id)
         self.offered.pop(task_id, None)
         self._offer()
 
