@@ -18,18 +18,23 @@ pytestmark = [pytest.mark.slow, pytest.mark.multiproc]
 BENCH = Path(__file__).resolve().parent.parent / "bin" / "petriflow-bench"
 
 
-@pytest.mark.timeout(180)
-def test_quick_throughput_writes_positive_figures(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
+def run_quick_bench(out: Path, scenario: str, cases: int) -> str:
+    """`petriflow-bench --quick` of one scenario, figures to `out`; its printed report."""
     done = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--scenarios", "throughput", "--cases", "10", "--out", str(out)],
+        [sys.executable, str(BENCH), "--quick", "--scenarios", scenario, "--cases", str(cases), "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=170,
         stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "throughput" in done.stdout
+    return done.stdout
+
+
+@pytest.mark.timeout(180)
+def test_quick_throughput_writes_positive_figures(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    assert "throughput" in run_quick_bench(out, "throughput", 10)
 
     figures = json.loads(out.read_text())
     meta = figures["meta"]

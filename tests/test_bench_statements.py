@@ -5,29 +5,19 @@ and in the printed report, and plausible. Counts only: nothing timed."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+from tests.test_bench import run_quick_bench
 
-BENCH = Path(__file__).resolve().parent.parent / "bin" / "petriflow-bench"
+pytestmark = pytest.mark.slow
 
 
 @pytest.mark.timeout(180)
 def test_statements_scenario_reports_sql_per_step_for_both_workloads_and_modes(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    done = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--scenarios", "statements", "--cases", "8", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=170,
-        stdin=subprocess.DEVNULL,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "SQL per step" in done.stdout
+    assert "SQL per step" in run_quick_bench(out, "statements", 8)
 
     figures = json.loads(out.read_text())["statements"]
     assert figures["base"] == "embedded" and figures["cases"] == 8
