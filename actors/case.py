@@ -112,24 +112,24 @@ class CaseActor(EntityActor):
         end = self.workflow.end_place.id
         self.waiting.update(waiting or {})
         waiting = self.waiting
-        batches: dict[str, list[TokenRecord]] = {}
-        tasks: dict[str, TaskRecord] = {}
+        batches: dict[str, list[TokenRecord]] = {}  # by transition: what its waiting task is offered now
         for token in live:
             if token.state is not TokenState.FREE or token.place_id == end:
                 continue
             for transition_id in self.workflow.transitions_fed_by(token.place_id):
                 if transition_id not in waiting:
                     waiting[transition_id] = self.storage.create_task(self.fence, transition_id)
-                task = waiting[transition_id]
-                tasks[task.id] = task
-                if token.id not in self.offered.setdefault(task.id, set()):
-                    batches.setdefault(task.id, []).append(token)
-        for task_id, tokens in batches.items():
-            self.offered[task_id].update(t.id for t in tokens)
-            self._ensure_task(task_id, tokens_follow=True, created=tasks[task_id])
-            self.children.send(task_id, ReceiveTokens(task_id=task_id, tokens=tokens))
+                if token.id not in self.offered.setdefault(waiting[transition_id].id, set()):
+                    batches.setdefault(transition_id, []).append(token)
+        for transition_id, tokens in batches.items():
+            task = waiting[transition_id]
+            self.offered[task.id].update(t.id for t in tokens)
+            self._ensure_task(task.id, created=task)
+            self.children.send(task.id, ReceiveTokens(task_id=task.id, tokens=tokens))
 
-    def _ensure_task(self, task_id: str, tokens_follow: bool = False, created: TaskRecord | None = None) -> None:
+    def _ensure_task(self, task_id: str, created: TaskRecord | None = None) -> None:
+        """Start the task's actor if it has none; `created`: the task as
+        storage just returned it waiting, with tokens on their way to it."""
         if task_id not in self.children.keys():
             self.children.start(
                 ChildSpec(
@@ -140,7 +140,6 @@ class CaseActor(EntityActor):
                         case_id=self.case.id,
                         settings=self.settings,
                         workflow_version=self.case.workflow_version,
-                        tokens_follow=tokens_follow,
                         created=created,
                     ),
                 )

@@ -73,7 +73,7 @@ class TaskActor(EntityActor):
         self.tokens: dict[str, TokenRecord] = {}
         self.workitems: dict[str, WorkitemState] = {}
         self.outputs: dict[str, dict[str, Any]] = {}  # of the completed workitems
-        if init.tokens_follow and self.task.incarnation == 1 and self.task.state is TaskState.STARTED:
+        if init.created is not None and self.task.incarnation == 1 and self.task.state is TaskState.STARTED:
             return  # a new waiting task holds no tokens, and its case is sending it those it may take
         self._rebuild_tokens()
         if self.task.state is TaskState.STARTED:

@@ -71,8 +71,7 @@ class InitTask:
     case_id: str
     settings: Settings
     workflow_version: int  # the case's: the task need not read its case
-    tokens_follow: bool = False  # the case sends the task its tokens next: it need not read them
-    created: TaskRecord | None = None  # the task as its case just created it: claimed without a read
+    created: TaskRecord | None = None  # as its case just created it, tokens on their way: read nothing
 
 
 @dataclass(frozen=True)

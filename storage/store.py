@@ -133,9 +133,14 @@ class Storage:
         row = tx.get(fence.table, fence.id)
         if row is None:
             raise NotFound(f"{fence.table[:-1]} {fence.id} not found")
-        if row["incarnation"] != fence.incarnation:
+        Storage._still_current(fence, row["incarnation"])
+
+    @staticmethod
+    def _still_current(fence: Fence, incarnation: int) -> None:
+        """Refuse the write if a newer incarnation has claimed the entity."""
+        if incarnation != fence.incarnation:
             raise StaleIncarnation(
-                f"{fence.table[:-1]} {fence.id}: incarnation {fence.incarnation} was replaced by {row['incarnation']}"
+                f"{fence.table[:-1]} {fence.id}: incarnation {fence.incarnation} was replaced by {incarnation}"
             )
 
     @staticmethod
@@ -146,10 +151,7 @@ class Storage:
             Storage._check_fence(tx, fence)
             return Storage._get(tx, cls, id)
         record = Storage._get(tx, cls, fence.id)
-        if record.incarnation != fence.incarnation:
-            raise StaleIncarnation(
-                f"{fence.table[:-1]} {fence.id}: incarnation {fence.incarnation} was replaced by {record.incarnation}"
-            )
+        Storage._still_current(fence, record.incarnation)
         return record
 
     @staticmethod
@@ -180,8 +182,14 @@ class Storage:
             changes = Storage._moved(held, path, changes)
         except IllegalTransition:
             return None
+        return Storage._update_held(tx, held, changes)
+
+    @staticmethod
+    def _update_held(tx: Tx, held: Any, changes: dict[str, Any]) -> Any:
+        """Write `changes` to a record the caller holds, if storage still has
+        it at the held incarnation and state: the updated record, else None."""
         encoded = {k: _to_row_value(v) for k, v in changes.items()}
-        expect = {"incarnation": fence.incarnation, "state": held.state.value}
+        expect = {"incarnation": held.incarnation, "state": held.state.value}
         if not tx.update_if(_TABLE_OF[type(held)], held.id, encoded, expect):
             return None
         return dataclasses.replace(held, **changes)
@@ -233,12 +241,7 @@ class Storage:
         """`_claim` of a record the caller was handed (its parent just made
         it), without reading it: applied only if storage still has it at
         that incarnation and state; None otherwise (then claim as usual)."""
-        changes = {"incarnation": held.incarnation + 1, "pid": pid, **also}
-        encoded = {k: _to_row_value(v) for k, v in changes.items()}
-        expect = {"incarnation": held.incarnation, "state": held.state.value}
-        if not tx.update_if(_TABLE_OF[type(held)], held.id, encoded, expect):
-            return None
-        return dataclasses.replace(held, **changes)
+        return Storage._update_held(tx, held, {"incarnation": held.incarnation + 1, "pid": pid, **also})
 
     # -- workflows ---------------------------------------------------------
 
@@ -550,8 +553,8 @@ class Storage:
         """Consume the task's locked tokens, issue the new ones and record the
         task completed, atomically; a second call changes nothing. The
         transitions in `offer_to` (those the new tokens enable) get their
-        waiting task in the same transaction: returned, transition id ->
-        task id, so the case need not read them back. Every check comes
+        waiting task in the same transaction, returned by transition id, so
+        the case need not read them back. Every check comes
         before the first write."""
         with self.backend.transaction() as tx:
             case = self._fenced(tx, fence, CaseRecord)
