@@ -21,7 +21,9 @@ from typing import Any
 
 from thespian.actors import ActorSystem
 from thespian.system.timing import ExpirationTimerView
+from thespian.system.transport import Thespian__Run_Expired, TransmitOnly
 from thespian.system.transport.IPBase import IPActorAddress
+from thespian.system.transport.wakeupTransportBase import wakeupTransportBase
 
 from petriflow.supervision import processes
 
@@ -122,16 +124,54 @@ def keep_timers_awake() -> None:
     ExpirationTimerView.remaining = remaining
 
 
+def keep_wakeups_while_draining() -> None:
+    """Never drop a wakeup in a transmit-only run.
+
+    An actor that has queued 950 sends (Thespian's MAX_QUEUED_TRANSMITS:
+    a node whose Engine is busy) runs its transport in transmit-only mode
+    until the queue drains. That run also takes the wakeups that fall due
+    and hands them back to the draining loop, which discards them: the
+    actor never gets them. A node then lost the wakeup that resumes its
+    hosted actors and sat with hundreds of work orders unfinished (the
+    ingress load test, 1,000 webhooks). Here a transmit-only run leaves
+    the wakeups where they are, due ones included, and the actor's next
+    full run delivers them. Idempotent."""
+    original = wakeupTransportBase._run_subtransport
+    if getattr(original, "_keeps_wakeups", False):
+        return
+
+    @functools.wraps(original)
+    def _run_subtransport(self: Any, incomingHandler: Any, max_runtime: Any) -> Any:
+        if not (incomingHandler is TransmitOnly or isinstance(incomingHandler, TransmitOnly)):
+            return original(self, incomingHandler, max_runtime)
+        earliest = getattr(self, "run_time", max_runtime)
+        self.run_time = max_runtime  # not the earliest wakeup: a due one would end the run at once, sending nothing
+        try:
+            result = self._runWithExpiry(incomingHandler)
+        finally:
+            self.run_time = earliest  # the run that called for the drain sees its wakeups fall due
+        return None if result is None or isinstance(result, Thespian__Run_Expired) else result
+
+    setattr(_run_subtransport, "_keeps_wakeups", True)  # noqa: B010 (marks the patch as applied)
+    wakeupTransportBase._run_subtransport = _run_subtransport
+
+
+def patch_thespian() -> None:
+    """The three patches, applied before an actor system forks its processes."""
+    use_loopback()
+    keep_timers_awake()
+    keep_wakeups_while_draining()
+
+
 def open_actor_system(base: str = "simpleSystemBase", admin_port: int | None = None) -> ActorSystem:
     """Start a new actor system of `base`, independent of any other in this
     process (transientUnique). For multiprocTCPBase the admin listens on
     127.0.0.1:`admin_port` (a free port if None), which must not be in use:
     Thespian would silently join the system already there."""
-    keep_timers_awake()
+    patch_thespian()
     if base != MULTIPROC:
         # logDefs=False: leave the caller's stdlib logging configuration alone.
         return ActorSystem(base, logDefs=False, transientUnique=True)
-    use_loopback()
     port = admin_port if admin_port is not None else free_port()
     _refuse_port_in_use(port)
     me = os.getpid()
@@ -150,6 +190,8 @@ def close_actor_system(asys: ActorSystem, timeout_s: float = 5.0) -> None:
     """Shut the system down, then SIGKILL whatever of its session is left
     (orphans of killed actors survive shutdown) and wait until it is gone."""
     session = _sessions.pop(asys, None)
+    if session is None:
+        _forget_live_actors(asys)
     try:
         asys.shutdown()
     finally:
@@ -158,6 +200,16 @@ def close_actor_system(asys: ActorSystem, timeout_s: float = 5.0) -> None:
             _reap(session.sid)
             if survivors:
                 raise RuntimeError(f"processes {survivors} of actor system session {session.sid} survived SIGKILL")
+
+
+def _forget_live_actors(asys: ActorSystem) -> None:
+    """simpleSystemBase ends no actor at shutdown: its live actors are told
+    (`stop_counting_live`, petriflow's entity actors) that they no longer count as live."""
+    registry = getattr(getattr(asys, "_systemBase", None), "actorRegistry", None) or {}
+    for ref in list(registry.values()):
+        stop = getattr(getattr(ref, "instance", None), "stop_counting_live", None)
+        if callable(stop):
+            stop()
 
 
 def _refuse_port_in_use(port: int) -> None:
@@ -198,6 +250,5 @@ def connect_actor_system(admin_port: int) -> ActorSystem:
         sock.settimeout(2.0)
         if sock.connect_ex((LOOPBACK, admin_port)) != 0:
             raise ConnectionRefusedError(f"no petriflow daemon listens on {LOOPBACK}:{admin_port}")
-    use_loopback()
-    keep_timers_awake()
+    patch_thespian()
     return ActorSystem(MULTIPROC, capabilities={"Admin Port": admin_port}, transientUnique=True)
