@@ -5,11 +5,14 @@ one `InvalidWorkflow`, so a user fixes a file in one pass. The rules of the
 net (one start place, paths, resolvable executors) are `engine.validation`'s
 job: storage reads stored workflows back with `workflow_from_document`
 without importing anyone's executors. Unknown keys are ignored, so documents
-may carry annotations. Positions in messages ("place 1", "arc 2") count
+may carry annotations, except in a trigger's `auth`: there a misspelt key
+would silently weaken a check, so it is refused. Positions in messages ("place 1", "arc 2") count
 from 0, as in the JSON arrays.
 
 `workflow_to_document` writes the normalised document: every field present,
-defaults filled in, so two equal workflows always give equal documents (the
+defaults filled in (but `isolate` only when true and a trigger's `auth` only
+when it checks something, so documents stored before either existed compare
+equal), so two equal workflows always give equal documents (the
 store compares them to refuse a changed definition under an old version).
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,7 @@ from petriflow.engine.workflow import (
     SplitType,
     Transition,
     Trigger,
+    WebhookAuth,
     Workflow,
     WorkflowState,
 )
@@ -177,13 +182,89 @@ def _transition(reader: _Reader, index: int, doc: dict[str, Any]) -> Transition:
     )
 
 
+AUTH_TYPES = ("api_key", "hmac_sha256", "none")
+_AUTH_KEYS = ("type", "header", "secret_env")
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP token (RFC 9110)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def auth_problems(owner: str, trigger_type: object, auth: dict[str, Any]) -> list[str]:
+    """What is wrong with a trigger's `auth` object (a null field counts as
+    absent); `validation` checks a `WebhookAuth`'s fields with it too. A bad
+    `secret_env` is not quoted back: it may be the secret itself, misplaced."""
+    problems = []
+    if isinstance(trigger_type, str) and trigger_type != "webhook":
+        problems.append(f"{owner}: auth is only for webhook triggers, not {trigger_type!r} ones")
+    unknown = [key for key in auth if key not in _AUTH_KEYS]
+    if unknown:
+        keys = ", ".join(repr(key) for key in unknown)
+        problems.append(f"{owner}: auth has unknown key(s) {keys}; it takes type, header and secret_env")
+    kind = auth.get("type")
+    if kind is None:
+        problems.append(f"{owner}: auth.type is missing (one of {', '.join(AUTH_TYPES)})")
+        return problems
+    if not isinstance(kind, str) or kind not in AUTH_TYPES:
+        shown = repr(kind) if isinstance(kind, str) else json_type(kind)
+        problems.append(f"{owner}: auth.type must be one of {', '.join(AUTH_TYPES)}, got {shown}")
+        return problems
+    if kind == "none":
+        extra = [key for key in ("header", "secret_env") if auth.get(key) is not None]
+        if extra:
+            problems.append(f"{owner}: auth type 'none' takes no {' or '.join(extra)}")
+        return problems
+    header, secret_env = auth.get("header"), auth.get("secret_env")
+    if header is None:
+        problems.append(f"{owner}: auth.header is missing: auth type {kind!r} needs the request header to check")
+    elif not isinstance(header, str):
+        problems.append(f"{owner}: auth.header must be a string, got {json_type(header)}")
+    elif not _HEADER_NAME.fullmatch(header):
+        problems.append(
+            f"{owner}: auth.header must be an HTTP header name (letters, digits and !#$%&'*+-.^_`|~), got {header!r}"
+        )
+    if secret_env is None:
+        problems.append(
+            f"{owner}: auth.secret_env is missing: auth type {kind!r} needs the name of the environment "
+            f"variable holding the secret"
+        )
+    elif not isinstance(secret_env, str):
+        problems.append(f"{owner}: auth.secret_env must be a string, got {json_type(secret_env)}")
+    elif not _ENV_NAME.fullmatch(secret_env):
+        problems.append(
+            f"{owner}: auth.secret_env must be the name of an environment variable ([A-Za-z_][A-Za-z0-9_]*); "
+            f"the document holds that name, never the secret (the value given is not shown)"
+        )
+    return problems
+
+
+def _auth(reader: _Reader, owner: str, trigger_type: object, doc: dict[str, Any]) -> WebhookAuth | None:
+    """A trigger's auth; None for none (absent, null or type 'none'), so equal workflows compare equal."""
+    auth = reader.field(doc, "auth", owner, "an object", None, nullable=True)
+    if auth is None:
+        return None
+    problems = auth_problems(owner, trigger_type, auth)
+    if problems:
+        reader.problems.extend(problems)
+        return None
+    if auth["type"] == "none":
+        return None
+    return WebhookAuth(type=auth["type"], header=auth["header"], secret_env=auth["secret_env"])
+
+
 def _trigger(reader: _Reader, index: int, doc: dict[str, Any]) -> Trigger:
     owner = element_label("trigger", index, doc.get("id"))
-    return Trigger(
-        id=reader.field(doc, "id", owner, "a string"),
-        type=reader.field(doc, "type", owner, "a string"),
-        cron=reader.field(doc, "cron", owner, "a string", None, nullable=True),
-    )
+    trigger_id = reader.field(doc, "id", owner, "a string")
+    trigger_type = reader.field(doc, "type", owner, "a string")
+    cron = reader.field(doc, "cron", owner, "a string", None, nullable=True)
+    return Trigger(id=trigger_id, type=trigger_type, cron=cron, auth=_auth(reader, owner, trigger_type, doc))
+
+
+def _trigger_document(trigger: Trigger) -> dict[str, Any]:
+    """A trigger's document; `auth` only when it checks something, in full."""
+    document: dict[str, Any] = {"id": trigger.id, "type": trigger.type, "cron": trigger.cron}
+    auth = trigger.auth
+    if auth is not None and auth != WebhookAuth():
+        document["auth"] = {"type": auth.type, "header": auth.header, "secret_env": auth.secret_env}
+    return document
 
 
 def _arc(reader: _Reader, index: int, doc: dict[str, Any], places: set[str], transitions: set[str]) -> Arc | None:
@@ -264,7 +345,7 @@ def workflow_to_document(wf: Workflow) -> dict[str, Any]:
             for t in wf.transitions
         ],
         "arcs": [dict(zip(("from", "to"), arc_ends(arc))) for arc in wf.arcs],
-        "triggers": [{"id": t.id, "type": t.type, "cron": t.cron} for t in wf.triggers],
+        "triggers": [_trigger_document(t) for t in wf.triggers],
         "metadata": copy.deepcopy(wf.metadata),
     }
 

@@ -85,8 +85,22 @@ class StaleIncarnation(PetriflowError):
     code = "stale_incarnation"
 
 
+class TriggerChanged(PetriflowError):
+    """A webhook's auth changed between the HTTP server's check and the
+    Engine's submit: the server checks the request again with the new one."""
+
+    code = "trigger_changed"
+
+
 class ExecutorNotFound(Invalid):
     code = "executor_not_found"
+
+
+class Unauthorized(PetriflowError):
+    """A webhook call whose credential is missing or wrong (`engine.webhook_auth`);
+    its message never holds the secret nor what the caller presented."""
+
+    code = "unauthorized"
 
 
 def error_for(code: str, message: str) -> PetriflowError:

@@ -9,11 +9,20 @@ checks as those parsed by `engine.document`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from enum import StrEnum
 
-from petriflow.engine.document import arc_ends, arc_label, choice_problem, element_label, is_integer, is_number
+from petriflow.engine.document import (
+    arc_ends,
+    arc_label,
+    auth_problems,
+    choice_problem,
+    element_label,
+    is_integer,
+    is_number,
+)
 from petriflow.engine.errors import InvalidWorkflow, PetriflowError
 from petriflow.engine.workflow import (
     ArcDirection,
@@ -23,6 +32,7 @@ from petriflow.engine.workflow import (
     RetryPolicy,
     SplitType,
     Transition,
+    WebhookAuth,
     Workflow,
 )
 
@@ -39,6 +49,7 @@ def validate(wf: Workflow, resolve_executor: Callable[[str], object] | None = No
         *_arc_problems(wf),
         *_transition_problems(wf, resolve_executor or _engine_resolver()),
         *_path_problems(wf),
+        *_trigger_problems(wf),
     ]
     if problems:
         raise InvalidWorkflow(problems)
@@ -170,6 +181,20 @@ def _executor_problems(owner: str, transition: Transition, resolve_executor: Cal
         yield f"{owner}: executor {transition.executor!r} cannot be resolved: {exc}"
     except Exception as exc:
         yield f"{owner}: executor {transition.executor!r} cannot be resolved: {type(exc).__name__}: {exc}"
+
+
+def _trigger_problems(wf: Workflow) -> Iterator[str]:
+    """A trigger's auth keeps the document's rules (webhook triggers only, a
+    known type, a header and a secret's variable name where it needs them)."""
+    for index, trigger in enumerate(wf.triggers):
+        if trigger.auth is None:
+            continue
+        owner = element_label("trigger", index, trigger.id)
+        if not isinstance(trigger.auth, WebhookAuth):
+            yield f"{owner}: auth must be a WebhookAuth or None, got {type(trigger.auth).__name__}"
+            continue
+        fields = {k: v for k, v in dataclasses.asdict(trigger.auth).items() if v is not None}
+        yield from auth_problems(owner, trigger.type, fields)
 
 
 def _path_problems(wf: Workflow) -> Iterator[str]:

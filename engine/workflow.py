@@ -71,12 +71,26 @@ class Arc:
 
 
 @dataclass(frozen=True)
+class WebhookAuth:
+    """How a webhook trigger's caller proves who it is (after OpenFn Lightning's
+    webhook auth): `api_key` (the header holds the secret), `hmac_sha256` (the
+    header holds the HMAC-SHA256 of the raw body, GitHub's form) or `none`.
+    Only the name of the environment variable holding the secret is part of
+    the workflow, so a stored or shown workflow never reveals it."""
+
+    type: str = "none"
+    header: str | None = None  # the request header carrying the key or the signature
+    secret_env: str | None = None  # the environment variable holding the secret
+
+
+@dataclass(frozen=True)
 class Trigger:
     """An input that creates work orders (webhook, cron); used by the daemon."""
 
     id: str
     type: str
     cron: str | None = None
+    auth: WebhookAuth | None = None  # webhook triggers only; None: no check, as WebhookAuth("none")
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+from typing import Any
 
 from petriflow.cli import arguments, common, render
 
@@ -25,7 +27,7 @@ def workflow_list(args: argparse.Namespace) -> int:
             d["id"],
             d["version"],
             d["state"],
-            ", ".join(f"{t['id']} ({t.get('cron') or t['type']})" for t in d["triggers"]) or "-",
+            ", ".join(_trigger_summary(t) for t in d["triggers"]) or "-",
         ]
         for d in documents
     ]
@@ -37,8 +39,27 @@ def workflow_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trigger_summary(trigger: dict[str, Any]) -> str:
+    """ "nightly (0 2 * * *)", "invoice-hook (webhook)", "invoice-hook (webhook, api_key)"."""
+    auth = trigger.get("auth") or {}
+    if trigger["type"] == "webhook" and auth.get("type", "none") != "none":
+        return f"{trigger['id']} (webhook, {auth['type']})"
+    return f"{trigger['id']} ({trigger.get('cron') or trigger['type']})"
+
+
+def _shown(document: dict[str, Any]) -> dict[str, Any]:
+    """The document with every webhook trigger's auth spelt out ({"type": "none"}
+    where the stored document leaves it out): its type, header and the name of
+    the secret's environment variable, which is all a workflow holds of it."""
+    shown = copy.deepcopy(document)
+    for trigger in shown.get("triggers", []):
+        if trigger.get("type") == "webhook" and not trigger.get("auth"):
+            trigger["auth"] = {"type": "none"}
+    return shown
+
+
 def workflow_show(args: argparse.Namespace) -> int:
-    document = common.connect(args).get_workflow(args.id, args.version)
+    document = _shown(common.connect(args).get_workflow(args.id, args.version))
     common.emit(args, document, json.dumps(document, indent=2))
     return 0
 
