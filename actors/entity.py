@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
+from thespian.actors import ActorExitRequest
 
+from petriflow import metrics
 from petriflow.actors import outbox
 from petriflow.actors.outbox import Outside
 from petriflow.engine import codec
@@ -23,7 +25,8 @@ from petriflow.engine.settings import Settings
 from petriflow.engine.wire import EntityKilled, Error
 from petriflow.engine.workflow import Workflow
 from petriflow.storage.store import WorkOrderStorage, open_storage
-from petriflow.supervision.childspec import Intensity, Strategy
+from petriflow.supervision import supervisor
+from petriflow.supervision.childspec import ChildSpec, Intensity, Strategy
 from petriflow.supervision.member import SupervisedActor
 from petriflow.supervision.supervisor import Supervisor
 
@@ -55,15 +58,53 @@ def gave_up_failure(what: str, reason: str, **ids: str | None) -> Failure:
     return Failure(kind=kind, reason=f"{what} crashed past the restart intensity: {reason}", **ids)
 
 
+def _count_supervision(event: str, spec: ChildSpec) -> None:
+    """Restarts and give-ups of any supervisor in this process, by the kind
+    of the child's actor class (`petriflow_actor_restarts_total{kind}`)."""
+    actor_class = spec.actor_class
+    kind = getattr(actor_class, "kind", "") or (actor_class if isinstance(actor_class, str) else actor_class.__name__)
+    if event == "restart":
+        metrics.count_restart(kind)
+    elif event == "give_up":
+        metrics.count_give_up(kind)
+
+
+supervisor.observe(_count_supervision)
+
+
 class EntityActor(SupervisedActor):
     settings: Settings
     storage: WorkOrderStorage
-    kind = ""  # work_order, case, task or workitem: how `petriflow actors` names it
+    kind = ""  # work_order, case, task or workitem: how `petriflow actors` names it (node: only in metrics)
     holds = ""  # the attribute holding the entity's record
+    _live = ""  # the kind this actor counts in petriflow_live_actors until it exits
 
     def open(self, settings: Settings) -> None:
         self.settings = settings
         self.storage = storage_for(settings.storage_url)
+        if self.kind and not self._live:
+            self._live = self.kind
+            metrics.actor_started(self.kind)
+
+    def receiveMessage(self, message: Any, sender: Any) -> None:
+        if self._live and isinstance(message, ActorExitRequest):  # every exit: normal, passivation or crash
+            self.stop_counting_live()
+        super().receiveMessage(message, sender)
+
+    def stop_counting_live(self) -> None:
+        """This actor no longer counts as live: it exits, or its actor system
+        is closed under it (simpleSystemBase ends no actor at shutdown). The
+        actors it hosts (a node's) go with it: no exit reaches them."""
+        if self._live:
+            metrics.actor_exited(self._live)
+            self._live = ""
+        for actor in self.hosted_actors():
+            if isinstance(actor, EntityActor):
+                actor.stop_counting_live()
+
+    def hosted_actors(self) -> Iterable[Any]:
+        """The actor objects this actor runs in a system of its own (a node's)."""
+        return ()
 
     def handlers(self) -> dict[type, Callable[[Any, Any], object]]:
         """Each message type this actor handles, with its handler `(message, sender)`."""

@@ -19,7 +19,7 @@ from petriflow.actors import outbox
 from petriflow.actors.case import CaseActor
 from petriflow.actors.entity import EntityActor, gave_up_failure
 from petriflow.actors.outbox import ENGINE
-from petriflow.actors.workorder import WorkOrderActor
+from petriflow.actors.workorder import WorkOrderActor, count_end
 from petriflow.engine.messages import (
     BootNode,
     CaseActivated,
@@ -148,6 +148,9 @@ class NodeRootActor(EntityActor):
             if run.state not in FINAL_RUN_STATES:
                 self.storage.take_over_and_terminate(run.case_id, failure)
                 self.storage.advance_run(run.id, run_state_of_termination(failure.kind), failure)
+        was = order.state
         order = self.storage.set_work_order_state(order.id, WorkOrderState(run_state_of_termination(failure.kind)))
+        if was in UNFINISHED_WORK_ORDER_STATES:
+            count_end(order)
         log.error("work_order_crashed", work_order_id=order.id, reason=reason, **self.log_context())
         outbox.post(ENGINE, Event(kind="work_order_updated", work_order=order))

@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 from thespian.actors import WakeupMessage
 
+from petriflow import metrics
 from petriflow.actors import outbox
 from petriflow.actors.entity import EntityActor, workflow_for
 from petriflow.engine.errors import AlreadyCompleted, ExecutorNotFound, IllegalTransition, Invalid
@@ -238,11 +239,20 @@ class WorkitemActor(EntityActor):
             )
         except (AlreadyCompleted, IllegalTransition):
             self.workitem = self.storage.get_workitem(self.workitem.id)
+        else:
+            self._count_step()
         log.info(
             "workitem_" + self.workitem.state.value, reason=failure.reason if failure else None, **self.log_context()
         )
         self._report()
         self.stop_normally(self.workitem.state.value)
+
+    def _count_step(self) -> None:
+        """The step's duration, once the turn that finished it is committed."""
+        wi = self.workitem
+        if wi.started_at is not None and wi.finished_at is not None:
+            workflow, transition, seconds = wi.workflow_id, wi.transition_id, wi.finished_at - wi.started_at
+            outbox.after_commit(lambda: metrics.step_finished(workflow, transition, seconds))
 
     def _report(self) -> None:
         wi = self.workitem

@@ -11,12 +11,14 @@ from typing import Any
 
 import structlog
 
+from petriflow import metrics
+from petriflow.actors import outbox
 from petriflow.actors.case import CaseActor
 from petriflow.actors.entity import EntityActor, gave_up_failure, workflow_for
 from petriflow.engine.errors import AlreadyCompleted, Invalid, PetriflowError, StorageFailure
 from petriflow.engine.messages import CaseActivated, CaseEnded, Crash, InitCase, InitWorkOrder, Routed, StartRun
 from petriflow.engine.records import Failure, RunRecord, WorkOrderRecord
-from petriflow.engine.states import FINAL_RUN_STATES, RunState
+from petriflow.engine.states import FINAL_RUN_STATES, UNFINISHED_WORK_ORDER_STATES, RunState
 from petriflow.engine.wire import (
     AbandonWorkitem,
     CancelWorkOrder,
@@ -31,6 +33,13 @@ from petriflow.supervision.childspec import ChildSpec
 from petriflow.workorders.runs import needs_actor
 
 log = structlog.get_logger("petriflow.work_order")
+
+
+def count_end(order: WorkOrderRecord) -> None:
+    """Count a work order that reached a final state, once the turn that
+    recorded it is committed (a turn rolled back counts nothing)."""
+    workflow, state = order.workflow_id, order.state.value
+    outbox.after_commit(lambda: metrics.work_order_finished(workflow, state))
 
 
 class WorkOrderActor(EntityActor):
@@ -63,6 +72,8 @@ class WorkOrderActor(EntityActor):
         state = update_state([], runs[-1].state) if runs else self.order.state
         if state is not self.order.state:
             self.order = self.storage.set_work_order_state(self.order.id, state)
+            if state not in UNFINISHED_WORK_ORDER_STATES:
+                count_end(self.order)
             log.info("work_order_updated", state=state.value, **self.log_context())
             self._event("work_order_updated", runs[-1])
         self.stop_normally(self.order.state.value)
@@ -102,6 +113,8 @@ class WorkOrderActor(EntityActor):
         run = self.runs[run.id] = self.storage.advance_run(run.id, target, failure, order_state=order_state)
         if changed:
             self.order = self.storage.get_work_order(self.order.id)
+            if state not in UNFINISHED_WORK_ORDER_STATES:
+                count_end(self.order)
             log.info("work_order_updated", state=state.value, run_id=run.id, **self.log_context())
         self._event("run_updated", run)
         if changed:

@@ -92,6 +92,12 @@ class Backend(Protocol):
         of the process wait for the turn."""
         ...
 
+    def writer_pid(self) -> int | None:
+        """The process holding the write lock now, where the adapter can
+        tell (None: nobody, or it cannot): a process silent while it waits
+        for that lock is not the one that hangs."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -135,5 +135,8 @@ class FaultyBackend:
                     os.fsync(flag.fileno())
                     os.kill(os.getpid(), signal.SIGKILL)  # the lock goes with the process
 
+    def writer_pid(self) -> int | None:
+        return self.inner.writer_pid()
+
     def close(self) -> None:
         self.inner.close()

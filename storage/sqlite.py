@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from petriflow import metrics
 from petriflow.engine.errors import Invalid, PetriflowError, StorageFailure
 from petriflow.storage.backend import DuplicateKey, Turn, TurnAborted
 from petriflow.storage.schema import MIGRATIONS, SCHEMA_VERSION, Condition, Table, TxBase, quote
@@ -151,11 +152,13 @@ def _transaction(conn: sqlite3.Connection, begin: str | None) -> Iterator[None]:
     conn.execute(begin)
     try:
         yield
+        started = time.perf_counter()
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:  # SQLite may have rolled back already (e.g. disk full)
             conn.execute("ROLLBACK")
         raise
+    metrics.observe_commit("sqlite", time.perf_counter() - started)
 
 
 def _schema_version(conn: sqlite3.Connection, path: str) -> int:
@@ -251,6 +254,24 @@ class _WriterQueue:
 
     def release(self) -> None:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def holder(self) -> int | None:
+        """The pid holding the lock, from the kernel's table (Linux's
+        /proc/locks, which names the process that took a flock); None when
+        nobody holds it or the table cannot be read."""
+        try:
+            info = os.stat(self.path)
+            with open("/proc/locks", encoding="ascii") as table:
+                rows = table.read().splitlines()
+        except OSError:
+            return None
+        device = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+        for row in rows:
+            fields = row.split()
+            # "1: FLOCK  ADVISORY  WRITE 4242 08:01:123456 0 EOF"; a waiter's row has "->" after the number
+            if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == device and fields[4].isdigit():
+                return int(fields[4])
+        return None
 
 
 SYNCHRONOUS = ("full", "normal")
@@ -362,15 +383,20 @@ class SqliteBackend:
                     raise TurnAborted(f"turn rolled back: {turn.broken}")
                 if turn.open:
                     try:
+                        started = time.perf_counter()
                         conn.execute("COMMIT")
                     except (sqlite3.OperationalError, OSError) as exc:
                         raise _failure(self.path, exc) from exc
+                    metrics.observe_commit("sqlite", time.perf_counter() - started)
             finally:
                 self._turn = None
                 if turn.open:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     self._writers.release()
+
+    def writer_pid(self) -> int | None:
+        return self._writers.holder()
 
     def close(self) -> None:
         """Close this process's connection; a later transaction opens a new one."""

@@ -37,6 +37,26 @@ from petriflow.supervision.messages import ChildCrashed, ChildStopping, IdleNoti
 log = structlog.get_logger("petriflow.supervision")
 
 GiveUp = Callable[[ChildSpec, str], None]
+Observer = Callable[[str, ChildSpec], None]
+
+_observers: list[Observer] = []
+
+
+def observe(observer: Observer) -> None:
+    """Have `observer(event, spec)` called at each `"restart"` (a crashed
+    child started again, by intensity, strategy or after a back-off) and
+    each `"give_up"` of every supervisor in this process: for metrics. An
+    observer that raises is logged, never the supervisor's problem."""
+    if observer not in _observers:
+        _observers.append(observer)
+
+
+def _tell(event: str, spec: ChildSpec) -> None:
+    for observer in _observers:
+        try:
+            observer(event, spec)
+        except Exception:
+            log.warning("supervision_observer_failed", event=event, key=spec.key, exc_info=True)
 
 
 class _State(StrEnum):
@@ -309,6 +329,7 @@ class Supervisor:
 
     def _give_up(self, child: _Child, reason: str) -> None:
         self._remove(child)
+        _tell("give_up", child.spec)
         log.error(
             "supervisor_gave_up",
             reason=reason,
@@ -333,6 +354,8 @@ class Supervisor:
         for message in pending:
             self._deliver(child, message)
         self._log(event, child, delivered=len(pending), **extra)
+        if event == "child_restarted":
+            _tell("restart", spec)
 
     def _deliver(self, child: _Child, message: Any) -> None:
         child.sent += 1

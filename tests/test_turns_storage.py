@@ -456,3 +456,16 @@ def test_sqlite_refuses_an_unknown_option_or_value_by_name_without_creating_the_
         open_backend(f"sqlite://{path}{query}")
     assert named in str(refused.value)
     assert not os.path.exists(path)
+
+
+def test_the_writer_pid_names_this_process_while_its_turn_holds_the_write_lock(url, backend):
+    """What the heartbeats ask before killing a silent process: is it the
+    one holding the lock, or one waiting for it? Memory cannot tell."""
+    assert backend.writer_pid() is None
+    with backend.turn():
+        with backend.transaction(write=False) as tx:
+            tx.find("tokens")
+        assert backend.writer_pid() is None  # a turn that only read holds nothing
+        insert(backend, "tokens", token())
+        assert backend.writer_pid() == (os.getpid() if _is_sqlite(backend) else None)
+    assert backend.writer_pid() is None
