@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +28,14 @@ from petriflow.actors.node import NodeActor
 from petriflow.engine import codec
 from petriflow.engine.cron import CronSchedule, due_ticks
 from petriflow.engine.document import workflow_from_document, workflow_to_document
-from petriflow.engine.errors import AlreadyCompleted, Invalid, NotFound, PetriflowError, WorkflowDiscarded
+from petriflow.engine.errors import (
+    AlreadyCompleted,
+    Invalid,
+    NotFound,
+    PetriflowError,
+    TriggerChanged,
+    WorkflowDiscarded,
+)
 from petriflow.engine.messages import (
     BootEngine,
     CaseEnded,
@@ -35,6 +43,8 @@ from petriflow.engine.messages import (
     ForCase,
     ForWorkOrder,
     InitNode,
+    NodeAlive,
+    NodeHeartbeat,
     NodeReport,
     NodeRestored,
     Routed,
@@ -43,7 +53,7 @@ from petriflow.engine.messages import (
 )
 from petriflow.engine.records import CaseRecord, WorkOrderRecord, new_id
 from petriflow.engine.routing import genesis_token
-from petriflow.engine.settings import settings_problem
+from petriflow.engine.settings import is_answering, settings_problem
 from petriflow.engine.states import (
     FINAL_RUN_STATES,
     UNFINISHED_WORK_ORDER_STATES,
@@ -53,6 +63,7 @@ from petriflow.engine.states import (
 )
 from petriflow.engine.validation import validate
 from petriflow.engine.views import is_settled, run_view
+from petriflow.engine.webhook_auth import trigger_auth_problems
 from petriflow.engine.wire import (
     ActorInfo,
     ActorList,
@@ -68,14 +79,18 @@ from petriflow.engine.wire import (
     Event,
     GetCase,
     GetTask,
+    GetTriggerAuth,
     GetWorkflow,
     GetWorkitem,
     GetWorkOrder,
+    Heartbeat,
     KillEntity,
     ListActors,
     ListCases,
     ListWorkflows,
     ListWorkOrders,
+    Liveness,
+    NodeLiveness,
     Ok,
     Ping,
     PutWorkflow,
@@ -88,6 +103,7 @@ from petriflow.engine.wire import (
     SubmitWorkOrder,
     Subscribe,
     TerminateCase,
+    TriggerAuth,
     Unsubscribe,
     WaitCase,
     WaitWorkOrder,
@@ -124,6 +140,10 @@ def _states(machine: type[StateT], names: list[str] | None) -> list[StateT] | No
 
 class _CronWakeup:
     """Wakeup payload: time to fire the cron triggers."""
+
+
+class _BeatWakeup:
+    """Wakeup payload: time to beat the nodes, and to kill the silent ones."""
 
 
 @dataclass(frozen=True)
@@ -168,6 +188,7 @@ class EngineActor(EntityActor):
             CaseEnded: lambda message, _: self._case_ended(message.case_id),
             NodeReport: lambda report, _: self._reported(report),
             NodeRestored: lambda message, _: self._answer_settled_waiters(),
+            NodeAlive: lambda message, _: self._node_alive(message),
             WakeupMessage: lambda wakeup, _: self._wake(wakeup.payload),
             PoisonMessage: lambda message, sender: self._unsubscribe(sender),
         }
@@ -189,6 +210,9 @@ class EngineActor(EntityActor):
         if payload is _CronWakeup:
             self._fire_cron(time.time())
             self._schedule_cron()
+        elif payload is _BeatWakeup:
+            self._beat_nodes()
+            self.wakeupAfter(self.settings.heartbeat_s, payload=_BeatWakeup)
         elif isinstance(payload, _SurveyDue):
             self._survey_done(payload.number)
 
@@ -217,6 +241,8 @@ class EngineActor(EntityActor):
         self.subscribers: list[Any] = []  # Thespian addresses compare but do not hash
         self.client_requests = self._client_requests()
         self.booted_at = time.time()
+        self.node_seen = {node_id: time.monotonic() for node_id in self.node_ids}  # last NodeAlive
+        self.node_pids: dict[str, int] = {}
         self.booted = True
         adopted = self.storage.place_orphans(self.node_ids)
         for node_id in self.node_ids:
@@ -231,6 +257,8 @@ class EngineActor(EntityActor):
         log.info("engine_booted", storage=self.storage.url, nodes=len(self.node_ids), adopted=adopted, pid=os.getpid())
         if settings.cron:
             self._schedule_cron()
+        if settings.heartbeat_timeout_s is not None:
+            self.wakeupAfter(settings.heartbeat_s, payload=_BeatWakeup)
         self._survey(lambda reports: self.answer(sender, self._info(reports)))
 
     def _info(self, reports: list[NodeReport]) -> EngineInfo:
@@ -272,6 +300,65 @@ class EngineActor(EntityActor):
         """The same for a live case without a work order (placed at boot)."""
         assert case.node_id is not None, f"case {case.id} without a work order is placed on no node"
         self.nodes.send(case.node_id, ForCase(case.id, message))
+
+    def _node_alive(self, message: NodeAlive) -> None:
+        self.node_seen[message.node_id] = time.monotonic()
+        self.node_pids[message.node_id] = message.pid
+
+    def _beat_nodes(self) -> None:
+        """heart for the nodes: each running node is beaten; one silent past
+        `heartbeat_timeout_s` is SIGKILLed, and its supervisor starts it
+        again, restoring its work. A node not running yet (restarting,
+        backing off) is not counted as silent. When a silent node holds the
+        storage's write lock, the others silent are waiting for it: only the
+        holder is killed, and they get a new timeout."""
+        timeout = self.settings.heartbeat_timeout_s
+        assert timeout is not None
+        now = time.monotonic()
+        silent: dict[str, tuple[int, float]] = {}  # node id -> (pid, seconds silent)
+        for node_id in self.node_ids:
+            pid, quiet = self.node_pids.get(node_id), now - self.node_seen[node_id]
+            if not self.nodes.is_running(node_id):
+                self.node_seen[node_id] = now
+            elif quiet > timeout and pid is not None and pid != os.getpid():
+                silent[node_id] = (pid, quiet)  # embedded, a node's pid is the caller's process: never killed
+            else:
+                self.nodes.send(node_id, NodeHeartbeat())
+        if not silent:
+            return
+        holder = self.storage.backend.writer_pid()
+        culprits = [n for n, (pid, _) in silent.items() if pid == holder] or list(silent)
+        for node_id, (pid, quiet) in silent.items():
+            self.node_seen[node_id] = now  # a killed one's restart, or a waiting one, gets a full timeout
+            if node_id not in culprits:
+                log.warning("node_waiting_for_storage", node_id=node_id, pid=pid, silent_s=round(quiet, 1))
+                continue
+            log.error(
+                "node_unresponsive",
+                node_id=node_id,
+                pid=pid,
+                silent_s=round(quiet, 1),
+                holds_storage_lock=pid == holder,
+                action="SIGKILL",
+            )
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            self.node_pids.pop(node_id)
+
+    def _liveness(self) -> Liveness:
+        now = time.monotonic()
+        nodes = []
+        for node_id in self.node_ids:
+            silent = now - self.node_seen[node_id]
+            nodes.append(
+                NodeLiveness(
+                    node_id=node_id,
+                    pid=self.node_pids.get(node_id),
+                    silent_s=round(silent, 3),
+                    answering=self.nodes.is_running(node_id) and is_answering(silent, self.settings),
+                )
+            )
+        return Liveness(pid=os.getpid(), nodes=nodes)
 
     def _survey(self, done: Callable[[list[NodeReport]], None]) -> None:
         """Ask every node for its live actors; `done` gets the reports once all
@@ -381,6 +468,7 @@ class EngineActor(EntityActor):
     def _client_requests(self) -> dict[type, Callable[[Any, Any], Any]]:
         handlers: dict[type, Callable[[Any, Any], Any]] = {
             Ping: lambda r, s: self._survey(lambda reports: self.answer(s, self._info(reports))),
+            Heartbeat: lambda r, s: self._liveness(),
             PutWorkflow: self._put_workflow,
             GetWorkflow: lambda r, s: WorkflowView(
                 workflow_to_document(self.storage.get_workflow(r.workflow_id, r.version))
@@ -398,6 +486,7 @@ class EngineActor(EntityActor):
                 self.storage.get_workflow(r.workflow_id, r.version), r.input, "manual", None
             ),
             SubmitWebhook: self._submit_webhook,
+            GetTriggerAuth: lambda r, s: TriggerAuth(self._webhook(r.trigger_id)[1]),
             CronTick: lambda r, s: CronFired(self._fire_cron(r.now)),
             GetWorkOrder: lambda r, s: self._order_view(r.work_order_id),
             WaitWorkOrder: self._wait_order,
@@ -429,6 +518,11 @@ class EngineActor(EntityActor):
             owner = self._trigger_owner(trigger.id)
             if owner is not None and owner.id != workflow.id:
                 raise Invalid(f"trigger {trigger.id!r} already belongs to workflow {owner.id!r}")
+        refused = trigger_auth_problems(
+            workflow.triggers, os.environ, required=self.settings.webhook_auth_required
+        )  # the secrets are read where they are used: the Engine's environment is the daemon's
+        if refused:
+            raise Invalid("; ".join(refused))
         self.storage.put_workflow(workflow)
         log.info("workflow_stored", workflow_id=workflow.id, version=workflow.version)
         return WorkflowStored(workflow_id=workflow.id, version=workflow.version)
@@ -540,9 +634,12 @@ class EngineActor(EntityActor):
     # -- work orders ------------------------------------------------------------------------
 
     def _submit(self, workflow: Workflow, input: dict, trigger_type: str, trigger_id: str | None) -> WorkOrderSubmitted:
+        from petriflow import metrics
+
         first = runs.submit(
             self.storage, workflow, input, trigger_type=trigger_type, trigger_id=trigger_id, node_id=self._place()
         )
+        metrics.work_order_created(workflow.id, trigger_type)  # committed: the Engine writes outside any turn
         order = self.storage.get_work_order(first.run.work_order_id)
         log.info(
             "work_order_created",
@@ -559,10 +656,19 @@ class EngineActor(EntityActor):
         return WorkOrderSubmitted(work_order_id=order.id, run_id=first.run.id)
 
     def _submit_webhook(self, request: SubmitWebhook, sender: Any) -> WorkOrderSubmitted:
-        workflow = self._trigger_owner(request.trigger_id)
-        if workflow is None or not any(t.id == request.trigger_id and t.type == "webhook" for t in workflow.triggers):
-            raise NotFound(f"no active workflow has a webhook trigger {request.trigger_id!r}")
+        workflow, auth = self._webhook(request.trigger_id)
+        if request.auth is not None and request.auth != auth:
+            raise TriggerChanged(f"the auth of webhook trigger {request.trigger_id!r} changed; check again")
         return self._submit(workflow, request.body, "webhook", request.trigger_id)
+
+    def _webhook(self, trigger_id: str) -> tuple[Workflow, dict[str, Any]]:
+        """The active workflow of a webhook trigger, and the trigger's auth."""
+        workflow = self._trigger_owner(trigger_id)
+        for trigger in workflow_to_document(workflow)["triggers"] if workflow else []:
+            if trigger["id"] == trigger_id and trigger["type"] == "webhook":
+                assert workflow is not None
+                return workflow, trigger.get("auth") or {"type": "none"}
+        raise NotFound(f"no active workflow has a webhook trigger {trigger_id!r}")
 
     def _order_view(self, work_order_id: str) -> WorkOrderView:
         order = self.storage.get_work_order(work_order_id)

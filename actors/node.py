@@ -27,7 +27,7 @@ import dataclasses
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -44,6 +44,8 @@ from petriflow.engine.messages import (
     ForCase,
     ForWorkOrder,
     InitNode,
+    NodeAlive,
+    NodeHeartbeat,
     NodeReport,
     NodeRestored,
     Routed,
@@ -78,6 +80,7 @@ CONTINUE_AFTER = timedelta(milliseconds=1)
 
 
 class NodeActor(EntityActor):
+    kind = "node"  # holds no record: only metrics name it
     node_id = ""
 
     def log_context(self) -> dict[str, Any]:
@@ -95,6 +98,7 @@ class NodeActor(EntityActor):
         self.hosted = HostedSystem(slice_s=init.settings.turn_max_s)
         self.root = self.hosted.create(NodeRootActor)
         log.info("node_started", node_incarnation=self.incarnation, pid=os.getpid(), **self.log_context())
+        self.send(self.parent, NodeAlive(self.node_id, os.getpid()))
         # hosted actors share this process: no link to a parent process of their own
         hosted_settings = dataclasses.replace(init.settings, die_with_parent=False)
         self._hand_in(BootNode(self.node_id, self.incarnation, hosted_settings))
@@ -110,6 +114,10 @@ class NodeActor(EntityActor):
     def may_passivate(self) -> bool:
         return False  # a node hosts work; it is never idle in the supervisor's sense
 
+    def hosted_actors(self) -> Iterable[Any]:
+        hosted = getattr(self, "hosted", None)
+        return () if hosted is None else list(hosted.instances())
+
     def on_message(self, message: Any, sender: Any) -> None:
         self.dispatch(message, sender)
 
@@ -118,6 +126,7 @@ class NodeActor(EntityActor):
             ForWorkOrder: lambda message, _: self._hand_in(self._inward(message)),
             ForCase: lambda message, _: self._hand_in(self._inward(message)),
             Survey: lambda survey, _: self._report(survey),
+            NodeHeartbeat: lambda beat, _: self.send(self.parent, NodeAlive(self.node_id, os.getpid())),
             WakeupMessage: lambda wakeup, _: self._wake(wakeup.payload),
         }
 

@@ -205,6 +205,22 @@ class Survey:
 
 
 @dataclass(frozen=True)
+class NodeHeartbeat:
+    """Engine -> every node, each `Settings.heartbeat_s`: a node that stops
+    answering (stopped, wedged) is killed and started again, as OTP's
+    `heart` does to a node that stops answering."""
+
+
+@dataclass(frozen=True)
+class NodeAlive:
+    """Node -> Engine: the answer to a `NodeHeartbeat`, also sent once at
+    start, so the Engine knows the pid to kill."""
+
+    node_id: str
+    pid: int
+
+
+@dataclass(frozen=True)
 class NodeRestored:
     """Node -> Engine: a node's new incarnation has restored its work. What
     its previous one committed but died before announcing (a work order's

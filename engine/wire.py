@@ -83,6 +83,27 @@ class EngineInfo:
 
 
 @dataclass(frozen=True)
+class TriggerAuth:
+    auth: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NodeLiveness:
+    node_id: str
+    pid: int | None  # None until the node first answered
+    silent_s: float  # since its last answer to a heartbeat
+    answering: bool
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """The answer to `Heartbeat`: the Engine is alive, and how its nodes are."""
+
+    pid: int
+    nodes: list[NodeLiveness] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class WorkflowList:
     documents: list[dict[str, Any]] = field(default_factory=list)
 
@@ -181,6 +202,12 @@ class Ping:
 
 
 @dataclass(frozen=True)
+class Heartbeat:
+    """The keeper's beat: answered at once with `Liveness`, never after a
+    survey of the nodes, so only a stopped or wedged Engine misses it."""
+
+
+@dataclass(frozen=True)
 class PutWorkflow:
     document: dict[str, Any]
 
@@ -262,8 +289,21 @@ class SubmitWorkOrder:
 
 @dataclass(frozen=True)
 class SubmitWebhook:
+    """`auth` is the trigger's auth as the HTTP server checked the request
+    against it (its document form); when the trigger's auth differs now, the
+    request is refused `trigger_changed`. None: not checked (a trusted caller)."""
+
     trigger_id: str
     body: dict[str, Any] = field(default_factory=dict)
+    auth: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class GetTriggerAuth:
+    """The `auth` of an active webhook trigger, for the HTTP server to check
+    requests with; answered with `TriggerAuth` or `not_found`."""
+
+    trigger_id: str
 
 
 @dataclass(frozen=True)

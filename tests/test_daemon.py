@@ -219,7 +219,10 @@ def test_it_refuses_a_home_it_cannot_write_and_a_webhook_port_it_cannot_bind(tmp
         assert a.start().returncode == 0
         b.http_port = a.http_port
         refused = b.start()
-        assert refused.returncode == 2 and f"cannot serve webhooks on port {a.http_port}" in refused.stderr
+        assert (
+            refused.returncode == 2
+            and f"cannot serve HTTP on 127.0.0.1 port {a.http_port}: Address already in use" in refused.stderr
+        )
         assert not b.pid() and processes.session_pids(_actor_sid(b)) == [] if _actor_sid(b) else True
 
 

@@ -17,7 +17,8 @@ from petriflow.engine import codec, wire
 from petriflow.engine.document import workflow_from_document
 from petriflow.engine.errors import Invalid, InvalidWorkflow, NotFound, PetriflowError
 from petriflow.engine.validation import validate
-from petriflow.ingress.webhook import WebhookServer
+from petriflow.ingress.gate import EngineGate
+from petriflow.ingress.server import IngressServer
 from tests.engines import awaiting_workitem, running_engine, storage_dump, workflow
 
 pytestmark = pytest.mark.timeout(300)
@@ -109,16 +110,29 @@ def test_workflow_documents_are_accepted_or_refused_naming_the_problem(document)
 def webhook():
     submitted = []
 
-    def submit(trigger_id: str, body: dict) -> str:
-        if trigger_id != "known":
-            raise NotFound(f"no trigger {trigger_id!r}")
-        submitted.append(body)
-        return f"wo-{len(submitted)}"
+    class Link:
+        def submit(self, trigger_id: str, body: dict, auth: dict) -> str:
+            submitted.append(body)
+            return f"wo-{len(submitted)}"
 
-    server = WebhookServer(submit=submit, work_order=lambda wid: {"work_order_id": wid}, max_body_bytes=4096)
+        def trigger_auth(self, trigger_id: str) -> dict:
+            if trigger_id != "known":
+                raise NotFound(f"no trigger {trigger_id!r}")
+            return {"type": "none"}
+
+        def work_order(self, work_order_id: str) -> dict:
+            return {"work_order_id": work_order_id}
+
+        def close(self) -> None:
+            pass
+
+    gate = EngineGate(Link, size=16, workers=1)
+    gate.start()
+    server = IngressServer(gate, max_body_bytes=4096)
     server.start()
     yield server
     server.stop()
+    gate.stop()
 
 
 @PROPERTY

@@ -34,14 +34,17 @@ from petriflow.engine.wire import (
     Event,
     GetCase,
     GetTask,
+    GetTriggerAuth,
     GetWorkflow,
     GetWorkitem,
     GetWorkOrder,
+    Heartbeat,
     KillEntity,
     ListActors,
     ListCases,
     ListWorkflows,
     ListWorkOrders,
+    Liveness,
     Ping,
     Preexecute,
     PutWorkflow,
@@ -170,8 +173,20 @@ class Client:
         """A manual submission: a work order with its first run."""
         return self.request(SubmitWorkOrder(workflow_id, dict(input or {}), version))
 
-    def submit_webhook(self, trigger_id: str, body: dict[str, Any]) -> WorkOrderSubmitted:
-        return self.request(SubmitWebhook(trigger_id, body))
+    def submit_webhook(
+        self, trigger_id: str, body: dict[str, Any], auth: dict[str, Any] | None = None
+    ) -> WorkOrderSubmitted:
+        """What a webhook call does, without its HTTP; `auth` is for the HTTP
+        server (`SubmitWebhook`)."""
+        return self.request(SubmitWebhook(trigger_id, body, auth))
+
+    def trigger_auth(self, trigger_id: str) -> dict[str, Any]:
+        """The `auth` of an active webhook trigger (no secret: only where it is)."""
+        return self.request(GetTriggerAuth(trigger_id)).auth
+
+    def heartbeat(self, timeout_s: float | None = None) -> Liveness:
+        """The Engine's answer at once, and how its nodes answer its own beats."""
+        return self.request(Heartbeat(), timeout_s)
 
     def fire_cron(self, now: float) -> list[str]:
         """Fire the cron triggers due at `now`: the daemon does this each minute."""

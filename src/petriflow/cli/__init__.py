@@ -44,6 +44,23 @@ def build_parser() -> argparse.ArgumentParser:
     run_start.add_argument(
         "--nodes", type=int, help="node processes hosting the work (default $PETRIFLOW_NODES or the core count)"
     )
+    run_start.add_argument(
+        "--http-host",
+        help="address the HTTP server binds (default $PETRIFLOW_HTTP_HOST or 127.0.0.1; "
+        "any other needs auth on every webhook trigger)",
+    )
+    run_start.add_argument(
+        "--ingress-queue",
+        type=int,
+        help="HTTP requests that may wait for the engine; more are answered 503 "
+        "(default $PETRIFLOW_INGRESS_QUEUE or 1024)",
+    )
+    run_start.add_argument(
+        "--heartbeat-timeout",
+        type=float,
+        help="seconds an Engine or node may miss its heartbeats before it is killed and restarted "
+        "(default $PETRIFLOW_HEARTBEAT_TIMEOUT or 10)",
+    )
     command("stop", control.stop, "stop the daemon; no process is left behind")
     command("status", control.status, "whether the daemon runs, its pid, port, storage, uptime and work orders")
     run_demo = command("demo", demo.demo, "start the daemon, run a demo workflow end to end, print each step")

@@ -18,6 +18,9 @@ def daemon_config(args: argparse.Namespace) -> daemon.DaemonConfig:
         http_port=getattr(args, "http_port", None),
         storage=getattr(args, "storage", None),
         nodes=getattr(args, "nodes", None),
+        http_host=getattr(args, "http_host", None),
+        ingress_queue=getattr(args, "ingress_queue", None),
+        heartbeat_timeout_s=getattr(args, "heartbeat_timeout", None),
     )
 
 

@@ -33,6 +33,8 @@ def stop(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
+    """Exit 0 when every part answers, 1 when one does not (named in
+    `problems`), 3 when no daemon runs."""
     info = daemon.status(common.daemon_config(args))
     if not info["running"]:
         common.emit(args, info, f"not running (home {info['home']})")
@@ -50,7 +52,8 @@ def status(args: argparse.Namespace) -> int:
                 f"webhooks   {info['http_url']}",
                 f"nodes      {', '.join(f'{n} (pid {p})' for n, p in sorted(info.get('nodes', {}).items())) or 'none'}",
                 f"work orders {counts}",
+                *(f"problem    {problem}" for problem in info["problems"]),
             ]
         ),
     )
-    return 0
+    return 0 if info["healthy"] else 1

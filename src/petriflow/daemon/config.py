@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,6 +12,9 @@ from petriflow.engine.errors import PetriflowError
 
 DEFAULT_PORT = 19470
 DEFAULT_HTTP_PORT = 19471
+DEFAULT_HTTP_HOST = "127.0.0.1"
+DEFAULT_INGRESS_QUEUE = 1024
+DEFAULT_HEARTBEAT_TIMEOUT_S = 10.0
 
 
 class DaemonError(PetriflowError):
@@ -27,6 +31,9 @@ class DaemonConfig:
     storage_url: str
     idle_timeout_s: float = 300.0
     nodes: int = 1  # node processes hosting the work; resolve_config defaults to the core count
+    http_host: str = DEFAULT_HTTP_HOST  # a non-loopback address needs auth on every webhook trigger
+    ingress_queue: int = DEFAULT_INGRESS_QUEUE  # HTTP requests that may wait for the Engine; more get 503
+    heartbeat_timeout_s: float = DEFAULT_HEARTBEAT_TIMEOUT_S  # an Engine or node silent this long is replaced
 
     @property
     def pid_file(self) -> Path:
@@ -42,7 +49,18 @@ class DaemonConfig:
 
     @property
     def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        """Where this machine reaches the HTTP server."""
+        host = "127.0.0.1" if self.http_host in ("0.0.0.0", "::", "") else self.http_host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.http_port}"
+
+    @property
+    def http_is_loopback(self) -> bool:
+        if self.http_host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.http_host).is_loopback
+        except ValueError:
+            return False  # a host name: it may resolve to anything
 
 
 def resolve_config(
@@ -52,6 +70,9 @@ def resolve_config(
     http_port: int | None = None,
     storage: str | None = None,
     nodes: int | None = None,
+    http_host: str | None = None,
+    ingress_queue: int | None = None,
+    heartbeat_timeout_s: float | None = None,
     env: Mapping[str, str] = os.environ,
 ) -> DaemonConfig:
     """Flags first, then the environment, then the defaults."""
@@ -67,10 +88,23 @@ def resolve_config(
     node_count = number(nodes, "PETRIFLOW_NODES", os.cpu_count() or 1, "a whole number of nodes")
     if node_count < 1:
         raise DaemonError(f"--nodes (or PETRIFLOW_NODES) must be at least 1, got {node_count}")
+    queue = number(ingress_queue, "PETRIFLOW_INGRESS_QUEUE", DEFAULT_INGRESS_QUEUE, "a whole number of requests")
+    if queue < 1:
+        raise DaemonError(f"--ingress-queue (or PETRIFLOW_INGRESS_QUEUE) must be at least 1, got {queue}")
+    raw_timeout = heartbeat_timeout_s if heartbeat_timeout_s is not None else env.get("PETRIFLOW_HEARTBEAT_TIMEOUT")
+    try:
+        timeout = float(raw_timeout) if raw_timeout is not None else DEFAULT_HEARTBEAT_TIMEOUT_S
+    except ValueError:
+        raise DaemonError(f"PETRIFLOW_HEARTBEAT_TIMEOUT must be a number of seconds, got {raw_timeout!r}") from None
+    if not timeout >= 2:  # NaN too; under 2 s a busy but healthy process would be killed
+        raise DaemonError(f"--heartbeat-timeout (or PETRIFLOW_HEARTBEAT_TIMEOUT) must be at least 2 s, got {timeout}")
     return DaemonConfig(
         home=str(home_path),
         port=number(port, "PETRIFLOW_PORT", DEFAULT_PORT),
         http_port=number(http_port, "PETRIFLOW_HTTP_PORT", DEFAULT_HTTP_PORT),
         storage_url=storage or env.get("PETRIFLOW_STORAGE") or f"sqlite:///{home_path / 'petriflow.db'}",
         nodes=node_count,
+        http_host=http_host or env.get("PETRIFLOW_HTTP_HOST") or DEFAULT_HTTP_HOST,
+        ingress_queue=queue,
+        heartbeat_timeout_s=timeout,
     )

@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,12 @@ def start_background(config: DaemonConfig, timeout_s: float = 30.0) -> int:
             config.storage_url,
             "--nodes",
             str(config.nodes),
+            "--http-host",
+            config.http_host,
+            "--ingress-queue",
+            str(config.ingress_queue),
+            "--heartbeat-timeout",
+            str(config.heartbeat_timeout_s),
         ],
         stdin=subprocess.DEVNULL,
         stdout=out,
@@ -163,7 +171,35 @@ def processes_of(pid: int) -> list[int]:
     return found
 
 
+STATUS_TIMEOUT_S = 10.0  # a ping surveys the nodes, which may take up to 5 s for one that does not answer
+
+
+def health(http_url: str, timeout_s: float = 3.0) -> dict[str, Any]:
+    """The keeper's picture of its parts (`GET /health`); the keeper answers
+    it alone, so it answers while the Engine does not."""
+    try:
+        with urllib.request.urlopen(f"{http_url}/health", timeout=timeout_s) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as refused:  # 503: a part does not answer
+        with refused:
+            return json.loads(refused.read())
+
+
+def problems_in(picture: dict[str, Any]) -> list[str]:
+    """Each part that does not answer, in words."""
+    found = []
+    engine = picture.get("engine", {})
+    if not engine.get("answering", True):
+        found.append(f"the engine (pid {engine.get('pid')}) has not answered for {engine.get('silent_s', 0):.0f}s")
+    for node_id, node in sorted(picture.get("nodes", {}).items()):
+        if not node.get("answering", True) and engine.get("answering", True):
+            found.append(f"node {node_id} (pid {node.get('pid')}) has not answered for {node.get('silent_s', 0):.0f}s")
+    return found
+
+
 def status(config: DaemonConfig) -> dict[str, Any]:
+    """What `petriflow status` prints: `problems` names each part that does
+    not answer (then `healthy` is false)."""
     pid = running_pid(config)
     result: dict[str, Any] = {
         "running": bool(pid),
@@ -173,6 +209,8 @@ def status(config: DaemonConfig) -> dict[str, Any]:
         "storage": config.storage_url,
         "http_url": config.http_url,
         "work_orders": {},
+        "healthy": False,
+        "problems": [],
     }
     if not pid:
         return result
@@ -184,13 +222,28 @@ def status(config: DaemonConfig) -> dict[str, Any]:
             http_url=state["http_url"],
             uptime_s=round(time.time() - state["started_at"], 1),
         )
-        info: EngineInfo = connect(config).ping()
+    except (OSError, ValueError, KeyError) as exc:
+        result["problems"] = [f"the daemon's state file cannot be read: {exc}"]
+        return result
+    try:
+        picture = health(result["http_url"])
+    except (OSError, ValueError) as exc:
+        result["problems"] = [f"the HTTP server at {result['http_url']} does not answer: {exc}"]
+        return result
+    result["health"] = picture
+    result["problems"] = problems_in(picture)
+    result["healthy"] = not result["problems"]
+    if not picture.get("engine", {}).get("answering", True):
+        return result
+    try:
+        info: EngineInfo = connect(config, STATUS_TIMEOUT_S).ping()
         result.update(
             work_orders=info.work_orders,
             engine_pid=info.pid,
             live_work_orders=info.live_work_orders,
             nodes=info.nodes,
         )
-    except (OSError, ValueError, KeyError, PetriflowError, TimeoutError) as exc:
-        result["error"] = str(exc)
+    except (OSError, PetriflowError, TimeoutError) as exc:
+        result["problems"].append(f"the engine does not answer: {exc}")
+        result["healthy"] = False
     return result

@@ -1,36 +1,46 @@
 """The foreground daemon: the keeper of its actor system, as OTP has `heart`.
 
 It is a child subreaper, so every actor process descends from it; it
-restarts the Engine if the Engine's process dies (the new Engine restores
-everything from storage), fires cron triggers through the Engine, and
-serves the webhook endpoint."""
+restarts the Engine if the Engine's process dies or stops answering its
+heartbeats (the new Engine restores everything from storage), and serves
+HTTP: webhooks, work orders, health and metrics. The Engine fires cron
+triggers itself and beats its own nodes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from petriflow import logs
+from petriflow import logs, metrics
 from petriflow.client import Client, boot_engine
 from petriflow.daemon.config import DaemonConfig, DaemonError
+from petriflow.daemon.heart import Heart
 from petriflow.daemon.home import HomeLock, check_storage, running_pid
-from petriflow.engine.settings import Settings
-from petriflow.engine.views import work_order_json
-from petriflow.ingress.webhook import WebhookServer
+from petriflow.engine.document import workflow_from_document
+from petriflow.engine.settings import Settings, is_answering
+from petriflow.engine.webhook_auth import unauthenticated_webhooks
+from petriflow.ingress.gate import EngineGate
+from petriflow.ingress.link import EngineLink
+from petriflow.ingress.server import IngressServer
+from petriflow.storage import open_backend
 from petriflow.supervision import lifeline, processes
 from petriflow.system import MULTIPROC, close_actor_system, open_actor_system, system_session
 
 log = structlog.get_logger("petriflow.daemon")
+
+ANSWER_TIMEOUT_S = 5.0
+"""How long an HTTP request waits for the Engine, in the queue or asked, before it is answered 503."""
+INGRESS_WORKERS = 4
 
 
 def _reap() -> None:
@@ -47,13 +57,14 @@ class Daemon:
     def __init__(self, config: DaemonConfig) -> None:
         self.config = config
         self.stopping = threading.Event()
-        self.lock = threading.Lock()
         self.settings = Settings(
             storage_url=config.storage_url,
             idle_timeout_s=config.idle_timeout_s,
             die_with_parent=True,
             cron=True,
             nodes=config.nodes,
+            heartbeat_timeout_s=config.heartbeat_timeout_s,
+            webhook_auth_required=not config.http_is_loopback,
         )
 
     def serve(self) -> int:
@@ -69,6 +80,8 @@ class Daemon:
         try:
             if running_pid(config):
                 raise DaemonError(f"a petriflow daemon already runs for home {config.home}")
+            # before anything records a metric: every process of the daemon then counts into it
+            metrics.use_directory(Path(config.home) / "metrics")
             check_storage(config)
             logs.configure(str(config.log_path))
             lifeline.become_subreaper()
@@ -89,19 +102,25 @@ class Daemon:
 
     def _run(self) -> int:
         self.info = boot_engine(self.asys, self.settings)
-        self.client = Client(self.asys)
-        webhook = WebhookServer(
-            submit=self._locked(lambda trigger, body: self.client.submit_webhook(trigger, body).work_order_id),
-            work_order=self._locked(lambda wid: work_order_json(self.client.get_work_order(wid))),
-            port=self.config.http_port,
+        self.storage = open_backend(self.config.storage_url)  # only to ask who holds its write lock
+        self._refuse_open_webhooks()
+        self.heart = Heart(lambda: EngineLink(self.asys, self.settings.heartbeat_s), self.settings.heartbeat_s)
+        self.gate = EngineGate(
+            lambda: EngineLink(self.asys, ANSWER_TIMEOUT_S),
+            size=self.config.ingress_queue,
+            workers=INGRESS_WORKERS,
+            answer_timeout_s=ANSWER_TIMEOUT_S,
         )
+        server = IngressServer(self.gate, host=self.config.http_host, port=self.config.http_port, health=self._health)
         try:
-            webhook.start()
+            server.start()
         except OSError as exc:
             raise DaemonError(
-                f"cannot serve webhooks on port {self.config.http_port}: {exc.strerror}; "
-                f"choose another with --http-port or PETRIFLOW_HTTP_PORT"
+                f"cannot serve HTTP on {self.config.http_host} port {self.config.http_port}: "
+                f"{os.strerror(exc.errno) if exc.errno else exc}; "
+                f"choose another with --http-host/--http-port or PETRIFLOW_HTTP_HOST/PETRIFLOW_HTTP_PORT"
             ) from None
+        self.gate.start()
         try:
             self._announce()
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -117,17 +136,27 @@ class Daemon:
             while not self.stopping.wait(0.5):
                 _reap()
                 self._keep_engine()
+                self._beat()
             log.info("daemon_stopping", pid=os.getpid())
             return 0
         finally:
-            webhook.stop()
+            server.stop()
+            self.gate.stop()
+            self.heart.reset_link()
+            self.storage.close()
 
-    def _locked(self, call: Callable[..., Any]) -> Callable[..., Any]:
-        def locked(*args: Any) -> Any:
-            with self.lock:
-                return call(*args)
-
-        return locked
+    def _refuse_open_webhooks(self) -> None:
+        """On a public address, every webhook trigger must ask for auth."""
+        if self.config.http_is_loopback:
+            return
+        documents = Client(self.asys).list_workflows()
+        open_triggers = unauthenticated_webhooks([workflow_from_document(d) for d in documents])
+        if open_triggers:
+            raise DaemonError(
+                f"refusing to serve HTTP on {self.config.http_host}, which is not loopback, while webhook "
+                f"triggers {', '.join(map(repr, open_triggers))} have no auth: give them auth api_key or "
+                "hmac_sha256, or bind 127.0.0.1"
+            )
 
     def _announce(self) -> None:
         config = self.config
@@ -143,11 +172,55 @@ class Daemon:
         config.pid_file.write_text(str(os.getpid()))
 
     def _keep_engine(self) -> None:
-        """heart: a dead Engine is started again and restores everything."""
+        """heart: a dead Engine is started again and restores everything;
+        meanwhile HTTP requests for it are answered 503."""
         if processes.is_alive(self.info.pid):
             return
         log.error("engine_died", pid=self.info.pid)
-        with self.lock:
-            self.info = boot_engine(self.asys, self.settings)
-            self.client = Client(self.asys)  # the old one still addresses the dead Engine
+        self.gate.engine_down("it died and is being restarted")
+        self.info = boot_engine(self.asys, self.settings)
+        metrics.count_restart("engine")
+        self.gate.engine_replaced()  # the old links still address the dead Engine
+        self.heart.restarted()
+        self.gate.engine_up()  # it booted: it answered
         log.info("engine_restarted", pid=self.info.pid)
+
+    def _beat(self) -> None:
+        """An Engine that misses its heartbeats is first refused work, then
+        past `heartbeat_timeout_s` SIGKILLed, and `_keep_engine` starts a new one."""
+        silent = self.heart.beat()
+        if is_answering(silent, self.settings):
+            self.gate.engine_up()
+            return
+        self.gate.engine_down(f"it has not answered its heartbeat for {silent:.0f}s")
+        if silent <= self.config.heartbeat_timeout_s:
+            return
+        holder = self.storage.writer_pid()
+        nodes = {node.pid for node in self.heart.liveness.nodes} if self.heart.liveness else set()
+        if holder is not None and holder != self.info.pid and holder in nodes:
+            # the Engine waits for the write lock a hung node holds: the node is what hangs
+            log.error("node_unresponsive", pid=holder, holds_storage_lock=True, silent_engine_s=round(silent, 1))
+            victim = holder
+            self.heart.forgive()  # the Engine gets a full timeout once the lock is free
+        else:
+            log.error("engine_unresponsive", pid=self.info.pid, silent_s=round(silent, 1), action="SIGKILL")
+            victim = self.info.pid
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
+        processes.wait_until_gone([victim], 5.0)
+
+    def _health(self) -> dict[str, Any]:
+        """The keeper's picture, for `GET /health` and `petriflow status`."""
+        silent = self.heart.silent_s
+        engine_ok = is_answering(silent, self.settings) and self.gate.down is None
+        liveness = self.heart.liveness
+        nodes = {
+            node.node_id: {"pid": node.pid, "answering": node.answering and engine_ok, "silent_s": node.silent_s}
+            for node in (liveness.nodes if liveness else [])
+        }
+        return {
+            "ok": engine_ok and all(node["answering"] for node in nodes.values()),
+            "engine": {"pid": self.info.pid, "answering": engine_ok, "silent_s": round(silent, 1)},
+            "nodes": nodes,
+            "ingress": {"queue_depth": self.gate.depth, "queue_size": self.gate.size},
+        }
