@@ -22,6 +22,10 @@ figures are printed as a table and written as JSON (`--out`):
   recovery    SIGKILL every process of the daemon with cases in flight,
               restart it on the same storage, time until all are finished,
               and check in storage that none was lost or finished twice
+  ingress     bursts of N webhooks (`POST /hooks/<trigger>`, a seq3 workflow),
+              C at a time, at the daemon's HTTP port: accepted/s, refusals with
+              and without Retry-After, errors, answer times, then whether every
+              accepted work order succeeded (not run unless named in --scenarios)
 
 "The daemon" is the real one: `petriflow.daemon.Daemon(...).serve()` (what
 `petriflow start --foreground` runs: keeper, subreaper, webhook endpoint,
@@ -48,8 +52,9 @@ from typing import Any
 
 from petriflow.bench import engines
 from petriflow.bench.engines import serve_daemon
-from petriflow.bench.environment import BASES, SCENARIOS, git_commit, log, version_of
+from petriflow.bench.environment import BASES, DEFAULT_SCENARIOS, SCENARIOS, git_commit, log, version_of
 from petriflow.bench.floor import scenario_floor
+from petriflow.bench.ingress import scenario_ingress
 from petriflow.bench.peer import peer_child, scenario_peer
 from petriflow.bench.profile import run_profile
 from petriflow.bench.recovery import scenario_recovery
@@ -70,8 +75,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, help="repetitions per figure (default 3; quick 1)")
     parser.add_argument(
         "--scenarios",
-        default=",".join(SCENARIOS),
-        help=f"comma-separated subset of {','.join(SCENARIOS)} (default all)",
+        default=",".join(DEFAULT_SCENARIOS),
+        help=f"comma-separated subset of {','.join(SCENARIOS)} (default all but ingress)",
     )
     parser.add_argument("--bases", default=",".join(BASES), help="embedded,daemon (default both)")
     parser.add_argument(
@@ -105,6 +110,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
         default=8000.0,
         help="SIGKILL a recovering daemon whose PSS passes this (default 8000)",
     )
+    parser.add_argument("--ingress-requests", type=int, help="webhooks per ingress burst (default 1000; quick 100)")
+    parser.add_argument(
+        "--ingress-concurrency", type=int, help="webhooks in flight at once in a burst (default 100; quick 20)"
+    )
+    parser.add_argument(
+        "--ingress-wait-s",
+        type=float,
+        help="cap on waiting for a burst's accepted work orders to end (default 120; quick 60)",
+    )
     parser.add_argument(
         "--profile",
         action="store_true",
@@ -127,6 +141,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "waiting_budget_s": (300.0, 20.0),
         "inflight": (1000, 50),
         "profile_cases": (200, 40),
+        "ingress_requests": (1000, 100),
+        "ingress_concurrency": (100, 20),
+        "ingress_wait_s": (120.0, 60.0),
     }
     for name, (full, small) in defaults.items():
         if getattr(opts, name) is None:
@@ -144,6 +161,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     for b in opts.bases:
         if b not in BASES:
             parser.error(f"unknown base {b!r}: one of {', '.join(BASES)}")
+    if opts.ingress_requests < 1 or opts.ingress_concurrency < 1:
+        parser.error("--ingress-requests and --ingress-concurrency must be at least 1")
     return opts
 
 
@@ -197,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
                     results["waiting"] = scenario_waiting(opts, tmp)
                 elif scenario == "recovery" and "daemon" in opts.bases:
                     results["recovery"] = scenario_recovery(opts, tmp)
+                elif scenario == "ingress" and "daemon" in opts.bases:
+                    results["ingress"] = scenario_ingress(opts, tmp)
                 results.setdefault("scenario_seconds", {})[scenario] = round(time.perf_counter() - started, 1)
     finally:
         for engine in list(engines.live_daemons):

@@ -22,7 +22,12 @@ BENCH = [sys.executable, "-m", "petriflow.bench"]
 BASES = ("embedded", "daemon")
 
 
-SCENARIOS = ("throughput", "latency", "statements", "floor", "peer", "waiting", "recovery")
+SCENARIOS = ("throughput", "latency", "statements", "floor", "peer", "waiting", "recovery", "ingress")
+
+
+# Run when --scenarios is not given: every scenario but the ingress load test
+# (daemon only, seconds of HTTP bursts; ask for it by name).
+DEFAULT_SCENARIOS = tuple(s for s in SCENARIOS if s != "ingress")
 
 
 def log(message: str) -> None:

@@ -67,6 +67,33 @@ def table(results: dict[str, Any]) -> str:
                 rows.append(
                     ("latency", base, "seq3 work order", p, str(lat["samples"]), *fmt_summary(lat[base][p]), "ms")
                 )
+    ing = results.get("ingress") or {}
+    if "accepted_per_s" in ing:
+        mode = f"{ing['concurrency']} at a time"
+        rows.append(
+            (
+                "ingress",
+                "daemon",
+                "seq3 webhook",
+                mode,
+                str(ing["requests"]),
+                *fmt_summary(ing["accepted_per_s"]),
+                "accepted/s",
+            )
+        )
+        for p in ("p50_ms", "p99_ms", "max_ms"):
+            if p in ing:
+                rows.append(
+                    (
+                        "ingress",
+                        "daemon",
+                        "seq3 webhook",
+                        f"answer {p[:-3]}",
+                        str(ing["requests"]),
+                        *fmt_summary(ing[p]),
+                        "ms",
+                    )
+                )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
@@ -133,8 +160,34 @@ def table(results: dict[str, Any]) -> str:
                 f"workitems re-executed {r['workitems_reexecuted']}, ok={r['ok']}"
             )
         ratio_lines.append(text)
+    ratio_lines += ingress_lines(ing)
     text = "\n".join(lines + [""] + ratio_lines + statements_lines(results.get("statements") or {}) + notes)
     return text.strip("\n")
+
+
+def ingress_lines(ingress: dict[str, Any]) -> list[str]:
+    """The ingress scenario, one line per burst: what was refused, failed, lost."""
+    out = []
+    for rep, run in enumerate(ingress.get("runs", []), 1):
+        errors = f"errors {run['errors']}"
+        if run["errors"]:
+            kinds = {**run["connection_error_kinds"], **{f"status {k}": v for k, v in run["other_statuses"].items()}}
+            errors += " (" + ", ".join(f"{k} {v}" for k, v in kinds.items()) + ")"
+        out.append(
+            f"ingress rep {rep}: {run['requests']} webhooks {run['concurrency']} at a time in {run['wall_s']:.2f}s: "
+            f"accepted {run['accepted']}, refused {run['refused_with_retry_after']} with Retry-After / "
+            f"{run['refused_without_retry_after']} without, {errors}; accepted work orders: "
+            f"{run['accepted_succeeded']} succeeded, {run['lost']} lost, "
+            + (
+                f"all ended {run['all_ended_after_s']:.1f}s after the burst began"
+                if run["ended_within_wait"]
+                else f"not all ended after waiting {run['end_wait_s']:.0f}s"
+            )
+            + f"; all_accepted_succeeded={run['all_accepted_succeeded']}"
+        )
+    if out and ingress.get("server"):
+        out.append(f"ingress server: {ingress['server']}")
+    return out
 
 
 STATEMENT_COLUMNS = ("statements", "commits", "begins", "selects", "inserts", "updates", "deletes", "other")
