@@ -16,8 +16,19 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.multiproc]
 
 ROOT = Path(__file__).resolve().parent.parent
-KINDS = ("workitem", "task", "case", "work_order", "before_commit", "after_commit", "engine", "daemon")
-FAULTS = 18  # two of each of the nine kinds
+KINDS = (
+    "workitem",
+    "task",
+    "case",
+    "work_order",
+    "before_commit",
+    "after_commit",
+    "engine",
+    "hung_node",
+    "hung_engine",
+    "daemon",
+)
+FAULTS = 22  # two of each of the eleven kinds
 
 
 @pytest.mark.timeout(300)

@@ -11,10 +11,13 @@ from petriflow.chaos.workflows import WORKFLOWS
 # node's process (every entity on it); a node that SIGKILLs itself in the middle
 # of a turn, just before its commit (the turn's writes are lost) or just after it
 # (before the node sent on anything of the turn); SIGKILL of the Engine and of
-# the whole daemon.
+# the whole daemon; a node or the Engine hung (SIGSTOP), which its heartbeats
+# find silent, so it is SIGKILLed and replaced.
 ENTITY_KINDS = ("workitem", "task", "case", "work_order")
 COMMIT_KINDS = ("before_commit", "after_commit")
-KINDS = (*ENTITY_KINDS, "node", *COMMIT_KINDS, "engine", "daemon")
+HUNG_KINDS = ("hung_node", "hung_engine")
+KINDS = (*ENTITY_KINDS, "node", *COMMIT_KINDS, "engine", *HUNG_KINDS, "daemon")
+HEARTBEAT_TIMEOUT_S = 3  # the chaos daemon's: a hung part is replaced within seconds
 
 
 def commit_kill_line(kind: str) -> str:

@@ -19,7 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from petriflow.chaos.daemon import Daemon
-from petriflow.chaos.plan import COMMIT_KINDS, ENTITY_KINDS, KINDS, Fault, Plan, Submission, commit_kill_line
+from petriflow.chaos.plan import (
+    COMMIT_KINDS,
+    ENTITY_KINDS,
+    HEARTBEAT_TIMEOUT_S,
+    HUNG_KINDS,
+    KINDS,
+    Fault,
+    Plan,
+    Submission,
+    commit_kill_line,
+)
 from petriflow.chaos.workflows import JOURNALING, WORKFLOWS
 from petriflow.client import Client, EngineTimeout
 from petriflow.engine.errors import AlreadyCompleted, Invalid, NotFound, PetriflowError
@@ -55,6 +65,7 @@ class Chaos:
             if k not in ("PETRIFLOW_HOME", "PETRIFLOW_PORT", "PETRIFLOW_HTTP_PORT", "PETRIFLOW_STORAGE")
         }
         env["PETRIFLOW_TEST_JOURNAL"] = str(self.journal)
+        env["PETRIFLOW_HEARTBEAT_TIMEOUT"] = str(HEARTBEAT_TIMEOUT_S)
         daemon_home = home / "home"
         # the daemon runs on faulty SQLite (storage.faults), obeying the flag file the commit kinds write to;
         # the audit and the integrity check read the SQLite file under it
@@ -182,6 +193,8 @@ class Chaos:
             return self._crash_by_message(fault)
         if fault.kind in COMMIT_KINDS:
             return self._kill_at_commit(fault)
+        if fault.kind in HUNG_KINDS:
+            return self._hang(fault)
         if fault.kind == "engine":
             victim = self.call(lambda c: c.ping()).pid
             self.notes.append(f"kill engine pid {victim}")
@@ -208,13 +221,40 @@ class Chaos:
             os.kill(victim, signal.SIGKILL)
         processes.wait_until_gone([victim], 5)
         if fault.kind == "engine":
+            self._await_new_engine(victim)
+        return True
+
+    def _await_new_engine(self, victim: int) -> None:
+        self.client = None
+        deadline = time.monotonic() + 60
+        while self.call(lambda c: c.ping()).pid == victim:  # pragma: no cover - the keeper is quick
             self.client = None
-            deadline = time.monotonic() + 60
-            while self.call(lambda c: c.ping()).pid == victim:  # pragma: no cover - the keeper is quick
-                self.client = None
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the keeper did not restart the Engine within 60s")
-                time.sleep(0.2)
+            if time.monotonic() > deadline:
+                raise RuntimeError("the keeper did not restart the Engine within 60s")
+            time.sleep(0.2)
+
+    def _hang(self, fault: Fault) -> bool:
+        """SIGSTOP the Engine or a node: nothing kills it but its heartbeats
+        going silent (the keeper's, the Engine's), past the daemon's
+        heartbeat timeout; then it is replaced and restores its work."""
+        if fault.kind == "hung_engine":
+            victim, what = self.call(lambda c: c.ping()).pid, "engine"
+        else:
+            nodes = self._node_pids()
+            if not nodes:
+                return False
+            node_id = sorted(nodes)[min(len(nodes) - 1, int(fault.pick * len(nodes)))]
+            victim, what = nodes[node_id], f"node {node_id}"
+        if victim not in self.daemon.members():
+            return False
+        os.kill(victim, signal.SIGSTOP)
+        self.notes.append(f"stop {what} pid {victim}")
+        gone = not processes.wait_until_gone([victim], HEARTBEAT_TIMEOUT_S + 30)
+        if not gone:
+            os.kill(victim, signal.SIGKILL)
+            raise RuntimeError(f"the hung {what} (pid {victim}) was not replaced within {HEARTBEAT_TIMEOUT_S + 30}s")
+        if fault.kind == "hung_engine":
+            self._await_new_engine(victim)
         return True
 
     def _crash_by_message(self, fault: Fault) -> bool:
