@@ -62,6 +62,7 @@ import os
 import re
 import sys
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -161,63 +162,47 @@ def _broken(exc: Exception) -> None:
 # -- recording (the engine's side) ----------------------------------------------------------
 
 
-def work_order_created(workflow: str, trigger_type: str) -> None:
+def _record(change: Callable[[Metrics], None]) -> None:
+    """Apply `change` to this process's metrics; a failure is `_broken`'s."""
     try:
-        get().work_orders_created.labels(workflow, trigger_type).inc()
+        change(get())
     except Exception as exc:
         _broken(exc)
+
+
+def work_order_created(workflow: str, trigger_type: str) -> None:
+    _record(lambda m: m.work_orders_created.labels(workflow, trigger_type).inc())
 
 
 def work_order_finished(workflow: str, state: str) -> None:
-    try:
-        get().work_orders_finished.labels(workflow, state).inc()
-    except Exception as exc:
-        _broken(exc)
+    _record(lambda m: m.work_orders_finished.labels(workflow, state).inc())
 
 
 def step_finished(workflow: str, transition: str, seconds: float) -> None:
-    try:
-        get().step_duration.labels(workflow, transition).observe(max(0.0, seconds))
-    except Exception as exc:
-        _broken(exc)
+    _record(lambda m: m.step_duration.labels(workflow, transition).observe(max(0.0, seconds)))
 
 
 def count_restart(kind: str) -> None:
     """An actor of `kind` restarted after a crash; the keeper calls
     `count_restart("engine")` when it boots a dead Engine again."""
-    try:
-        get().actor_restarts.labels(kind).inc()
-    except Exception as exc:
-        _broken(exc)
+    _record(lambda m: m.actor_restarts.labels(kind).inc())
 
 
 def count_give_up(kind: str) -> None:
-    try:
-        get().actor_give_ups.labels(kind).inc()
-    except Exception as exc:
-        _broken(exc)
+    _record(lambda m: m.actor_give_ups.labels(kind).inc())
 
 
 def actor_started(kind: str) -> None:
-    try:
-        get().live_actors.labels(kind).inc()
-    except Exception as exc:
-        _broken(exc)
+    _record(lambda m: m.live_actors.labels(kind).inc())
 
 
 def actor_exited(kind: str) -> None:
-    try:
-        get().live_actors.labels(kind).dec()
-    except Exception as exc:
-        _broken(exc)
+    _record(lambda m: m.live_actors.labels(kind).dec())
 
 
 def set_ingress_queue_depth(depth: float) -> None:
     """For the HTTP server: how many requests wait for the Engine now."""
-    try:
-        get().ingress_queue_depth.set(depth)
-    except Exception as exc:
-        _broken(exc)
+    _record(lambda m: m.ingress_queue_depth.set(depth))
 
 
 def observe_commit(backend: str, seconds: float) -> None:

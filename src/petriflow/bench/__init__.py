@@ -112,6 +112,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--ingress-requests", type=int, help="webhooks per ingress burst (default 1000; quick 100)")
     parser.add_argument(
+        "--ingress-queue",
+        type=int,
+        help="the daemon's ingress queue for the ingress scenario (default the daemon's, 1024): a small one "
+        "shows the 503s with Retry-After",
+    )
+    parser.add_argument(
         "--ingress-concurrency", type=int, help="webhooks in flight at once in a burst (default 100; quick 20)"
     )
     parser.add_argument(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import cProfile
+import dataclasses
 import json
 import os
 import subprocess
@@ -48,7 +49,12 @@ class DaemonProcess:
     base = "daemon"
 
     def __init__(
-        self, home: Path, idle_timeout_s: float = 300.0, profile_dir: Path | None = None, nodes: int | None = None
+        self,
+        home: Path,
+        idle_timeout_s: float = 300.0,
+        profile_dir: Path | None = None,
+        nodes: int | None = None,
+        ingress_queue: int | None = None,  # None: the daemon's default
     ) -> None:
         from petriflow import daemon
 
@@ -64,6 +70,8 @@ class DaemonProcess:
             idle_timeout_s=idle_timeout_s,
             nodes=nodes or os.cpu_count() or 1,  # as `petriflow start` runs it
         )
+        if ingress_queue:
+            self.config = dataclasses.replace(self.config, ingress_queue=ingress_queue)
         self.profile_dir = profile_dir
         self.proc: subprocess.Popen | None = None
         self.start()
@@ -81,6 +89,7 @@ class DaemonProcess:
             "storage_url": self.config.storage_url,
             "idle_timeout_s": self.config.idle_timeout_s,
             "nodes": self.config.nodes,
+            "ingress_queue": self.config.ingress_queue,
             "profile_dir": str(self.profile_dir) if self.profile_dir else None,
         }
         out = open(self.home / "daemon.out", "ab")
@@ -167,6 +176,7 @@ def serve_daemon(spec_json: str) -> int:
         storage_url=spec["storage_url"],
         idle_timeout_s=spec["idle_timeout_s"],
         nodes=spec["nodes"],
+        ingress_queue=spec["ingress_queue"],
     )
     return daemon.Daemon(config).serve()
 

@@ -166,6 +166,7 @@ def run_burst(engine: DaemonProcess, first: int, n: int, c: int, wait_s: float) 
 
 def scenario_ingress(opts: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     n, c, wait_s = opts.ingress_requests, opts.ingress_concurrency, opts.ingress_wait_s
+    queue = getattr(opts, "ingress_queue", None)  # None: the daemon's default
     result: dict[str, Any] = {
         "base": "daemon",
         "workload": "seq3",
@@ -174,12 +175,13 @@ def scenario_ingress(opts: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "concurrency": c,
         "wait_s": wait_s,
         "request_timeout_s": REQUEST_TIMEOUT_S,
+        "ingress_queue": queue,
         "what": f"bursts of {n} POST /hooks/{TRIGGER} with {{'n': i}}, {c} at a time (aiohttp client, {c} "
         "workers each sending one request after another; refusals not sent again) at the real daemon's "
         "HTTP port; accepted_per_s = 201s / wall time of the burst; p50/p99/max over every answer; then "
         f"every accepted work order waited for in the daemon's SQLite file (at most {wait_s}s)",
     }
-    engine = DaemonProcess(tmp / "ingress")
+    engine = DaemonProcess(tmp / "ingress", **({"ingress_queue": queue} if queue else {}))
     try:
         engine.client.put_workflow(ingress_workflow())
         result["http_port"] = engine.config.http_port

@@ -178,9 +178,7 @@ class IngressServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._address[0], self._address[1], backlog=BACKLOG, reuse_address=True)
         await site.start()
-        server = site._server
-        assert server is not None and isinstance(server, asyncio.base_events.Server)
-        self._address = server.sockets[0].getsockname()[:2]
+        self._address = tuple(self._runner.addresses[0][:2])  # the port bound, when 0 asked for any
 
     async def _unbind(self) -> None:
         if self._runner is not None:
