@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 from collections.abc import Mapping
@@ -46,6 +47,17 @@ class DaemonConfig:
     @property
     def log_path(self) -> Path:
         return Path(self.home) / "petriflow.log"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Where the daemon's processes write their metrics: in memory
+        (/dev/shm) where the machine has it, since every count is a write to
+        a memory-mapped file that would otherwise be flushed to disk beside
+        SQLite's fsyncs; else `<home>/metrics`. One per home."""
+        shm = Path("/dev/shm")
+        if shm.is_dir() and os.access(shm, os.W_OK):
+            return shm / f"petriflow-metrics-{hashlib.sha256(self.home.encode()).hexdigest()[:16]}"
+        return Path(self.home) / "metrics"
 
     @property
     def http_url(self) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -81,7 +82,7 @@ class Daemon:
             if running_pid(config):
                 raise DaemonError(f"a petriflow daemon already runs for home {config.home}")
             # before anything records a metric: every process of the daemon then counts into it
-            metrics.use_directory(Path(config.home) / "metrics")
+            metrics.use_directory(config.metrics_dir)
             check_storage(config)
             logs.configure(str(config.log_path))
             lifeline.become_subreaper()
@@ -97,6 +98,7 @@ class Daemon:
                 close_actor_system(self.asys)
                 for path in (config.pid_file, config.state_file):
                     path.unlink(missing_ok=True)
+                shutil.rmtree(config.metrics_dir, ignore_errors=True)
         finally:
             home_lock.release()
 
