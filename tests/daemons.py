@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -74,3 +75,4 @@ def daemon_in(home: Path, **env: str) -> Iterator[RunningDaemon]:
         for member in processes.wait_until_gone(tree, 10):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(member, signal.SIGKILL)
+        shutil.rmtree(running.config.metrics_dir, ignore_errors=True)  # a SIGKILLed daemon leaves it
