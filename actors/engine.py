@@ -22,12 +22,13 @@ from typing import Any, TypeVar
 import structlog
 from thespian.actors import ActorSystemMessage, PoisonMessage, WakeupMessage
 
+from petriflow import metrics
 from petriflow.actors.case import TASK_REQUESTS, WORKITEM_REQUESTS
 from petriflow.actors.entity import EntityActor
 from petriflow.actors.node import NodeActor
 from petriflow.engine import codec
 from petriflow.engine.cron import CronSchedule, due_ticks
-from petriflow.engine.document import workflow_from_document, workflow_to_document
+from petriflow.engine.document import auth_document, workflow_from_document, workflow_to_document
 from petriflow.engine.errors import (
     AlreadyCompleted,
     Invalid,
@@ -634,8 +635,6 @@ class EngineActor(EntityActor):
     # -- work orders ------------------------------------------------------------------------
 
     def _submit(self, workflow: Workflow, input: dict, trigger_type: str, trigger_id: str | None) -> WorkOrderSubmitted:
-        from petriflow import metrics
-
         first = runs.submit(
             self.storage, workflow, input, trigger_type=trigger_type, trigger_id=trigger_id, node_id=self._place()
         )
@@ -664,10 +663,10 @@ class EngineActor(EntityActor):
     def _webhook(self, trigger_id: str) -> tuple[Workflow, dict[str, Any]]:
         """The active workflow of a webhook trigger, and the trigger's auth."""
         workflow = self._trigger_owner(trigger_id)
-        for trigger in workflow_to_document(workflow)["triggers"] if workflow else []:
-            if trigger["id"] == trigger_id and trigger["type"] == "webhook":
+        for trigger in workflow.triggers if workflow else ():
+            if trigger.id == trigger_id and trigger.type == "webhook":
                 assert workflow is not None
-                return workflow, trigger.get("auth") or {"type": "none"}
+                return workflow, auth_document(trigger.auth)
         raise NotFound(f"no active workflow has a webhook trigger {trigger_id!r}")
 
     def _order_view(self, work_order_id: str) -> WorkOrderView:

@@ -261,10 +261,24 @@ def _trigger(reader: _Reader, index: int, doc: dict[str, Any]) -> Trigger:
 def _trigger_document(trigger: Trigger) -> dict[str, Any]:
     """A trigger's document; `auth` only when it checks something, in full."""
     document: dict[str, Any] = {"id": trigger.id, "type": trigger.type, "cron": trigger.cron}
-    auth = trigger.auth
-    if auth is not None and auth != WebhookAuth():
-        document["auth"] = {"type": auth.type, "header": auth.header, "secret_env": auth.secret_env}
+    if trigger.auth is not None and trigger.auth != WebhookAuth():
+        document["auth"] = auth_document(trigger.auth)
     return document
+
+
+def auth_document(auth: WebhookAuth | None) -> dict[str, Any]:
+    """A trigger's auth in full, `{"type": "none"}` for none: what the HTTP
+    server checks a call against, and sends back with the submit."""
+    if auth is None or auth.type == "none":
+        return {"type": "none"}
+    return {"type": auth.type, "header": auth.header, "secret_env": auth.secret_env}
+
+
+def auth_from_document(document: dict[str, Any]) -> WebhookAuth:
+    """The inverse of `auth_document`, for a document it made."""
+    return WebhookAuth(
+        type=document.get("type", "none"), header=document.get("header"), secret_env=document.get("secret_env")
+    )
 
 
 def _arc(reader: _Reader, index: int, doc: dict[str, Any], places: set[str], transitions: set[str]) -> Arc | None:

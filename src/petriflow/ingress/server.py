@@ -28,10 +28,9 @@ import structlog
 from aiohttp import web
 
 from petriflow import metrics
-from petriflow.engine.document import json_type
+from petriflow.engine.document import auth_from_document, json_type
 from petriflow.engine.errors import Invalid, PetriflowError, TriggerChanged
 from petriflow.engine.webhook_auth import Unauthorized, secret_for, verify
-from petriflow.engine.workflow import WebhookAuth
 from petriflow.ingress.gate import EngineGate, Refused
 
 log = structlog.get_logger("petriflow.ingress")
@@ -100,12 +99,6 @@ def _json_object(raw: bytes) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise HttpError(400, "not_an_object", f"the body must be a JSON object, got {json_type(body)}")
     return body
-
-
-def _auth_of(document: Mapping[str, Any]) -> WebhookAuth:
-    return WebhookAuth(
-        type=document.get("type", "none"), header=document.get("header"), secret_env=document.get("secret_env")
-    )
 
 
 class IngressServer:
@@ -270,7 +263,7 @@ class IngressServer:
         return auth
 
     def _verify(self, trigger_id: str, document: dict[str, Any], request: web.Request, raw: bytes) -> None:
-        auth = _auth_of(document)
+        auth = auth_from_document(document)
         secret = secret_for(auth, self.environ)
         try:
             verify(auth, request.headers, raw, secret)
