@@ -198,10 +198,17 @@ class Daemon:
         if silent <= self.config.heartbeat_timeout_s:
             return
         holder = self.storage.writer_pid()
-        nodes = {node.pid for node in self.heart.liveness.nodes} if self.heart.liveness else set()
+        nodes = {node.pid: node.node_id for node in self.heart.liveness.nodes} if self.heart.liveness else {}
         if holder is not None and holder != self.info.pid and holder in nodes:
             # the Engine waits for the write lock a hung node holds: the node is what hangs
-            log.error("node_unresponsive", pid=holder, holds_storage_lock=True, silent_engine_s=round(silent, 1))
+            log.error(
+                "node_unresponsive",
+                node_id=nodes[holder],
+                pid=holder,
+                holds_storage_lock=True,
+                silent_engine_s=round(silent, 1),
+                action="SIGKILL",
+            )
             victim = holder
             self.heart.forgive()  # the Engine gets a full timeout once the lock is free
         else:
