@@ -36,9 +36,20 @@ def open_backend(url: str) -> Backend:
 
 
 def _sqlite_options(url: str, query: str) -> dict[str, Any]:
-    """`?synchronous=normal` is the one option: what it risks is in `sqlite.SYNCHRONOUS`."""
-    options = dict(part.partition("=")[::2] for part in query.split("&") if part)
-    unknown = set(options) - {"synchronous"}
+    """`?synchronous=normal` (what it risks is in `sqlite.SYNCHRONOUS`) and
+    `?busy_timeout=SECONDS` (how long a write waits for another writer
+    before it counts as an outage; 30 by default)."""
+    options: dict[str, Any] = dict(part.partition("=")[::2] for part in query.split("&") if part)
+    unknown = set(options) - {"synchronous", "busy_timeout"}
     if unknown:
-        raise Invalid(f"storage URL {url!r}: unknown option {', '.join(sorted(unknown))} (known: synchronous)")
+        raise Invalid(
+            f"storage URL {url!r}: unknown option {', '.join(sorted(unknown))} (known: synchronous, busy_timeout)"
+        )
+    if "busy_timeout" in options:
+        try:
+            options["busy_timeout_s"] = float(options.pop("busy_timeout"))
+        except ValueError:
+            raise Invalid(f"storage URL {url!r}: busy_timeout must be a number of seconds") from None
+        if not 0 < options["busy_timeout_s"] <= 3600:
+            raise Invalid(f"storage URL {url!r}: busy_timeout must be more than 0 and at most 3600 seconds")
     return options

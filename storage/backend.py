@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from petriflow.engine.errors import StorageFailure
+from petriflow.storage.errors import StorageUnavailable
 
 Row = dict[str, Any]
 
@@ -53,24 +54,45 @@ class Tx(Protocol):
         ...
 
 
+class TurnAborted(StorageFailure):
+    """The turn was rolled back as a whole: none of its writes is stored,
+    and its node must crash, so that nothing it announced outlives them."""
+
+    code = "turn_aborted"
+
+
 @dataclass
 class Turn:
     """A node's turn: the operations it runs share one transaction, which
     commits once when the turn ends. `writes` counts the rows written so
     far (the node ends a turn at a bound on it); `broken` says why the turn
     can only be rolled back: an operation failed after it had written, or
-    the database gave up the transaction."""
+    the database gave up the transaction. `outage` is the transient
+    error that broke it, if one did: the turn is then waited out and run
+    again, never blamed on an entity."""
 
     writes: int = 0
     open: bool = False
     broken: str | None = None
+    outage: StorageUnavailable | None = None
 
+    def broke(self, exc: BaseException) -> None:
+        """The turn can only be rolled back now, because of `exc`; the first
+        outage seen stays the reason."""
+        if self.broken is None:
+            self.broken = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, StorageUnavailable) and self.outage is None:
+            self.outage = exc
 
-class TurnAborted(StorageFailure):
-    """The turn was rolled back as a whole: none of its writes is stored,
-    and its node must crash, so that nothing it announced outlives them."""
-
-    code = "turn_aborted"
+    def raise_if_broken(self, *, earlier: bool = False) -> None:
+        """The outage that broke the turn, or `TurnAborted`: at its end, or
+        (`earlier`) for an operation tried after the break."""
+        if self.outage is not None:
+            raise self.outage
+        if self.broken is not None:
+            raise TurnAborted(
+                f"the turn was broken earlier: {self.broken}" if earlier else f"turn rolled back: {self.broken}"
+            )
 
 
 class Backend(Protocol):
@@ -86,8 +108,9 @@ class Backend(Protocol):
 
     def turn(self) -> AbstractContextManager[Turn]:
         """Run many transactions of this thread as one, committed when the
-        block ends (`TurnAborted` if the turn broke, `StorageFailure` if the
-        commit failed: either way nothing of it is stored). The write lock is
+        block ends (`StorageUnavailable` if an outage broke it or its commit,
+        `TurnAborted` if anything else did: either way nothing of it is
+        stored). Once broken, every operation of the turn raises the same. The write lock is
         taken at the turn's first write and held to its end; other threads
         of the process wait for the turn."""
         ...
@@ -96,6 +119,11 @@ class Backend(Protocol):
         """The process holding the write lock now, where the adapter can
         tell (None: nobody, or it cannot): a process silent while it waits
         for that lock is not the one that hangs."""
+        ...
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log back into the database and give back its
+        disk space, where the adapter keeps one (after an outage)."""
         ...
 
     def close(self) -> None: ...

@@ -6,9 +6,12 @@ process opens from its URL, `faulty+<inner url>#<flag file>`: a test turns
 faults on and off for a whole daemon by writing or removing one file. Each
 line of it is one of:
 
-- a case id (or `*` for every case): a write to a row of that case raises
-  `StorageFailure`, before it is applied, as a full or broken disk would
-  make SQLite do;
+- a case id: a write to a row of that case raises `StorageUnavailable`
+  (an I/O error), before it is applied, as a failing disk would make
+  SQLite do; `*`: every write does, whatever its table;
+- `full <case id or *>`: the same with `StorageFull`, a full disk;
+- `broken <case id or *>`: the same with `StorageBroken`, an error no
+  retry can fix (what the engine must still end as `exception`);
 - `kill-before-commit <case id or *>`: the process that is about to commit
   a turn which wrote that case SIGKILLs itself first (its writes are lost);
 - `kill-after-commit <case id or *>`: it SIGKILLs itself once the commit
@@ -28,15 +31,23 @@ from typing import Any
 
 from petriflow.engine.errors import StorageFailure
 from petriflow.storage.backend import Backend, Row, Turn, Tx
+from petriflow.storage.errors import StorageBroken, StorageFull, StorageUnavailable
 
 _CASE_OWNED = {"cases": "id", "tokens": "case_id", "tasks": "case_id", "workitems": "case_id"}
+_FAILURES: dict[str, tuple[type[StorageFailure], str]] = {
+    "": (StorageUnavailable, "simulated disk I/O error"),
+    "full": (StorageFull, "simulated full disk"),
+    "broken": (StorageBroken, "simulated broken storage"),
+}
+Failing = dict[str, str]
+"""A case id (or `*`) to the verb of the line that makes its writes fail."""
 
 
 class _WatchedTx:
     """Passes everything through, failing a write to a failing case, and
     noting the cases whose rows are written."""
 
-    def __init__(self, inner: Tx, failing: set[str], written: set[str]) -> None:
+    def __init__(self, inner: Tx, failing: Failing, written: set[str]) -> None:
         self.inner = inner
         self.failing = failing
         self.cases = written
@@ -72,11 +83,12 @@ class _WatchedTx:
     def _note(self, table: str, row: Mapping[str, Any]) -> None:
         column = _CASE_OWNED.get(table)
         case_id = row.get(column) if column else None
-        if not case_id:
-            return
-        if "*" in self.failing or case_id in self.failing:
-            raise StorageFailure(f"simulated disk write failure (flag file) writing case {case_id}")
-        self.cases.add(case_id)
+        verb = self.failing.get("*", self.failing.get(case_id)) if case_id else self.failing.get("*")
+        if verb is not None:
+            failure, what = _FAILURES[verb]
+            raise failure(f"{what} (flag file) writing {f'case {case_id}' if case_id else table}")
+        if case_id:
+            self.cases.add(case_id)
 
 
 class FaultyBackend:
@@ -93,14 +105,19 @@ class FaultyBackend:
         except OSError:
             return []
 
-    def _failing_cases(self) -> set[str]:
-        return {line for line in self._lines() if not line.startswith("kill-")}
+    def _failing(self) -> Failing:
+        failing: Failing = {}
+        for line in self._lines():
+            verb, _, target = line.rpartition(" ")
+            if verb in _FAILURES:
+                failing[target] = verb
+        return failing
 
     @contextlib.contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[Tx]:
         written = self._turn_cases if self._turn_cases is not None else set()
         with self.inner.transaction(write=write) as tx:
-            yield _WatchedTx(tx, self._failing_cases() if write else set(), written)
+            yield _WatchedTx(tx, self._failing() if write else {}, written)
 
     @contextlib.contextmanager
     def turn(self) -> Iterator[Turn]:
@@ -137,6 +154,9 @@ class FaultyBackend:
 
     def writer_pid(self) -> int | None:
         return self.inner.writer_pid()
+
+    def checkpoint(self) -> None:
+        self.inner.checkpoint()
 
     def close(self) -> None:
         self.inner.close()

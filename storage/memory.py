@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from petriflow import metrics
-from petriflow.storage.backend import DuplicateKey, Turn, TurnAborted
+from petriflow.storage.backend import DuplicateKey, Turn
+from petriflow.storage.errors import StorageUnavailable
 from petriflow.storage.schema import TABLES, Condition, Table, TxBase
 
 Stored = dict[str, Any]
@@ -133,15 +134,15 @@ class MemoryBackend:
     @staticmethod
     @contextmanager
     def _joined(db: _Database, turn: Turn, write: bool) -> Iterator[_MemoryTx]:
-        if turn.broken is not None:
-            raise TurnAborted(f"the turn was broken earlier: {turn.broken}")
+        if turn.broken is not None:  # the outage again, or TurnAborted: nothing more is tried in it
+            turn.raise_if_broken(earlier=True)
         tx = _MemoryTx(db, write)
         turn.open = turn.open or write
         try:
             yield tx
         except BaseException as exc:
-            if tx.writes:
-                turn.broken = f"{type(exc).__name__}: {exc}"
+            if tx.writes or isinstance(exc, StorageUnavailable):
+                turn.broke(exc)
             raise
         finally:
             tx.active = False
@@ -158,8 +159,7 @@ class MemoryBackend:
             committed = False
             try:
                 yield turn
-                if turn.broken is not None:
-                    raise TurnAborted(f"turn rolled back: {turn.broken}")
+                turn.raise_if_broken()
                 committed = True
                 if turn.open:
                     metrics.observe_commit("memory", 0.0)
@@ -170,6 +170,9 @@ class MemoryBackend:
 
     def writer_pid(self) -> int | None:
         return None  # one process: nobody else waits for its lock
+
+    def checkpoint(self) -> None:
+        """No log to fold back."""
 
     def close(self) -> None:
         """Nothing to release: the data lives on until `forget`."""

@@ -327,6 +327,11 @@ MIGRATIONS: list[Migration] = [
             AddColumn("workitems", Column("interrupted_at", "blob")),
         ),
     ),
+    Migration(
+        4,
+        "storage probes: a part waiting out a storage outage writes its row to learn that writes work again",
+        (CreateTable(_table("storage_probes", {"id": "text", "pid": "int", "at": "real"})),),
+    ),
 ]
 
 SCHEMA_VERSION: int = MIGRATIONS[-1].version

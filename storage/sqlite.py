@@ -25,27 +25,43 @@ from contextlib import contextmanager
 from typing import Any
 
 from petriflow import metrics
-from petriflow.engine.errors import Invalid, PetriflowError, StorageFailure
-from petriflow.storage.backend import DuplicateKey, Turn, TurnAborted
+from petriflow.engine.errors import Invalid, StorageFailure
+from petriflow.storage.backend import DuplicateKey, Turn
+from petriflow.storage.errors import StorageBroken, StorageFull, StorageUnavailable
 from petriflow.storage.schema import MIGRATIONS, SCHEMA_VERSION, Condition, Table, TxBase, quote
 
 _HEADER = b"SQLite format 3\x00"
 MAX_ROWS_PER_INSERT = 500
 """Rows of one `insert_many`: one statement, within SQLite's limit on its parameters."""
 _CORRUPT_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+_TRANSIENT_CODES = {
+    sqlite3.SQLITE_BUSY,
+    sqlite3.SQLITE_LOCKED,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_FULL,
+    sqlite3.SQLITE_CANTOPEN,
+    sqlite3.SQLITE_PROTOCOL,
+    sqlite3.SQLITE_READONLY,  # a file system remounted read-only: an operator can give it back
+    sqlite3.SQLITE_NOMEM,
+    sqlite3.SQLITE_INTERRUPT,
+}
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+JOURNAL_SIZE_LIMIT = 8 * 1024 * 1024
+"""Bytes of WAL file kept after a checkpoint empties it (`PRAGMA journal_size_limit`):
+a burst, or the writes that piled up during an outage, do not keep their disk space."""
 
 _inherited: list[sqlite3.Connection] = []
 """Connections this process inherited across fork: kept referenced so that
 they are never used nor closed (closing runs SQLite code on the parent's state)."""
 
 
-class SchemaTooNew(PetriflowError):
+class SchemaTooNew(StorageBroken):
     """The file was written by a newer petriflow."""
 
     code = "schema_too_new"
 
 
-class StorageCorrupt(PetriflowError):
+class StorageCorrupt(StorageBroken):
     """The file is not a petriflow SQLite database (or is damaged)."""
 
     code = "storage_corrupt"
@@ -260,18 +276,47 @@ class _WriterQueue:
         /proc/locks, which names the process that took a flock); None when
         nobody holds it or the table cannot be read."""
         try:
-            info = os.stat(self.path)
-            with open("/proc/locks", encoding="ascii") as table:
-                rows = table.read().splitlines()
+            device, rows = _device_and_inode(self.path), _lock_rows()
         except OSError:
             return None
-        device = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
-        for row in rows:
-            fields = row.split()
+        for fields in rows:
             # "1: FLOCK  ADVISORY  WRITE 4242 08:01:123456 0 EOF"; a waiter's row has "->" after the number
             if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == device and fields[4].isdigit():
                 return int(fields[4])
         return None
+
+
+DEFAULT_BUSY_TIMEOUT_S = 30.0
+"""How long a write waits for the write lock before it is an outage (`?busy_timeout=`)."""
+
+_WAL_WRITE_LOCK = 120
+"""The byte of the `-shm` file SQLite locks (POSIX) while a connection writes."""
+
+
+def _lock_rows() -> list[list[str]]:
+    with open("/proc/locks", encoding="ascii") as table:
+        return [row.split() for row in table.read().splitlines()]
+
+
+def _device_and_inode(path: str) -> str:
+    info = os.stat(path)
+    return f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+
+
+def _wal_writer(path: str) -> int | None:
+    """The pid holding SQLite's WAL write lock on `path`, from Linux's
+    /proc/locks; None when nobody does or it cannot be read."""
+    try:
+        device, rows = _device_and_inode(path + "-shm"), _lock_rows()
+    except OSError:
+        return None
+    for fields in rows:
+        # "3: POSIX  ADVISORY  WRITE 4242 08:01:123456 120 120"; a waiter's row has "->" after the number
+        if len(fields) >= 8 and fields[1] == "POSIX" and fields[3] == "WRITE" and fields[5] == device:
+            start, end = fields[6], fields[7]
+            if fields[4].isdigit() and int(start) <= _WAL_WRITE_LOCK and (end == "EOF" or int(end) >= _WAL_WRITE_LOCK):
+                return int(fields[4])
+    return None
 
 
 SYNCHRONOUS = ("full", "normal")
@@ -288,11 +333,14 @@ class SqliteBackend:
     at once) and again lazily in a forked child; a lock per process
     serialises its threads' transactions (and turns) on that connection."""
 
-    def __init__(self, path: str, *, busy_timeout_s: float = 30.0, synchronous: str = "full") -> None:
+    def __init__(self, path: str, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S, synchronous: str = "full") -> None:
         if synchronous not in SYNCHRONOUS:
             raise Invalid(f"sqlite synchronous={synchronous!r}: use one of {', '.join(SYNCHRONOUS)}")
         self.path = os.path.abspath(path)
-        self.url = f"sqlite://{self.path}" + ("" if synchronous == "full" else f"?synchronous={synchronous}")
+        query = [f"synchronous={synchronous}"] if synchronous != "full" else []
+        if busy_timeout_s != DEFAULT_BUSY_TIMEOUT_S:
+            query.append(f"busy_timeout={busy_timeout_s:g}")
+        self.url = f"sqlite://{self.path}" + (f"?{'&'.join(query)}" if query else "")
         self.busy_timeout_s = busy_timeout_s
         self.synchronous = synchronous
         self._locks: dict[int, threading.RLock] = {}
@@ -317,6 +365,7 @@ class SqliteBackend:
         if self._conn is None:
             self._conn = _connect(self.path, self.busy_timeout_s)
             self._conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+            self._conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
             self._conn_pid = os.getpid()
         return self._conn
 
@@ -338,16 +387,16 @@ class SqliteBackend:
                 finally:
                     if write:
                         self._writers.release()
-            except (sqlite3.OperationalError, OSError) as exc:
-                raise _failure(self.path, exc) from exc
+            except (sqlite3.Error, OSError) as exc:
+                raise classify(self.path, exc) from exc
             finally:
                 tx.active = False
 
     @contextmanager
     def _joined(self, turn: Turn, conn: sqlite3.Connection, write: bool) -> Iterator[_SqliteTx]:
         """One operation inside the turn's transaction, which it opens at the turn's first write."""
-        if turn.broken is not None:
-            raise TurnAborted(f"the turn was broken earlier: {turn.broken}")
+        if turn.broken is not None:  # the outage again, or TurnAborted: nothing more is tried in it
+            turn.raise_if_broken(earlier=True)
         tx = _SqliteTx(conn, write)
         try:
             if write and not turn.open:
@@ -361,10 +410,11 @@ class SqliteBackend:
             yield tx
         except BaseException as exc:
             lost = turn.open and not conn.in_transaction  # SQLite rolled the whole transaction back
-            if tx.writes or lost or isinstance(exc, (sqlite3.Error, OSError)):
-                turn.broken = f"{type(exc).__name__}: {exc}"
-            if isinstance(exc, (sqlite3.OperationalError, OSError)):
-                raise _failure(self.path, exc) from exc
+            failure = classify(self.path, exc) if isinstance(exc, (sqlite3.Error, OSError)) else exc
+            if tx.writes or lost or failure is not exc or isinstance(exc, StorageUnavailable):
+                turn.broke(failure)
+            if failure is not exc:
+                raise failure from exc
             raise
         finally:
             tx.active = False
@@ -379,14 +429,14 @@ class SqliteBackend:
             turn = self._turn = Turn()
             try:
                 yield turn
-                if turn.broken is not None:
-                    raise TurnAborted(f"turn rolled back: {turn.broken}")
+                turn.raise_if_broken()
                 if turn.open:
                     try:
                         started = time.perf_counter()
                         conn.execute("COMMIT")
-                    except (sqlite3.OperationalError, OSError) as exc:
-                        raise _failure(self.path, exc) from exc
+                    except (sqlite3.Error, OSError) as exc:
+                        turn.broke(classify(self.path, exc))
+                        turn.raise_if_broken()
                     metrics.observe_commit("sqlite", time.perf_counter() - started)
             finally:
                 self._turn = None
@@ -396,7 +446,19 @@ class SqliteBackend:
                     self._writers.release()
 
     def writer_pid(self) -> int | None:
-        return self._writers.holder()
+        """SQLite's own write lock first (another program may hold it while
+        our writers queue behind it), then the writers' queue."""
+        return _wal_writer(self.path) or self._writers.holder()
+
+    def checkpoint(self) -> None:
+        """`wal_checkpoint(TRUNCATE)`: the log is folded into the database
+        and cut to nothing, if no reader holds it back (then SQLite does
+        what it can, and the next checkpoint does the rest)."""
+        with self._lock():
+            try:
+                self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except (sqlite3.Error, OSError) as exc:
+                raise classify(self.path, exc) from exc
 
     def close(self) -> None:
         """Close this process's connection; a later transaction opens a new one."""
@@ -406,5 +468,19 @@ class SqliteBackend:
                 self._conn = None
 
 
-def _failure(path: str, exc: BaseException) -> StorageFailure:
-    return StorageFailure(f"SQLite could not complete a transaction on {path}: {exc}")
+def classify(path: str, exc: BaseException) -> StorageFailure:
+    """An SQLite or OS error as the kind the work above acts on: transient
+    (`StorageUnavailable`, `StorageFull`) or permanent (`StorageBroken`)."""
+    if isinstance(exc, StorageFailure):
+        return exc
+    message = f"SQLite could not complete a transaction on {path}: {exc}"
+    if isinstance(exc, OSError):
+        return StorageFull(message) if exc.errno in _FULL_ERRNOS else StorageUnavailable(message)
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:  # raised by Python's module or by `_WriterQueue`, not by SQLite: a lock held too long
+        return StorageUnavailable(message) if isinstance(exc, sqlite3.OperationalError) else StorageBroken(message)
+    if code & 0xFF == sqlite3.SQLITE_FULL:
+        return StorageFull(message)
+    if code & 0xFF in _TRANSIENT_CODES:
+        return StorageUnavailable(message)
+    return StorageBroken(message)

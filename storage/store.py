@@ -768,15 +768,25 @@ class WorkOrderStorage(Storage):
                 tx.update("nodes", node_id, values)
             return incarnation
 
-    def place_orphans(self, node_ids: list[str]) -> int:
+    def probe(self, part: str, pid: int | None) -> None:
+        """Write one row of `part`'s: whether storage takes writes again
+        (a read succeeds on a full disk; only a write can tell)."""
+        with self.backend.transaction() as tx:
+            row = {"pid": pid, "at": now()}
+            if tx.get("storage_probes", part) is None:
+                tx.insert("storage_probes", {"id": part, **row})
+            else:
+                tx.update("storage_probes", part, row)
+
+    def place_orphans(self, node_ids: list[str]) -> list[tuple[str, str, str]]:
         """Adopt unfinished work placed on no node, or on a node that is not
         among `node_ids` (the daemon restarted with fewer nodes): each is
-        placed on one of `node_ids` in turn, in one transaction. Returns how
-        many were adopted."""
+        placed on one of `node_ids` in turn, in one transaction. Returns what
+        was adopted: `(table, id, node_id)`, table `work_orders` or `cases`."""
         if not node_ids:
             raise ValueError("work can only be placed on at least one node")
         live = set(node_ids)
-        adopted = 0
+        adopted: list[tuple[str, str, str]] = []
         with self.backend.transaction() as tx:
             orders = tx.find("work_orders", {"state": [s.value for s in UNFINISHED_WORK_ORDER_STATES]})
             cases = tx.find("cases", {"state": [CaseState.CREATED.value, CaseState.ACTIVE.value]})
@@ -785,8 +795,9 @@ class WorkOrderStorage(Storage):
             ]
             for table_name, row in strays:
                 if row["node_id"] not in live:
-                    tx.update(table_name, row["id"], {"node_id": node_ids[adopted % len(node_ids)]})
-                    adopted += 1
+                    node_id = node_ids[len(adopted) % len(node_ids)]
+                    tx.update(table_name, row["id"], {"node_id": node_id})
+                    adopted.append((table_name, row["id"], node_id))
         return adopted
 
     def set_work_order_state(self, work_order_id: str, state: WorkOrderState) -> WorkOrderRecord:
