@@ -34,6 +34,7 @@ from petriflow.engine.errors import (
     Invalid,
     NotFound,
     PetriflowError,
+    StorageFailure,
     TriggerChanged,
     WorkflowDiscarded,
 )
@@ -50,8 +51,11 @@ from petriflow.engine.messages import (
     NodeRestored,
     Routed,
     StartRun,
+    StorageDown,
+    StorageUp,
     Survey,
 )
+from petriflow.engine.outage import Outage
 from petriflow.engine.records import CaseRecord, WorkOrderRecord, new_id
 from petriflow.engine.routing import genesis_token
 from petriflow.engine.settings import is_answering, settings_problem
@@ -100,6 +104,7 @@ from petriflow.engine.wire import (
     RetryRun,
     RunEnqueued,
     StartCase,
+    StorageOutageView,
     SubmitWebhook,
     SubmitWorkOrder,
     Subscribe,
@@ -116,6 +121,7 @@ from petriflow.engine.wire import (
     WorkOrderView,
 )
 from petriflow.engine.workflow import Workflow, WorkflowState
+from petriflow.storage.errors import StorageFull, StorageUnavailable
 from petriflow.supervision.childspec import ChildSpec, RestartType
 from petriflow.supervision.supervisor import Supervisor
 from petriflow.workorders import runs
@@ -147,6 +153,18 @@ class _BeatWakeup:
     """Wakeup payload: time to beat the nodes, and to kill the silent ones."""
 
 
+class _StorageRetry:
+    """Wakeup payload: the back-off of the Engine's storage outage is over; try a write."""
+
+
+ENGINE_PART = "engine"  # how outages and metrics name the Engine among the nodes
+
+WRITES = (PutWorkflow, DiscardWorkflow, StartCase, SubmitWorkOrder, SubmitWebhook, CronTick, RetryRun, RetryMany)
+"""Requests the Engine itself writes for: refused at once during its storage
+outage. The others read, or are the nodes' to answer (a paused node refuses
+them itself)."""
+
+
 @dataclass(frozen=True)
 class _SurveyDue:
     """Wakeup payload: survey `number` has waited long enough for its nodes."""
@@ -174,9 +192,15 @@ class EngineActor(EntityActor):
             if isinstance(message, (bytes, bytearray)):
                 self.answer(sender, Error("unavailable", "the engine has not booted yet"))
             return
-        if self.nodes.handle(message, sender):
-            return
-        self.dispatch(message, sender)
+        try:
+            if self.nodes.handle(message, sender):
+                return
+            self.dispatch(message, sender)
+        except StorageUnavailable as exc:  # a write (or a read) outside a client's request: waited out
+            self._storage_failed(exc)
+
+    def waited_out(self, exc: Exception) -> bool:
+        return False  # the Engine waits its outages out itself (`_storage_failed`): one reaching here is a bug
 
     def handlers(self) -> dict[type, Callable[[Any, Any], object]]:
         """What reaches the Engine: clients' encoded wire requests, and its
@@ -190,6 +214,8 @@ class EngineActor(EntityActor):
             NodeReport: lambda report, _: self._reported(report),
             NodeRestored: lambda message, _: self._answer_settled_waiters(),
             NodeAlive: lambda message, _: self._node_alive(message),
+            StorageDown: lambda message, _: self._node_storage_down(message),
+            StorageUp: lambda message, _: self._node_storage_up(message),
             WakeupMessage: lambda wakeup, _: self._wake(wakeup.payload),
             PoisonMessage: lambda message, sender: self._unsubscribe(sender),
         }
@@ -209,13 +235,16 @@ class EngineActor(EntityActor):
 
     def _wake(self, payload: Any) -> None:
         if payload is _CronWakeup:
-            self._fire_cron(time.time())
             self._schedule_cron()
+            if not self.outage.down:  # the ticks missed meanwhile fire once it is over
+                self._fire_cron(time.time())
         elif payload is _BeatWakeup:
             self._beat_nodes()
             self.wakeupAfter(self.settings.heartbeat_s, payload=_BeatWakeup)
         elif isinstance(payload, _SurveyDue):
             self._survey_done(payload.number)
+        elif payload is _StorageRetry:
+            self._try_storage()
 
     # -- boot and restore -----------------------------------------------------------
 
@@ -244,8 +273,11 @@ class EngineActor(EntityActor):
         self.booted_at = time.time()
         self.node_seen = {node_id: time.monotonic() for node_id in self.node_ids}  # last NodeAlive
         self.node_pids: dict[str, int] = {}
+        self.outage = Outage()
+        self.node_outages: dict[str, StorageDown] = {}
+        self.orphans_placed = False
         self.booted = True
-        adopted = self.storage.place_orphans(self.node_ids)
+        adopted = len(self._place_orphans())
         for node_id in self.node_ids:
             self.nodes.start(
                 ChildSpec(
@@ -261,6 +293,18 @@ class EngineActor(EntityActor):
         if settings.heartbeat_timeout_s is not None:
             self.wakeupAfter(settings.heartbeat_s, payload=_BeatWakeup)
         self._survey(lambda reports: self.answer(sender, self._info(reports)))
+
+    def _place_orphans(self) -> list[tuple[str, str, str]]:
+        """Work left on nodes that are gone goes to these: at boot, before
+        the nodes restore what is placed on them, or once storage is back if
+        an outage kept it from being written (then each is handed to its node)."""
+        try:
+            adopted = self.storage.place_orphans(self.node_ids)
+        except StorageUnavailable as exc:
+            self._storage_failed(exc)
+            return []
+        self.orphans_placed = True
+        return adopted
 
     def _info(self, reports: list[NodeReport]) -> EngineInfo:
         counts: dict[str, int] = {}
@@ -312,7 +356,9 @@ class EngineActor(EntityActor):
         again, restoring its work. A node not running yet (restarting,
         backing off) is not counted as silent. When a silent node holds the
         storage's write lock, the others silent are waiting for it: only the
-        holder is killed, and they get a new timeout."""
+        holder is killed, and they get a new timeout. When a process outside
+        the daemon holds it, nobody is killed: storage is out, and the
+        waiting writes end as an outage after the busy timeout."""
         timeout = self.settings.heartbeat_timeout_s
         assert timeout is not None
         now = time.monotonic()
@@ -328,11 +374,17 @@ class EngineActor(EntityActor):
         if not silent:
             return
         holder = self.storage.backend.writer_pid()
-        culprits = [n for n, (pid, _) in silent.items() if pid == holder] or list(silent)
+        ours = {os.getpid(), *self.node_pids.values()}
+        if holder is not None and holder not in ours:
+            culprits = []  # another program holds the database: everyone waits for it, nobody hangs
+        else:
+            culprits = [n for n, (pid, _) in silent.items() if pid == holder] or list(silent)
         for node_id, (pid, quiet) in silent.items():
             self.node_seen[node_id] = now  # a killed one's restart, or a waiting one, gets a full timeout
             if node_id not in culprits:
-                log.warning("node_waiting_for_storage", node_id=node_id, pid=pid, silent_s=round(quiet, 1))
+                log.warning(
+                    "node_waiting_for_storage", node_id=node_id, pid=pid, silent_s=round(quiet, 1), lock_holder=holder
+                )
                 continue
             log.error(
                 "node_unresponsive",
@@ -359,7 +411,60 @@ class EngineActor(EntityActor):
                     answering=self.nodes.is_running(node_id) and is_answering(silent, self.settings),
                 )
             )
-        return Liveness(pid=os.getpid(), nodes=nodes)
+        outages = [StorageOutageView(m.node_id, m.since, m.code, m.reason) for m in self.node_outages.values()]
+        if self.outage.since is not None:
+            outages.insert(0, StorageOutageView(ENGINE_PART, self.outage.since, self.outage.code, self.outage.reason))
+        return Liveness(pid=os.getpid(), nodes=nodes, outages=outages)
+
+    # -- storage outages ------------------------------------------------------------------
+
+    def _storage_failed(self, exc: StorageUnavailable) -> None:
+        """A write of the Engine's failed with a transient error: it stops
+        writing (`WRITES` are refused at once) and tries one write after a
+        back-off, doubling, until one succeeds (`engine.outage`)."""
+        if not self.outage.failed(exc.code, exc.message, time.time()):
+            return  # already waiting: the retry is scheduled
+        log.warning("storage_unavailable", code=exc.code, reason=exc.message, part=ENGINE_PART)
+        metrics.storage_down(ENGINE_PART, exc.code)
+        self.wakeupAfter(self.outage.next_pause_s(), payload=_StorageRetry)
+
+    def _try_storage(self) -> None:
+        if not self.outage.down:
+            return
+        try:
+            self.storage.probe(ENGINE_PART, os.getpid())
+        except StorageUnavailable as exc:
+            self.outage.failed(exc.code, exc.message, time.time())
+            self.wakeupAfter(self.outage.next_pause_s(), payload=_StorageRetry)
+            return
+        tries = self.outage.tries
+        lasted = self.outage.recovered(time.time())
+        checkpointed = True
+        try:
+            self.storage.backend.checkpoint()
+        except StorageFailure:
+            checkpointed = False
+        log.info(
+            "storage_available", down_s=round(lasted, 3), tries=tries, wal_checkpointed=checkpointed, part=ENGINE_PART
+        )
+        metrics.storage_up(ENGINE_PART)
+        if not self.orphans_placed:
+            for table_name, entity_id, node_id in self._place_orphans():
+                found = ForWorkOrder(entity_id) if table_name == "work_orders" else ForCase(entity_id)
+                self.nodes.send(node_id, found)
+
+    def _refusal(self) -> StorageUnavailable:
+        since = datetime.fromtimestamp(self.outage.since or time.time(), UTC).isoformat(timespec="seconds")
+        refused = StorageFull if self.outage.code == StorageFull.code else StorageUnavailable
+        return refused(f"storage is unavailable since {since}: {self.outage.reason}; try again later")
+
+    def _node_storage_down(self, message: StorageDown) -> None:
+        self.node_outages[message.node_id] = message
+
+    def _node_storage_up(self, message: StorageUp) -> None:
+        self.node_outages.pop(message.node_id, None)
+        if self.outage.down:  # a node's write went through: worth trying the Engine's now
+            self._try_storage()
 
     def _survey(self, done: Callable[[list[NodeReport]], None]) -> None:
         """Ask every node for its live actors; `done` gets the reports once all
@@ -456,7 +561,13 @@ class EngineActor(EntityActor):
             handler = self.client_requests.get(type(request))
             if handler is None:
                 raise Invalid(f"the engine does not accept {type(request).__name__} requests")
+            if self.outage.down and isinstance(request, WRITES):
+                raise self._refusal()
             result = handler(request, sender)
+        except StorageUnavailable as exc:
+            self.answer(sender, Error(exc.code, exc.message))
+            self._storage_failed(exc)
+            return
         except PetriflowError as exc:
             self.answer(sender, Error(exc.code, exc.message))
             return

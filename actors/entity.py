@@ -24,6 +24,7 @@ from petriflow.engine.records import Failure
 from petriflow.engine.settings import Settings
 from petriflow.engine.wire import EntityKilled, Error
 from petriflow.engine.workflow import Workflow
+from petriflow.storage.errors import StorageBroken, StorageUnavailable
 from petriflow.storage.store import WorkOrderStorage, open_storage
 from petriflow.supervision import supervisor
 from petriflow.supervision.childspec import ChildSpec, Intensity, Strategy
@@ -53,8 +54,8 @@ def workflow_for(storage: WorkOrderStorage, workflow_id: str, version: int) -> W
 
 def gave_up_failure(what: str, reason: str, **ids: str | None) -> Failure:
     """The failure of an entity its supervisor gave up on: `exception` when it
-    kept crashing because storage could not be written, else `crashed`."""
-    kind = "exception" if reason.startswith(StorageFailure.code) else "crashed"
+    kept crashing on a storage error no retry fixes, else `crashed`."""
+    kind = "exception" if reason.startswith((StorageFailure.code, StorageBroken.code)) else "crashed"
     return Failure(kind=kind, reason=f"{what} crashed past the restart intensity: {reason}", **ids)
 
 
@@ -151,6 +152,10 @@ class EntityActor(SupervisedActor):
             die_with_parent=self.settings.die_with_parent,
             on_give_up=on_give_up,
         )
+
+    def waited_out(self, exc: Exception) -> bool:
+        """A storage outage is the node's to wait out (`actors.node`)."""
+        return isinstance(exc, StorageUnavailable)
 
     def handles_while_stopping(self, message: Any) -> bool:
         """A client's request is answered from what this incarnation knows;

@@ -221,6 +221,24 @@ class NodeAlive:
 
 
 @dataclass(frozen=True)
+class StorageDown:
+    """Node -> Engine: the node began waiting out a storage outage; it
+    answers its clients `code` until `StorageUp`."""
+
+    node_id: str
+    since: float
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class StorageUp:
+    """Node -> Engine: the node's storage takes writes again; its work resumes."""
+
+    node_id: str
+
+
+@dataclass(frozen=True)
 class NodeRestored:
     """Node -> Engine: a node's new incarnation has restored its work. What
     its previous one committed but died before announcing (a work order's

@@ -96,11 +96,23 @@ class NodeLiveness:
 
 
 @dataclass(frozen=True)
+class StorageOutageView:
+    """A part of the daemon waiting out a storage outage (`engine.outage`)."""
+
+    part: str  # "engine" or a node id
+    since: float  # wall-clock seconds
+    code: str  # storage_unavailable or storage_full
+    reason: str
+
+
+@dataclass(frozen=True)
 class Liveness:
-    """The answer to `Heartbeat`: the Engine is alive, and how its nodes are."""
+    """The answer to `Heartbeat`: the Engine is alive, how its nodes are,
+    and which parts wait for storage to take writes again."""
 
     pid: int
     nodes: list[NodeLiveness] = field(default_factory=list)
+    outages: list[StorageOutageView] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,13 @@ class SupervisedActor(Actor):
         """Called once as the actor exits, normally or not (never after a
         SIGKILL): release what the process will not release for it."""
 
+    def waited_out(self, exc: Exception) -> bool:
+        """Whether `exc` is an outage its owner waits out rather than this
+        actor's fault (a node drops its hosted actors when storage is out
+        and restores them once it is back): the actor still exits as for a
+        crash, but no crash is logged, once per try."""
+        return False
+
     def handles_while_stopping(self, message: Any) -> bool:
         """Whether a message from the parent that arrives after `stop_normally`
         is still handled here; by default it is returned to the parent, which
@@ -119,7 +126,10 @@ class SupervisedActor(Actor):
         try:
             self._dispatch(message, sender)
         except Exception as exc:
-            log.error("actor_crashed", exc_info=True, **self._fields())
+            if self.waited_out(exc):
+                log.debug("actor_interrupted", reason=str(exc), **self._fields())
+            else:
+                log.error("actor_crashed", exc_info=True, **self._fields())
             self._exit_abnormally(f"{getattr(exc, 'code', 'crashed')}: {type(exc).__name__}: {exc}")
 
     def _dispatch(self, message: Any, sender: Any) -> None:

@@ -26,6 +26,11 @@ and how long it took, and it fails by crashing and by slowing down:
 - `petriflow_storage_commit_seconds{backend}`: each COMMIT of a write
   transaction or of a node's turn (`sqlite`, `memory`): the fsync a turn
   pays for, the first place a slow disk shows.
+- `petriflow_storage_unavailable{part}` and
+  `petriflow_storage_outages_total{part, code}`: a part (`engine`, a
+  node id) waiting out a storage outage now (1), and the outages each
+  began (`code`: storage_unavailable, storage_full). Work pauses then
+  rather than fails, so this is where a full or stuck disk shows.
 
 Counts of state changes are taken once storage committed them: inside a
 node they wait for the turn's commit (`outbox.after_commit`), so a turn
@@ -122,6 +127,15 @@ class Metrics:
             "HTTP requests waiting for the Engine",
             multiprocess_mode="livesum",
         )
+        self.storage_unavailable: Gauge = Gauge(
+            "petriflow_storage_unavailable",
+            "1 while a part (engine or node) waits out a storage outage",
+            ["part"],
+            multiprocess_mode="livesum",
+        )
+        self.storage_outages: Counter = Counter(
+            "petriflow_storage_outages", "Storage outages a part began to wait out, by part and code", ["part", "code"]
+        )
         self.storage_commit: Histogram = Histogram(
             "petriflow_storage_commit_seconds",
             "Time of each COMMIT of a write transaction or a node's turn, by storage backend",
@@ -203,6 +217,20 @@ def actor_exited(kind: str) -> None:
 def set_ingress_queue_depth(depth: float) -> None:
     """For the HTTP server: how many requests wait for the Engine now."""
     _record(lambda m: m.ingress_queue_depth.set(depth))
+
+
+def storage_down(part: str, code: str) -> None:
+    """`part` began waiting out a storage outage."""
+
+    def change(m: Metrics) -> None:
+        m.storage_outages.labels(part, code).inc()
+        m.storage_unavailable.labels(part).set(1)
+
+    _record(change)
+
+
+def storage_up(part: str) -> None:
+    _record(lambda m: m.storage_unavailable.labels(part).set(0))
 
 
 def observe_commit(backend: str, seconds: float) -> None:

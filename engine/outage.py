@@ -1,0 +1,64 @@
+"""A storage outage as one part of the daemon lives it: when it began, why,
+and how long to wait before trying again.
+
+DBOS and Temporal treat a database that is gone as an outage to wait out:
+progress stops, nothing fails. A part (a node, the Engine) that hits a
+transient storage error (`storage.errors.StorageUnavailable`) keeps one
+`Outage`: it stops taking work, tries again after a pause that doubles
+from `first_pause_s` up to `max_pause_s`, and logs one line when the
+outage begins and one when it ends, never one per try. These pauses are
+not restarts: no supervisor counts them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FIRST_PAUSE_S = 0.1
+MAX_PAUSE_S = 30.0
+
+
+@dataclass
+class Outage:
+    """`since` is wall-clock seconds while storage is unavailable, None
+    while it works. A new outage that begins within `max_pause_s` of the
+    last one's end goes on doubling its pause (storage that flaps is not
+    hammered), else it starts again at `first_pause_s`."""
+
+    first_pause_s: float = FIRST_PAUSE_S
+    max_pause_s: float = MAX_PAUSE_S
+    since: float | None = None
+    reason: str = ""
+    code: str = ""
+    tries: int = 0
+    pause_s: float = FIRST_PAUSE_S
+    ended_at: float | None = None
+
+    @property
+    def down(self) -> bool:
+        return self.since is not None
+
+    def failed(self, code: str, reason: str, now: float) -> bool:
+        """A write failed with a transient error; True when this begins an
+        outage (the moment to log it). The reason is the latest one."""
+        began = self.since is None
+        if began:
+            recent = self.ended_at is not None and now - self.ended_at <= self.max_pause_s
+            self.pause_s = self.pause_s if recent else self.first_pause_s
+            self.since, self.tries = now, 0
+        self.code, self.reason = code, reason
+        return began
+
+    def next_pause_s(self) -> float:
+        """How long to wait before the next try; each call doubles the one after."""
+        pause = self.pause_s
+        self.pause_s = min(pause * 2, self.max_pause_s)
+        self.tries += 1
+        return pause
+
+    def recovered(self, now: float) -> float:
+        """Storage took a write again: the outage is over. How long it lasted."""
+        assert self.since is not None, "no outage to recover from"
+        lasted = now - self.since
+        self.since, self.ended_at = None, now
+        return lasted
