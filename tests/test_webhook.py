@@ -21,6 +21,7 @@ from petriflow.client import EngineTimeout
 from petriflow.engine.errors import InvalidWorkflow, NotFound, PetriflowError, TriggerChanged, WorkflowDiscarded
 from petriflow.ingress.gate import EngineGate
 from petriflow.ingress.server import IngressServer
+from petriflow.storage.errors import StorageFull, StorageUnavailable
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -406,6 +407,28 @@ def test_a_booting_engine_is_503(server: IngressServer, engine: FakeEngine) -> N
     engine.fail = PetriflowError("the engine has not booted yet", code="unavailable")
     status, body = post(server, "/hooks/h", {})
     assert (status, body["error"]["code"]) == (503, "unavailable")
+
+
+@pytest.mark.parametrize(
+    "failure, status",
+    [
+        (StorageUnavailable("storage is unavailable since 2026-12-02T08:00:00+00:00: disk I/O error"), 503),
+        (StorageFull("storage is unavailable since 2026-12-02T08:00:00+00:00: database or disk is full"), 507),
+    ],
+)
+def test_a_storage_outage_is_503_or_507_with_retry_after_never_400(
+    server: IngressServer, engine: FakeEngine, failure: PetriflowError, status: int
+) -> None:
+    """A sender reads 4xx as "your request is wrong" and drops it; an outage is "send it again later"."""
+    engine.fail = failure
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("POST", "/hooks/h", body=b"{}")
+    response = conn.getresponse()
+    got, body = answer(response)
+    assert (got, body["error"]["code"]) == (status, failure.code)
+    assert response.getheader("Retry-After") == "5" and "since 2026-12-02" in body["error"]["message"]
+    engine.fail = None
+    assert post(server, "/hooks/h", {}) == (201, {"work_order_id": "wo-1"})
 
 
 def test_unexpected_exception_is_500_with_a_request_id_logged_with_its_traceback(

@@ -186,7 +186,7 @@ def health(http_url: str, timeout_s: float = 3.0) -> dict[str, Any]:
 
 
 def problems_in(picture: dict[str, Any]) -> list[str]:
-    """Each part that does not answer, in words."""
+    """Each part that does not answer, and a storage outage, in words."""
     found = []
     engine = picture.get("engine", {})
     if not engine.get("answering", True):
@@ -194,6 +194,11 @@ def problems_in(picture: dict[str, Any]) -> list[str]:
     for node_id, node in sorted(picture.get("nodes", {}).items()):
         if not node.get("answering", True) and engine.get("answering", True):
             found.append(f"node {node_id} (pid {node.get('pid')}) has not answered for {node.get('silent_s', 0):.0f}s")
+    outages = sorted(picture.get("storage", {}).get("outages", []), key=lambda o: o["since"])
+    if outages:
+        first = outages[0]
+        parts = ", ".join(o["part"] for o in outages)
+        found.append(f"storage unavailable since {first['since']}: {first['reason']} (waiting: {parts})")
     return found
 
 

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +200,11 @@ class Daemon:
             return
         holder = self.storage.writer_pid()
         nodes = {node.pid: node.node_id for node in self.heart.liveness.nodes} if self.heart.liveness else {}
+        if holder is not None and holder not in nodes and holder not in (self.info.pid, os.getpid()):
+            # another program holds the database: the Engine waits for it, an outage, not a hang
+            log.warning("engine_waiting_for_storage", pid=self.info.pid, silent_s=round(silent, 1), lock_holder=holder)
+            self.heart.forgive()
+            return
         if holder is not None and holder != self.info.pid and holder in nodes:
             # the Engine waits for the write lock a hung node holds: the node is what hangs
             log.error(
@@ -227,9 +233,18 @@ class Daemon:
             node.node_id: {"pid": node.pid, "answering": node.answering and engine_ok, "silent_s": node.silent_s}
             for node in (liveness.nodes if liveness else [])
         }
+        outages = [
+            {"part": o.part, "since": _iso(o.since), "code": o.code, "reason": o.reason}
+            for o in (liveness.outages if liveness and engine_ok else [])
+        ]
         return {
-            "ok": engine_ok and all(node["answering"] for node in nodes.values()),
+            "ok": engine_ok and all(node["answering"] for node in nodes.values()) and not outages,
             "engine": {"pid": self.info.pid, "answering": engine_ok, "silent_s": round(silent, 1)},
             "nodes": nodes,
+            "storage": {"available": not outages, "outages": outages},
             "ingress": {"queue_depth": self.gate.depth, "queue_size": self.gate.size},
         }
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

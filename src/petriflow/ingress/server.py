@@ -43,7 +43,18 @@ _DIGITS = re.compile(r"[0-9]+")
 # An error that says which entity is missing or gone; any other invalid request is 422,
 # any other PetriflowError 400; the engine not taking requests (booting) is 503.
 _BODY_UNREAD = (408, 411, 413)  # refusals that leave the body unread, or read in part
-_STATUS_BY_CODE = {"not_found": 404, "workflow_discarded": 409, "unauthorized": 401, "unavailable": 503}
+_STATUS_BY_CODE = {
+    "not_found": 404,
+    "workflow_discarded": 409,
+    "unauthorized": 401,
+    "unavailable": 503,
+    "storage_unavailable": 503,  # an outage the daemon waits out: send it again later
+    "storage_full": 507,
+    "turn_aborted": 503,
+    "storage_failure": 503,
+    "storage_broken": 500,
+}
+_RETRY_LATER = {503, 507}
 
 
 class HttpError(Exception):
@@ -210,7 +221,7 @@ class IngressServer:
             response = _error(503, exc.code, exc.message, {"Retry-After": str(exc.retry_after_s)})
         except PetriflowError as exc:
             status = _status_for(exc)
-            response = _error(status, exc.code, exc.message, {"Retry-After": "5"} if status == 503 else None)
+            response = _error(status, exc.code, exc.message, {"Retry-After": "5"} if status in _RETRY_LATER else None)
         except Exception:
             log.exception("http_request_failed", request_id=request_id, method=request.method, path=request.path)
             response = _error(
