@@ -230,9 +230,9 @@ def _connect(path: str, busy_timeout_s: float) -> sqlite3.Connection:
         _migrate(conn, path)
     except sqlite3.DatabaseError as exc:
         conn.close()
-        if exc.sqlite_errorcode & 0xFF in _CORRUPT_CODES:
+        if (exc.sqlite_errorcode or 0) & 0xFF in _CORRUPT_CODES:
             raise StorageCorrupt(f"{path} is damaged or not a SQLite database ({exc}); it was left untouched") from exc
-        raise
+        raise classify(path, exc) from exc
     except BaseException:
         conn.close()
         raise

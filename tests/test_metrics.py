@@ -19,6 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from petriflow import metrics
+from petriflow.storage.errors import StorageFull
 from petriflow.supervision import processes
 from tests.engines import awaiting_workitem, running_engine, wait_for, workflow
 
@@ -85,6 +86,8 @@ def test_every_metric_is_listed_with_its_help_embedded():
         "petriflow_live_actors",
         "petriflow_ingress_queue_depth",
         "petriflow_storage_commit_seconds",
+        "petriflow_storage_unavailable",
+        "petriflow_storage_outages",
     ):
         assert name in names
         assert f"# HELP {name}" in text
@@ -181,6 +184,33 @@ def test_closing_an_embedded_system_stops_counting_its_actors_as_live(tmp_path):
     assert _live(_scrape()) == before
 
 
+def test_a_storage_outage_shows_while_it_lasts_and_counts_once(tmp_path):
+    flag = tmp_path / "flag"
+    with running_engine("simpleSystemBase", f"faulty+sqlite:///{tmp_path}/petriflow.db#{flag}") as client:
+        name = _name("outage")
+        client.put_workflow(_sequence(name, {"executor": "echo"}))
+        before = _scrape()
+        flag.write_text("full *\n")
+        for _ in range(3):  # the first fails, the others are refused at once: one outage
+            with pytest.raises(StorageFull):
+                client.submit(name, {})
+        during = _scrape()
+        counted = ("petriflow_storage_outages_total", {"part": "engine", "code": "storage_full"})
+        assert _value(during, counted[0], **counted[1]) - _value(before, counted[0], **counted[1]) == 1
+        assert _value(during, "petriflow_storage_unavailable", part="engine") == 1
+        flag.unlink()
+        wait_for(lambda: _accepted(client, name))
+        assert _value(_scrape(), "petriflow_storage_unavailable", part="engine") == 0
+
+
+def _accepted(client, name: str) -> bool:
+    try:
+        client.submit(name, {})
+    except StorageFull:
+        return False
+    return True
+
+
 def test_use_directory_refuses_once_prometheus_client_was_imported_without_it(tmp_path, monkeypatch):
     monkeypatch.delenv(metrics.ENV, raising=False)
     assert "prometheus_client" in sys.modules  # this module imported it
@@ -219,6 +249,7 @@ def test_importing_petriflow_and_its_daemon_does_not_import_prometheus_client():
 KEEPER = """
 import json, os, signal, sys
 from petriflow import metrics
+from petriflow.storage.errors import StorageFull
 
 metrics.use_directory(sys.argv[1])
 from petriflow.system import system_session

@@ -431,6 +431,15 @@ def test_a_storage_outage_is_503_or_507_with_retry_after_never_400(
     assert post(server, "/hooks/h", {}) == (201, {"work_order_id": "wo-1"})
 
 
+@pytest.mark.parametrize("code", ["exception", "storage_broken"])
+def test_an_engine_side_error_is_500_not_a_4xx_that_blames_the_sender(
+    server: IngressServer, engine: FakeEngine, code: str
+) -> None:
+    engine.fail = PetriflowError("the engine could not handle it", code=code)
+    status, body = post(server, "/hooks/h", {})
+    assert (status, body["error"]["code"]) == (500, code)
+
+
 def test_unexpected_exception_is_500_with_a_request_id_logged_with_its_traceback(
     server: IngressServer, engine: FakeEngine
 ) -> None:

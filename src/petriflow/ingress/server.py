@@ -53,6 +53,7 @@ _STATUS_BY_CODE = {
     "turn_aborted": 503,
     "storage_failure": 503,
     "storage_broken": 500,
+    "exception": 500,  # the Engine met a bug of its own
 }
 _RETRY_LATER = {503, 507}
 
