@@ -1,6 +1,7 @@
 """The short chaos run: a real daemon under load, every kind of actor and the
-whole daemon SIGKILLed at random moments, and nodes that kill themselves
-just before and just after committing a turn, then nothing lost, nothing
+whole daemon SIGKILLed at random moments, nodes that kill themselves
+just before and just after committing a turn, and storage outages (every
+write failing for seconds) the daemon waits out, then nothing lost, nothing
 done twice, no violation in storage (bin/petriflow-chaos)."""
 
 from __future__ import annotations
@@ -21,14 +22,16 @@ KINDS = (
     "task",
     "case",
     "work_order",
+    "node",
     "before_commit",
     "after_commit",
     "engine",
     "hung_node",
     "hung_engine",
+    "storage_outage",
     "daemon",
 )
-FAULTS = 22  # two of each of the eleven kinds
+FAULTS = 24  # two of each of the twelve kinds
 
 
 @pytest.mark.timeout(300)

@@ -1,7 +1,8 @@
-"""The chaos run's faults at commit, without a daemon: the run's daemon is
-on faulty SQLite, a fault writes its kill line to the flag file, counts as
-injected once the line is gone (a node fired it) and is taken back when no
-node fired it."""
+"""The chaos run's faults at commit and its storage outages, without a
+daemon: the run's daemon is on faulty SQLite, a fault writes its kill line
+to the flag file, counts as injected once the line is gone (a node fired
+it) and is taken back when no node fired it; a storage outage's line makes
+every write fail until it is taken out, and leaves the kill lines be."""
 
 from __future__ import annotations
 
@@ -10,10 +11,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from petriflow.chaos.outage import StorageOutage, add_line, remove_line
 from petriflow.chaos.plan import Fault, make_plan
 from petriflow.chaos.run import Chaos
 from petriflow.storage import open_backend
+from petriflow.storage.errors import StorageFull, StorageUnavailable
 from petriflow.storage.faults import FaultyBackend
+from petriflow.storage.store import open_storage
+from petriflow.system import free_port
+
+pytestmark = pytest.mark.timeout(60)
 
 
 def _chaos(tmp_path: Path) -> Chaos:
@@ -65,3 +74,36 @@ def test_a_kill_line_counts_once_a_node_fired_it_and_is_taken_back_when_none_did
     assert not chaos._kill_at_commit(after)
     chaos.flag.write_text("")  # fired just before the run took it back
     assert chaos.disarm() and chaos.armed is None
+
+
+def test_a_storage_outage_fails_every_write_for_its_length_and_keeps_the_kill_lines(tmp_path):
+    chaos = _chaos(tmp_path)
+    add_line(chaos.flag, "kill-after-commit *")
+    storage = open_storage(chaos.daemon.config.storage_url)
+    try:
+        storage.probe("chaos", 1)  # storage takes writes
+        # nothing answers on this port: no picture of the daemon, so no report and no recovery seen
+        outage = StorageOutage(chaos.flag, "full *", 0.6, f"http://127.0.0.1:{free_port()}", recover_within_s=0.3)
+        outage.begin()
+        assert chaos.flag.read_text() == "kill-after-commit *\nfull *\n"
+        with pytest.raises(StorageFull):
+            storage.probe("chaos", 1)
+        add_line(chaos.flag, "kill-before-commit *")  # a kill line armed during the outage
+        outage.join(10)
+        assert not outage.is_alive()
+        assert chaos.flag.read_text() == "kill-after-commit *\nkill-before-commit *\n"
+        storage.probe("chaos", 1)  # the outage is over
+        assert 0.6 <= outage.ended - outage.began < 3
+        assert not outage.recovered and outage.summary().startswith("storage outage 'full *' for 0.")
+
+        outage = StorageOutage(chaos.flag, "*", 0.2, f"http://127.0.0.1:{free_port()}", recover_within_s=0.1)
+        outage.begin()
+        with pytest.raises(StorageUnavailable) as failed:
+            storage.probe("chaos", 1)
+        assert not isinstance(failed.value, StorageFull)
+        outage.join(10)
+        assert chaos.flag.read_text() == "kill-after-commit *\nkill-before-commit *\n"
+    finally:
+        storage.close()
+    assert remove_line(chaos.flag, "kill-after-commit *") and not remove_line(chaos.flag, "kill-after-commit *")
+    assert chaos.flag.read_text() == "kill-before-commit *\n"

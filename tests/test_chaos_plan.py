@@ -7,10 +7,20 @@ from collections import Counter
 
 import pytest
 
-from petriflow.chaos.plan import COMMIT_KINDS, KINDS, commit_kill_line, make_plan
+from petriflow.chaos.plan import (
+    COMMIT_KINDS,
+    KINDS,
+    OUTAGE_KIND,
+    OUTAGE_LINES,
+    OUTAGE_S,
+    commit_kill_line,
+    make_plan,
+)
 from petriflow.chaos.workflows import WORKFLOWS
 from petriflow.engine.document import workflow_from_document
 from petriflow.engine.validation import validate
+
+pytestmark = pytest.mark.timeout(30)
 
 
 def test_the_same_seed_draws_the_same_plan_and_another_seed_another():
@@ -24,7 +34,24 @@ def test_every_workflow_and_every_fault_kind_is_in_a_big_enough_plan():
     assert {s.workflow_id for s in plan.submissions} == set(WORKFLOWS)
     assert {s.via for s in plan.submissions} == {"client", "webhook"}
     assert Counter(f.kind for f in plan.faults) == {kind: 2 for kind in KINDS}
-    assert set(COMMIT_KINDS) <= set(KINDS)
+    assert set(COMMIT_KINDS) <= set(KINDS) and OUTAGE_KIND in KINDS
+    assert len(KINDS) == 12
+
+
+def test_storage_outages_take_turns_between_an_io_error_and_a_full_disk_for_seconds():
+    for seed in range(1, 30):
+        outages = [f for f in make_plan(seed, 200, 4 * len(KINDS)).faults if f.kind == OUTAGE_KIND]
+        assert len(outages) == 4
+        lines = [f.outage_line for f in outages]
+        assert set(lines) == set(OUTAGE_LINES) == {"*", "full *"}
+        assert all(a != b for a, b in zip(lines, lines[1:]))  # the 503 and the 507 path, in turn
+        assert all(OUTAGE_S[0] <= f.outage_s <= OUTAGE_S[1] for f in outages)
+    firsts = {
+        next(f for f in make_plan(seed, 200, 24).faults if f.kind == OUTAGE_KIND).outage_line for seed in range(20)
+    }
+    assert firsts == set(OUTAGE_LINES)  # which comes first is the seed's choice
+    others = [f for f in make_plan(1, 40, 24).faults if f.kind != OUTAGE_KIND]
+    assert all(f.outage_line == "" and f.outage_s == 0.0 for f in others)
 
 
 def test_a_commit_fault_is_the_faulty_storage_kill_line_for_any_case():
@@ -38,7 +65,7 @@ def test_faults_fire_in_order_while_work_orders_are_being_submitted():
     plan = make_plan(3, 50, 30)
     moments = [f.after_submitted for f in plan.faults]
     assert moments == sorted(moments)
-    assert all(1 <= m < 50 for m in moments)
+    assert all(1 <= m < 50 - 50 // 4 for m in moments)  # the last quarter is load behind the last fault
     assert all(0 <= f.pick < 1 and 0.3 <= f.pause_s <= 1.5 for f in plan.faults)
 
 

@@ -11,15 +11,26 @@ once and succeeds on retry, and three that fail on purpose: one raises, one hang
 entity of each kind (workitem, task, case, work order) by message
 (`petriflow kill`), SIGKILLs a node's process and the Engine, has a node
 kill itself just before it commits a turn (the turn's writes are lost) and
-just after (before the node released anything of the turn), and kills the
-whole daemon, which it starts again on the same storage.
+just after (before the node released anything of the turn), hangs a node
+and the Engine (SIGSTOP) until their heartbeats have them replaced, takes
+storage away for a few seconds (every write of every process fails), and
+kills the whole daemon, which it starts again on the same storage.
 
 The daemon runs on `faulty+sqlite:///<home>/petriflow.db#<home>/faults.flag`
 (`petriflow.storage.faults`): a fault at commit appends its kill line
 (`kill-before-commit *`, `kill-after-commit *`) to the flag file, and it
 fires in whichever node next commits a turn that wrote a case; the run
 waits for the line to go (up to 30 s, submitting on meanwhile) before the
-next fault, and takes back one no node fired, counting it skipped. The
+next fault, and takes back one no node fired, counting it skipped. A
+storage outage adds `*` (every write fails as on an I/O error: HTTP 503,
+`storage_unavailable`) or `full *` (a full disk: 507, `storage_full`), in
+turn, for 2 to 4 s, then takes it out (`petriflow.chaos.outage`; every edit
+of the flag file holds the flock a firing node takes, so no line is lost).
+Meanwhile the run goes on submitting: what the daemon refuses for storage
+(webhook or client, and any other request of the run) is sent again until
+it is taken, neither lost nor counted as accepted; it notes whether the
+Engine's heartbeat and `petriflow status` reported the outage, and the
+next fault waits until they report storage available again. The
 checks below read the SQLite file under the faulty storage.
 
 Then it checks, from storage: every work order ended, in the state its
@@ -27,10 +38,11 @@ workflow is designed to end in; `petriflow.workorders.audit.audit` finds no viol
 every side effect in the journal (`petriflow.chaos.executors`) carries its
 idempotency key, no key and no step was applied twice, and no completed
 step lacks its side effect; SQLite's `PRAGMA integrity_check` is ok; and
-the running daemon refused no submission (webhook or client). It prints
+the running daemon refused no submission (webhook or client) but for
+storage during an outage. It prints
 what went wrong, then one summary line:
 
-    chaos seed=7 work_orders=200 faults=kill_workitem:2,...,kill_daemon:2 skipped=0 replayed=16
+    chaos seed=7 work_orders=200 faults=kill_workitem:2,...,kill_storage_outage:2,kill_daemon:2 skipped=0 replayed=16
       lost=0 duplicated=0 unexpected=0 violations=0 wall=51.8s
 
 (`skipped`: faults that found no live victim, or kill lines no node fired; `replayed`: steps executed
@@ -39,8 +51,8 @@ missing or unfinished, and completed steps without their side effect;
 `unexpected`: work orders ended in another state than designed) and exits
 1 on any loss, duplicate, unexpected state or violation (2 on a usage or
 start error, 130 when interrupted). What it did (each kill, with the
-entity and pid, and which node fired each kill line) is written to `chaos.log` in the home, and printed on
-failure.
+entity and pid, which node fired each kill line, and what each storage outage was reported as and refused)
+is written to `chaos.log` in the home, and printed on failure.
 
 `--seed N` replays the same choices: workflows, submissions and the fault
 schedule relative to progress (fault i fires once a drawn number of work

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from petriflow.chaos.workflows import WORKFLOWS
 
@@ -12,12 +12,18 @@ from petriflow.chaos.workflows import WORKFLOWS
 # of a turn, just before its commit (the turn's writes are lost) or just after it
 # (before the node sent on anything of the turn); SIGKILL of the Engine and of
 # the whole daemon; a node or the Engine hung (SIGSTOP), which its heartbeats
-# find silent, so it is SIGKILLed and replaced.
+# find silent, so it is SIGKILLed and replaced; a storage outage, every write of
+# every process failing for a few seconds (a failing or a full disk), which the
+# daemon waits out, refusing submissions meanwhile.
 ENTITY_KINDS = ("workitem", "task", "case", "work_order")
 COMMIT_KINDS = ("before_commit", "after_commit")
 HUNG_KINDS = ("hung_node", "hung_engine")
-KINDS = (*ENTITY_KINDS, "node", *COMMIT_KINDS, "engine", *HUNG_KINDS, "daemon")
+OUTAGE_KIND = "storage_outage"
+KINDS = (*ENTITY_KINDS, "node", *COMMIT_KINDS, "engine", *HUNG_KINDS, OUTAGE_KIND, "daemon")
 HEARTBEAT_TIMEOUT_S = 3  # the chaos daemon's: a hung part is replaced within seconds
+OUTAGE_S = (2.0, 4.0)  # how long a storage outage lasts, drawn between these
+# a storage outage's flag-file lines (`storage.faults`): every write fails, as on an I/O error or a full disk
+OUTAGE_LINES = ("*", "full *")
 
 
 def commit_kill_line(kind: str) -> str:
@@ -42,6 +48,8 @@ class Fault:
     after_submitted: int  # fires once this many work orders were submitted, before the next one
     pick: float  # which live actor of the kind, as a fraction of the candidates
     pause_s: float  # how long the system runs on before the next fault may fire
+    outage_line: str = ""  # a storage outage's flag-file line (OUTAGE_LINES)
+    outage_s: float = 0.0  # how long a storage outage lasts
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,16 @@ def make_plan(seed: int, work_orders: int, faults: int) -> Plan:
     submissions = [Submission(f"s{n:05d}", wf, rng.choice(("client", "webhook"))) for n, wf in enumerate(chosen)]
     kinds = [KINDS[i % len(KINDS)] for i in range(faults)]
     rng.shuffle(kinds)
-    moments = sorted(rng.randrange(1, max(2, work_orders)) for _ in kinds)
+    # the last quarter of the submissions is load behind the last fault: a fault that finds no live victim
+    # of its kind (the faults before it let the work in flight end) has new work orders to wait for
+    last = max(2, work_orders - work_orders // 4)
+    moments = sorted(rng.randrange(1, last) for _ in kinds)
     planned = [Fault(kind, moment, rng.random(), rng.uniform(0.3, 1.5)) for kind, moment in zip(kinds, moments)]
+    # storage outages take turns between the two lines (the 503 and the 507 path), the first drawn
+    turn = rng.randrange(len(OUTAGE_LINES))
+    for i, fault in enumerate(planned):
+        if fault.kind == OUTAGE_KIND:
+            line = OUTAGE_LINES[turn % len(OUTAGE_LINES)]
+            planned[i] = replace(fault, outage_line=line, outage_s=round(rng.uniform(*OUTAGE_S), 2))
+            turn += 1
     return Plan(submissions, planned)

@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from petriflow.chaos.daemon import Daemon
+from petriflow.chaos.outage import StorageOutage, add_line, remove_line
 from petriflow.chaos.plan import (
     COMMIT_KINDS,
     ENTITY_KINDS,
     HEARTBEAT_TIMEOUT_S,
     HUNG_KINDS,
     KINDS,
+    OUTAGE_KIND,
     Fault,
     Plan,
     Submission,
@@ -41,6 +43,10 @@ from petriflow.workorders.audit import Violation, audit
 
 UNFINISHED = {state.value for state in UNFINISHED_WORK_ORDER_STATES}
 FIRE_WITHIN_S = 30.0  # a kill line no node fired by then is taken back: the fault is skipped
+STORAGE_CODES = ("storage_unavailable", "storage_full")  # a refusal during a storage outage: send it again later
+STORAGE_STATUSES = (503, 507)  # how HTTP answers them
+STORAGE_WAIT_S = 120.0  # how long a request refused for storage is sent again before it counts as failed
+REFUSED_PAUSE_S = 0.2
 
 
 @dataclass
@@ -82,6 +88,8 @@ class Chaos:
         self.recent: dict[str, float] = {}  # entity id -> when it was last killed
         self.notes: list[str] = []
         self.failures: list[Violation] = []  # requests the running daemon failed
+        self.outage: StorageOutage | None = None  # the storage outage going on, or the daemon recovering from it
+        self.refused: Counter[str] = Counter()  # requests refused for storage and sent again, by via and code
 
     # -- talking to the daemon through kills ------------------------------------
 
@@ -100,9 +108,11 @@ class Chaos:
                 time.sleep(0.2)
 
     def call(self, what: Callable[[Client], Any], timeout_s: float = 90.0) -> Any:
-        """`what(client)`, reconnecting while the engine cannot answer; petriflow
-        errors other than an unavailable or timed-out engine are raised."""
+        """`what(client)`, reconnecting while the engine cannot answer, and
+        sending it again while storage is out (refused with `STORAGE_CODES`,
+        up to `STORAGE_WAIT_S`); other petriflow errors are raised."""
         deadline = time.monotonic() + timeout_s
+        storage_deadline = time.monotonic() + max(timeout_s, STORAGE_WAIT_S)
         while True:
             try:
                 return what(self.client or self.connect())
@@ -111,12 +121,25 @@ class Chaos:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"the engine did not answer within {timeout_s}s: {exc}") from None
             except PetriflowError as exc:
+                if exc.code in STORAGE_CODES:
+                    self._refused("client", exc.code)
+                    if time.monotonic() > storage_deadline:
+                        raise
+                    time.sleep(REFUSED_PAUSE_S)
+                    continue
                 if exc.code not in ("unavailable", "daemon"):
                     raise
                 self.client = None
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
+
+    def _refused(self, via: str, code: str) -> None:
+        """A request refused while storage is out: counted, and the outage looked at, before it goes again."""
+        self.refused[f"{via} {code}"] += 1
+        if self.outage is not None:
+            self.outage.refused[code] = self.outage.refused.get(code, 0) + 1
+            self._watch_outage()
 
     def refresh(self) -> None:
         records = self.call(lambda c: c.list_work_orders())
@@ -131,10 +154,13 @@ class Chaos:
     # -- submitting ------------------------------------------------------------------
 
     def submit(self, sub: Submission) -> None:
+        """Submit once; refused while storage is out, it is sent again until
+        accepted (a refused submission is not stored: the check finds any
+        duplicate)."""
         body = {"chaos_id": sub.tag, "n": int(sub.tag[1:])}
         try:
             if sub.via == "webhook":
-                self.orders[sub.tag] = self._post(f"/hooks/{sub.workflow_id}-hook", body)["work_order_id"]
+                self.orders[sub.tag] = self._post_until_taken(f"/hooks/{sub.workflow_id}-hook", body)["work_order_id"]
             else:
                 self.orders[sub.tag] = self.call(lambda c: c.submit(sub.workflow_id, body), 30).work_order_id
         except (RuntimeError, OSError, EngineTimeout, PetriflowError, urllib.error.URLError) as exc:
@@ -147,6 +173,24 @@ class Chaos:
             self.refresh()
             if sub.tag not in self.orders:
                 self.orders[sub.tag] = self.call(lambda c: c.submit(sub.workflow_id, body)).work_order_id
+
+    def _post_until_taken(self, path: str, body: dict) -> dict:
+        """`_post`, sent again while the daemon answers 503 or 507 for storage (up to `STORAGE_WAIT_S`)."""
+        deadline = time.monotonic() + STORAGE_WAIT_S
+        while True:
+            try:
+                return self._post(path, body)
+            except urllib.error.HTTPError as refused:
+                with refused:
+                    code = _error_code(refused)
+                if refused.code not in STORAGE_STATUSES or code not in STORAGE_CODES:
+                    raise RuntimeError(f"HTTP {refused.code} {code}: {refused.reason}") from None
+                if refused.headers.get("Retry-After") is None:
+                    self.notes.append(f"HTTP {refused.code} {code} for {path} came without Retry-After")
+                self._refused(f"webhook {refused.code}", code)
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"HTTP {refused.code} {code} for {STORAGE_WAIT_S:.0f}s") from None
+                time.sleep(REFUSED_PAUSE_S)
 
     def _post(self, path: str, body: dict) -> dict:
         request = urllib.request.Request(
@@ -195,6 +239,8 @@ class Chaos:
             return self._kill_at_commit(fault)
         if fault.kind in HUNG_KINDS:
             return self._hang(fault)
+        if fault.kind == OUTAGE_KIND:
+            return self._storage_outage(fault)
         if fault.kind == "engine":
             victim = self.call(lambda c: c.ping()).pid
             self.notes.append(f"kill engine pid {victim}")
@@ -257,6 +303,49 @@ class Chaos:
             self._await_new_engine(victim)
         return True
 
+    def _storage_outage(self, fault: Fault) -> bool:
+        """Storage takes no write for `fault.outage_s`: its line goes into
+        the flag file, and a thread takes it out again. The run goes on
+        submitting meanwhile (sending again what is refused); the next fault
+        waits until the daemon reports storage available again."""
+        self.outage = StorageOutage(self.flag, fault.outage_line, fault.outage_s, self.daemon.config.http_url)
+        self.outage.begin()
+        self.notes.append(f"write {fault.outage_line!r} to the flag file: storage out for {fault.outage_s}s")
+        return True
+
+    def _watch_outage(self) -> None:
+        """What the Engine's heartbeat says of the outage going on (one try, no retry)."""
+        outage, client = self.outage, self.client
+        if outage is None or client is None or outage.ended:
+            return
+        try:
+            liveness = client.heartbeat(5.0)
+        except (EngineTimeout, OSError, PetriflowError):
+            return
+        for seen in liveness.outages:
+            outage.reported_by_engine.setdefault(seen.part, seen.code)
+
+    def outage_over(self) -> bool:
+        """True unless a storage outage goes on, or the daemon still waits it out."""
+        outage = self.outage
+        if outage is None:
+            return True
+        if outage.is_alive():
+            self._watch_outage()
+            return False
+        self._outage_done()
+        return True
+
+    def _outage_done(self) -> None:
+        outage, self.outage = self.outage, None
+        if outage is None:
+            return
+        outage.join(5)
+        self.notes += outage.notes
+        self.notes.append(outage.summary())
+        if not outage.reported_by_engine and not outage.reported_by_status:
+            self.notes.append(f"storage outage {outage.line!r}: neither the heartbeat nor petriflow status reported it")
+
     def _crash_by_message(self, fault: Fault) -> bool:
         """`petriflow kill` of a live work order, case, task or workitem."""
         now = time.monotonic()
@@ -288,10 +377,7 @@ class Chaos:
         if self.armed is None:
             nodes = self._node_pids()
             line = commit_kill_line(fault.kind)
-            with open(self.flag, "a", encoding="utf-8") as flag:
-                flag.write(f"{line}\n")
-                flag.flush()
-                os.fsync(flag.fileno())
+            add_line(self.flag, line)  # under the flock a firing node takes
             self.armed = Armed(fault.kind, line, nodes)
             self.notes.append(f"write {line!r} to the flag file (nodes {self._nodes_text(nodes)})")
             return False
@@ -307,12 +393,9 @@ class Chaos:
         armed, self.armed = self.armed, None
         if armed is None:
             return False
-        lines = self._flag_lines()
-        if armed.line not in lines:
+        if not remove_line(self.flag, armed.line):  # under the flock: a node cannot fire it meanwhile
             self._fired(armed)
             return True
-        lines.remove(armed.line)
-        self.flag.write_text("".join(f"{line}\n" for line in lines))
         self.notes.append(
             f"{armed.line!r} did not fire (no node committed a turn that wrote a case); taken back, fault skipped"
         )
@@ -367,7 +450,9 @@ class Chaos:
         while True:
             self.refresh()
             unfinished = sum(1 for w in self.orders.values() if self.states.get(w, "pending") in UNFINISHED)
-            due = bool(faults) and submitted >= faults[0].after_submitted
+            # the next fault waits for a storage outage to end, and the daemon to have waited it out
+            calm = self.outage_over()
+            due = bool(faults) and submitted >= faults[0].after_submitted and calm
             if due and time.monotonic() >= next_fault_at:
                 fault = faults[0]
                 if self.inject(fault):
@@ -398,7 +483,7 @@ class Chaos:
                 if faults and submitted >= faults[0].after_submitted:
                     break
             self.complete_manual_steps()
-            if not queue and not faults and unfinished == 0:
+            if not queue and not faults and unfinished == 0 and calm:
                 break
             if self.states != seen:
                 last_change, seen = time.monotonic(), dict(self.states)
@@ -412,6 +497,14 @@ class Chaos:
         if self.armed is not None:  # the run ended on a timeout or a stall with a kill line armed
             kind = self.armed.kind
             (self.injected if self.disarm() else self.skipped)[f"kill_{kind}"] += 1
+        if self.outage is not None:  # the run ended on a timeout or a stall during a storage outage
+            self.outage.join(self.outage.outage_s + 10)
+            self._outage_done()
+        if self.refused:
+            self.notes.append(
+                "sent again after a refusal for storage: "
+                + ", ".join(f"{what}: {n}" for what, n in sorted(self.refused.items()))
+            )
         self.refresh()
         self.wall = time.monotonic() - started
         return self.check()
@@ -456,6 +549,7 @@ class Chaos:
                 )
         self.daemon.stop()
         self.client = None
+        self.note_outages_logged()
         storage = open_storage(f"sqlite:///{self.db}")  # what the daemon wrote, under its faulty storage
         try:
             violations += audit(storage, [o.id for o in records])
@@ -556,7 +650,46 @@ class Chaos:
                         )
         return lost, duplicated, found
 
+    def note_outages_logged(self) -> None:
+        """How many storage outages each part of the daemon logged the beginning
+        and the end of (`storage_unavailable`, `storage_available`): one of each
+        per part that waited; a part that began one and never ended it is noted."""
+        began: Counter[str] = Counter()
+        ended: Counter[str] = Counter()
+        try:
+            lines = self.daemon.config.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return
+        for line in lines:
+            if '"storage_' not in line:
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            part = str(entry.get("node_id") or entry.get("part"))
+            if entry.get("event") == "storage_unavailable":
+                began[part] += 1
+            elif entry.get("event") == "storage_available":
+                ended[part] += 1
+        if began or ended or self.injected[f"kill_{OUTAGE_KIND}"]:
+            self.notes.append(
+                f"daemon log: storage_unavailable {sum(began.values())}, storage_available {sum(ended.values())} "
+                f"({', '.join(f'{p} {began[p]}/{ended[p]}' for p in sorted(began | ended)) or 'no part'})"
+            )
+        for part in sorted(began | ended):
+            if began[part] != ended[part]:
+                self.notes.append(f"{part} logged {began[part]} storage_unavailable, {ended[part]} storage_available")
+
     def integrity(self) -> str:
         with contextlib.closing(sqlite3.connect(self.db)) as db:
             rows = db.execute("PRAGMA integrity_check").fetchall()
         return "; ".join(str(r[0]) for r in rows)
+
+
+def _error_code(refused: urllib.error.HTTPError) -> str:
+    """The petriflow error code of an HTTP error answer (`{"error": {"code": ...}}`), or ""."""
+    try:
+        return str(json.loads(refused.read())["error"]["code"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
