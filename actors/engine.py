@@ -122,6 +122,7 @@ from petriflow.engine.wire import (
 )
 from petriflow.engine.workflow import Workflow, WorkflowState
 from petriflow.storage.errors import StorageFull, StorageUnavailable
+from petriflow.supervision import processes
 from petriflow.supervision.childspec import ChildSpec, RestartType
 from petriflow.supervision.supervisor import Supervisor
 from petriflow.workorders import runs
@@ -375,7 +376,10 @@ class EngineActor(EntityActor):
             return
         holder = self.storage.backend.writer_pid()
         ours = {os.getpid(), *self.node_pids.values()}
-        if holder is not None and holder not in ours:
+        stopped = [n for n, (pid, _) in silent.items() if processes.is_stopped(pid)]
+        if stopped:
+            culprits = stopped  # a stopped process waits for nothing: it is what hangs
+        elif holder is not None and holder not in ours:
             culprits = []  # another program holds the database: everyone waits for it, nobody hangs
         else:
             culprits = [n for n, (pid, _) in silent.items() if pid == holder] or list(silent)

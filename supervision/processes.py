@@ -30,6 +30,12 @@ def is_alive(pid: int) -> bool:
     return _status(pid) not in (None, psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
 
 
+def is_stopped(pid: int) -> bool:
+    """Stopped by a signal or a debugger (SIGSTOP): hung, whatever it holds
+    or waits for, as opposed to one blocked waiting for a lock."""
+    return _status(pid) in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
+
+
 def session_of(pid: int) -> int | None:
     try:
         return os.getsid(pid)

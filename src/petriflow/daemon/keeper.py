@@ -200,13 +200,15 @@ class Daemon:
             return
         holder = self.storage.writer_pid()
         nodes = {node.pid: node.node_id for node in self.heart.liveness.nodes} if self.heart.liveness else {}
-        if holder is not None and holder not in nodes and holder not in (self.info.pid, os.getpid()):
+        waiting = holder is not None and holder != self.info.pid and not processes.is_stopped(self.info.pid)
+        if waiting and holder not in nodes and holder != os.getpid():
             # another program holds the database: the Engine waits for it, an outage, not a hang
             log.warning("engine_waiting_for_storage", pid=self.info.pid, silent_s=round(silent, 1), lock_holder=holder)
             self.heart.forgive()
             return
-        if holder is not None and holder != self.info.pid and holder in nodes:
+        if waiting and holder is not None and holder in nodes:
             # the Engine waits for the write lock a hung node holds: the node is what hangs
+            # (a stopped Engine waits for nothing: then the node holding the lock is only busy)
             log.error(
                 "node_unresponsive",
                 node_id=nodes[holder],
