@@ -39,6 +39,16 @@ def _events(log_path) -> list[dict]:
     return [json.loads(line) for line in log_path.read_text().splitlines()]
 
 
+def _two_waiting(client):
+    """Two work orders of WAITS, each at its manual step: one to fail, one healthy."""
+    client.put_workflow(WAITS)
+    orders = client.submit("waits", {"n": 1}), client.submit("waits", {"n": 2})
+    items = [
+        awaiting_workitem(client, client.get_work_order(o.work_order_id).runs[0].run.case_id, "approve") for o in orders
+    ]
+    return (*orders, *items)
+
+
 def _retrying(call, seconds: float = 30.0):
     """What a client does with a refusal during an outage: send it again later."""
     deadline = time.monotonic() + seconds
@@ -56,12 +66,8 @@ def test_a_failing_disk_pauses_the_work_and_it_resumes_without_a_failed_run(tmp_
     url = f"faulty+sqlite:///{tmp_path}/petriflow.db#{flag}"
     log_path = tmp_path / "log.jsonl"
     with running_engine("simpleSystemBase", url, log_path=str(log_path)) as client:
-        client.put_workflow(WAITS)
-        doomed, healthy = client.submit("waits", {"n": 1}), client.submit("waits", {"n": 2})
-        doomed_case = client.get_work_order(doomed.work_order_id).runs[0].run.case_id
-        doomed_item = awaiting_workitem(client, doomed_case, "approve")
-        healthy_case = client.get_work_order(healthy.work_order_id).runs[0].run.case_id
-        healthy_item = awaiting_workitem(client, healthy_case, "approve")
+        doomed, healthy, doomed_item, healthy_item = _two_waiting(client)
+        doomed_case = client.get_workitem(doomed_item).case_id
         committed = client.get_case(doomed_case)
 
         flag.write_text(doomed_case + "\n")
@@ -120,12 +126,8 @@ def test_a_broken_storage_is_a_real_error_the_run_ends_as_exception_and_the_engi
     url = f"faulty+sqlite:///{tmp_path}/petriflow.db#{flag}"
     log_path = tmp_path / "log.jsonl"
     with running_engine("simpleSystemBase", url, log_path=str(log_path), nodes=2) as client:
-        client.put_workflow(WAITS)
-        doomed, healthy = client.submit("waits", {"n": 1}), client.submit("waits", {"n": 2})
-        doomed_case = client.get_work_order(doomed.work_order_id).runs[0].run.case_id
-        doomed_item = awaiting_workitem(client, doomed_case, "approve")
-        healthy_case = client.get_work_order(healthy.work_order_id).runs[0].run.case_id
-        healthy_item = awaiting_workitem(client, healthy_case, "approve")
+        doomed, healthy, doomed_item, healthy_item = _two_waiting(client)
+        doomed_case = client.get_workitem(doomed_item).case_id
         committed = client.get_case(doomed_case)
 
         flag.write_text(f"broken {doomed_case}\n")
