@@ -55,7 +55,7 @@ from petriflow.engine.messages import (
     StorageUp,
     Survey,
 )
-from petriflow.engine.outage import Outage
+from petriflow.engine.outage import Outage, refusal
 from petriflow.engine.records import CaseRecord, WorkOrderRecord, new_id
 from petriflow.engine.routing import genesis_token
 from petriflow.engine.settings import is_answering, settings_problem
@@ -121,7 +121,7 @@ from petriflow.engine.wire import (
     WorkOrderView,
 )
 from petriflow.engine.workflow import Workflow, WorkflowState
-from petriflow.storage.errors import StorageFull, StorageUnavailable
+from petriflow.storage.errors import StorageUnavailable
 from petriflow.supervision import processes
 from petriflow.supervision.childspec import ChildSpec, RestartType
 from petriflow.supervision.supervisor import Supervisor
@@ -158,6 +158,7 @@ class _StorageRetry:
     """Wakeup payload: the back-off of the Engine's storage outage is over; try a write."""
 
 
+CONFIRM_AFTER_S = 1.0  # after a write went through during an outage, when a probe confirms it is over
 ENGINE_PART = "engine"  # how outages and metrics name the Engine among the nodes
 
 WRITES = (PutWorkflow, DiscardWorkflow, StartCase, SubmitWorkOrder, SubmitWebhook, CronTick, RetryRun, RetryMany)
@@ -184,6 +185,7 @@ class _Survey:
 
 class EngineActor(EntityActor):
     booted = False
+    retry_at: float | None = None
 
     def on_message(self, message: Any, sender: Any) -> None:
         if isinstance(message, BootEngine):
@@ -244,7 +246,8 @@ class EngineActor(EntityActor):
             self.wakeupAfter(self.settings.heartbeat_s, payload=_BeatWakeup)
         elif isinstance(payload, _SurveyDue):
             self._survey_done(payload.number)
-        elif payload is _StorageRetry:
+        elif payload is _StorageRetry and self.retry_at is not None and time.monotonic() >= self.retry_at - 0.01:
+            self.retry_at = None  # an earlier or a later wakeup than the one due is stale: it does nothing
             self._try_storage()
 
     # -- boot and restore -----------------------------------------------------------
@@ -274,7 +277,9 @@ class EngineActor(EntityActor):
         self.booted_at = time.time()
         self.node_seen = {node_id: time.monotonic() for node_id in self.node_ids}  # last NodeAlive
         self.node_pids: dict[str, int] = {}
+        self.beaten_at = time.monotonic()  # when the Engine last beat its nodes
         self.outage = Outage()
+        self.retry_at = None  # when the next try of storage is due, during an outage
         self.node_outages: dict[str, StorageDown] = {}
         self.orphans_placed = False
         self.booted = True
@@ -363,6 +368,10 @@ class EngineActor(EntityActor):
         timeout = self.settings.heartbeat_timeout_s
         assert timeout is not None
         now = time.monotonic()
+        if now - self.beaten_at > 3 * self.settings.heartbeat_s:
+            # the Engine itself was held up (waiting for storage): it sent no beats, so no node could answer
+            self.node_seen = dict.fromkeys(self.node_ids, now)
+        self.beaten_at = now
         silent: dict[str, tuple[int, float]] = {}  # node id -> (pid, seconds silent)
         for node_id in self.node_ids:
             pid, quiet = self.node_pids.get(node_id), now - self.node_seen[node_id]
@@ -430,7 +439,15 @@ class EngineActor(EntityActor):
             return  # already waiting: the retry is scheduled
         log.warning("storage_unavailable", code=exc.code, reason=exc.message, part=ENGINE_PART)
         metrics.storage_down(ENGINE_PART, exc.code)
-        self.wakeupAfter(self.outage.next_pause_s(), payload=_StorageRetry)
+        self._retry_storage_after(self.outage.next_pause_s())
+
+    def _retry_storage_after(self, seconds: float) -> None:
+        """One try of storage is due at a time, the earliest asked for,
+        however many reasons there are to try."""
+        due = time.monotonic() + seconds
+        if self.retry_at is None or due < self.retry_at:
+            self.retry_at = due
+            self.wakeupAfter(seconds, payload=_StorageRetry)
 
     def _try_storage(self) -> None:
         if not self.outage.down:
@@ -439,10 +456,19 @@ class EngineActor(EntityActor):
             self.storage.probe(ENGINE_PART, os.getpid())
         except StorageUnavailable as exc:
             self.outage.failed(exc.code, exc.message, time.time())
-            self.wakeupAfter(self.outage.next_pause_s(), payload=_StorageRetry)
+            self._retry_storage_after(self.outage.next_pause_s())
             return
+        self._storage_took_write()
+
+    def _storage_took_write(self) -> None:
+        """A write of the Engine's went through during its outage: the first
+        lets requests write again and asks for one more probe a second
+        later; the next write through, a request's or that probe, ends it."""
         tries = self.outage.tries
-        lasted = self.outage.recovered(time.time())
+        lasted = self.outage.succeeded(time.time())
+        if lasted is None:
+            self._retry_storage_after(CONFIRM_AFTER_S)
+            return
         checkpointed = True
         try:
             self.storage.backend.checkpoint()
@@ -457,17 +483,15 @@ class EngineActor(EntityActor):
                 found = ForWorkOrder(entity_id) if table_name == "work_orders" else ForCase(entity_id)
                 self.nodes.send(node_id, found)
 
-    def _refusal(self) -> StorageUnavailable:
-        since = datetime.fromtimestamp(self.outage.since or time.time(), UTC).isoformat(timespec="seconds")
-        refused = StorageFull if self.outage.code == StorageFull.code else StorageUnavailable
-        return refused(f"storage is unavailable since {since}: {self.outage.reason}; try again later")
+    def _refusal(self) -> Error:
+        return refusal(self.outage)
 
     def _node_storage_down(self, message: StorageDown) -> None:
         self.node_outages[message.node_id] = message
 
     def _node_storage_up(self, message: StorageUp) -> None:
         self.node_outages.pop(message.node_id, None)
-        if self.outage.down:  # a node's write went through: worth trying the Engine's now
+        if self.outage.refusing:  # a node's write went through: worth trying the Engine's now
             self._try_storage()
 
     def _survey(self, done: Callable[[list[NodeReport]], None]) -> None:
@@ -565,9 +589,12 @@ class EngineActor(EntityActor):
             handler = self.client_requests.get(type(request))
             if handler is None:
                 raise Invalid(f"the engine does not accept {type(request).__name__} requests")
-            if self.outage.down and isinstance(request, WRITES):
-                raise self._refusal()
+            if isinstance(request, WRITES) and self.outage.refusing:
+                self.answer(sender, self._refusal())  # not raised: it is no news of storage
+                return
             result = handler(request, sender)
+            if self.outage.down and isinstance(request, WRITES):
+                self._storage_took_write()
         except StorageUnavailable as exc:
             self.answer(sender, Error(exc.code, exc.message))
             self._storage_failed(exc)

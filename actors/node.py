@@ -29,7 +29,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -55,7 +55,7 @@ from petriflow.engine.messages import (
     StorageUp,
     Survey,
 )
-from petriflow.engine.outage import Outage
+from petriflow.engine.outage import Outage, refusal
 from petriflow.engine.wire import Error
 from petriflow.storage.errors import StorageUnavailable
 from petriflow.supervision.hosted import HostedSystem
@@ -122,6 +122,7 @@ class NodeActor(EntityActor):
         except StorageUnavailable as exc:
             self._pause(exc)
             return
+        self.outage.succeeded(time.time())  # during an outage: the first write through, not its end yet
         self.hosted = HostedSystem(slice_s=self.settings.turn_max_s)
         self.root = self.hosted.create(NodeRootActor)
         if not self.outage.down:
@@ -203,13 +204,14 @@ class NodeActor(EntityActor):
         if isinstance(payload, _Retry):
             self._boot()
             return
+        if isinstance(payload, _Continue):
+            self.continuing = False  # it arrived, whatever happened since it was asked for
         if self.hosted is None:
             return  # a timer of hosted actors dropped in an outage: their next incarnations set their own
         if isinstance(payload, _Pump):
             self.pumps.discard(payload.at)
             self._turn(self.hosted.pump)
         elif isinstance(payload, _Continue):
-            self.continuing = False
             self._turn(self.hosted.pump)
 
     def _turn(self, run: Callable[[Callable[[], bool]], object]) -> bool:
@@ -258,7 +260,8 @@ class NodeActor(EntityActor):
 
     def _resume(self) -> None:
         tries = self.outage.tries
-        lasted = self.outage.recovered(time.time())
+        lasted = self.outage.succeeded(time.time())  # the restoring turn: the second write through
+        assert lasted is not None
         checkpointed = True
         try:
             self.storage.backend.checkpoint()  # the log that piled up is given back
@@ -276,8 +279,7 @@ class NodeActor(EntityActor):
         self.send(self.parent, StorageUp(self.node_id))
 
     def _refusal(self) -> Error:
-        since = datetime.fromtimestamp(self.outage.since or time.time(), UTC).isoformat(timespec="seconds")
-        return Error(self.outage.code, f"storage is unavailable since {since}: {self.outage.reason}; try again later")
+        return refusal(self.outage)
 
     def _after_turn(self) -> None:
         """Start the executors and send on what the hosted actors sent

@@ -13,6 +13,9 @@ not restarts: no supervisor counts them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from petriflow.engine.wire import Error
 
 FIRST_PAUSE_S = 0.1
 MAX_PAUSE_S = 30.0
@@ -33,10 +36,16 @@ class Outage:
     tries: int = 0
     pause_s: float = FIRST_PAUSE_S
     ended_at: float | None = None
+    trying: bool = False  # a write went through since the outage began: writes are let through again
 
     @property
     def down(self) -> bool:
         return self.since is not None
+
+    @property
+    def refusing(self) -> bool:
+        """Writes are refused without being tried: down, and no write has gone through since."""
+        return self.since is not None and not self.trying
 
     def failed(self, code: str, reason: str, now: float) -> bool:
         """A write failed with a transient error; True when this begins an
@@ -46,8 +55,21 @@ class Outage:
             recent = self.ended_at is not None and now - self.ended_at <= self.max_pause_s
             self.pause_s = self.pause_s if recent else self.first_pause_s
             self.since, self.tries = now, 0
-        self.code, self.reason = code, reason
+        self.code, self.reason, self.trying = code, reason, False
         return began
+
+    def succeeded(self, now: float) -> float | None:
+        """A write went through while down. The first lets writes through
+        again without ending the outage: a full disk may take a small write
+        into space it had already given and refuse the next, and that is
+        the same outage, not a new one. The next ends it: how long it
+        lasted (None: not over yet)."""
+        if self.since is None:
+            return None
+        if not self.trying:
+            self.trying = True
+            return None
+        return self.recovered(now)
 
     def next_pause_s(self) -> float:
         """How long to wait before the next try; each call doubles the one after."""
@@ -60,5 +82,11 @@ class Outage:
         """Storage took a write again: the outage is over. How long it lasted."""
         assert self.since is not None, "no outage to recover from"
         lasted = now - self.since
-        self.since, self.ended_at = None, now
+        self.since, self.ended_at, self.trying = None, now, False
         return lasted
+
+
+def refusal(outage: Outage) -> Error:
+    """What a client asking for a write hears while `outage` lasts."""
+    since = datetime.fromtimestamp(outage.since or 0.0, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return Error(outage.code, f"storage is unavailable since {since}: {outage.reason}; try again later")

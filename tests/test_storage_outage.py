@@ -195,3 +195,15 @@ def test_the_pauses_double_from_a_tenth_of_a_second_up_to_thirty():
     outage.recovered(now=1071.0)
     outage.failed("storage_unavailable", "much later", now=2000.0)
     assert outage.next_pause_s() == 0.1
+
+
+def test_an_outage_ends_at_the_second_write_through_and_a_failure_between_is_the_same_outage():
+    """A full disk may take a small write into space it had given and refuse the next."""
+    outage = Outage()
+    outage.failed("storage_full", "disk full", now=10.0)
+    assert outage.refusing
+    assert outage.succeeded(now=11.0) is None and outage.down and not outage.refusing  # writes are tried again
+    assert outage.failed("storage_full", "full again", now=11.5) is False and outage.refusing  # no new outage
+    assert outage.succeeded(now=12.0) is None
+    assert outage.succeeded(now=13.0) == 3.0 and not outage.down
+    assert outage.succeeded(now=14.0) is None  # nothing to end
