@@ -34,7 +34,6 @@ from petriflow.engine.errors import (
     Invalid,
     NotFound,
     PetriflowError,
-    StorageFailure,
     TriggerChanged,
     WorkflowDiscarded,
 )
@@ -435,11 +434,8 @@ class EngineActor(EntityActor):
         """A write of the Engine's failed with a transient error: it stops
         writing (`WRITES` are refused at once) and tries one write after a
         back-off, doubling, until one succeeds (`engine.outage`)."""
-        if not self.outage.failed(exc.code, exc.message, time.time()):
-            return  # already waiting: the retry is scheduled
-        log.warning("storage_unavailable", code=exc.code, reason=exc.message, part=ENGINE_PART)
-        metrics.storage_down(ENGINE_PART, exc.code)
-        self._retry_storage_after(self.outage.next_pause_s())
+        if self.outage_began(self.outage, exc, ENGINE_PART):  # else already waiting: the retry is due
+            self._retry_storage_after(self.outage.next_pause_s())
 
     def _retry_storage_after(self, seconds: float) -> None:
         """One try of storage is due at a time, the earliest asked for,
@@ -464,20 +460,9 @@ class EngineActor(EntityActor):
         """A write of the Engine's went through during its outage: the first
         lets requests write again and asks for one more probe a second
         later; the next write through, a request's or that probe, ends it."""
-        tries = self.outage.tries
-        lasted = self.outage.succeeded(time.time())
-        if lasted is None:
+        if not self.outage_wrote(self.outage, ENGINE_PART):
             self._retry_storage_after(CONFIRM_AFTER_S)
             return
-        checkpointed = True
-        try:
-            self.storage.backend.checkpoint()
-        except StorageFailure:
-            checkpointed = False
-        log.info(
-            "storage_available", down_s=round(lasted, 3), tries=tries, wal_checkpointed=checkpointed, part=ENGINE_PART
-        )
-        metrics.storage_up(ENGINE_PART)
         if not self.orphans_placed:
             for table_name, entity_id, node_id in self._place_orphans():
                 found = ForWorkOrder(entity_id) if table_name == "work_orders" else ForCase(entity_id)
@@ -589,7 +574,7 @@ class EngineActor(EntityActor):
             handler = self.client_requests.get(type(request))
             if handler is None:
                 raise Invalid(f"the engine does not accept {type(request).__name__} requests")
-            if isinstance(request, WRITES) and self.outage.refusing:
+            if self.outage.refusing and isinstance(request, WRITES):
                 self.answer(sender, self._refusal())  # not raised: it is no news of storage
                 return
             result = handler(request, sender)

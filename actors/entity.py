@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -20,6 +21,7 @@ from petriflow.actors.outbox import Outside
 from petriflow.engine import codec
 from petriflow.engine.errors import Invalid, PetriflowError, StorageFailure
 from petriflow.engine.messages import Routed
+from petriflow.engine.outage import Outage
 from petriflow.engine.records import Failure
 from petriflow.engine.settings import Settings
 from petriflow.engine.wire import EntityKilled, Error
@@ -156,6 +158,41 @@ class EntityActor(SupervisedActor):
     def waited_out(self, exc: Exception) -> bool:
         """A storage outage is the node's to wait out (`actors.node`)."""
         return isinstance(exc, StorageUnavailable)
+
+    # -- storage outages, for the parts that wait them out (the Engine, a node) --------
+
+    def outage_began(self, outage: Outage, exc: StorageUnavailable, part: str) -> bool:
+        """Note a transient storage failure of `part`'s; True when it begins
+        an outage, which is then logged and counted, once."""
+        if not outage.failed(exc.code, exc.message, time.time()):
+            return False
+        log.warning("storage_unavailable", part=part, code=exc.code, reason=exc.message, **self.log_context())
+        metrics.storage_down(part, exc.code)
+        return True
+
+    def outage_wrote(self, outage: Outage, part: str) -> bool:
+        """A write of `part`'s went through during `outage`; True when that
+        ended it (`Outage.succeeded`): then the WAL that piled up is given
+        back, and the end is logged and counted, once."""
+        tries = outage.tries
+        lasted = outage.succeeded(time.time())
+        if lasted is None:
+            return False
+        checkpointed = True
+        try:
+            self.storage.backend.checkpoint()
+        except StorageFailure:
+            checkpointed = False  # the next checkpoint SQLite makes by itself does it
+        log.info(
+            "storage_available",
+            part=part,
+            down_s=round(lasted, 3),
+            tries=tries,
+            wal_checkpointed=checkpointed,
+            **self.log_context(),
+        )
+        metrics.storage_up(part)
+        return True
 
     def handles_while_stopping(self, message: Any) -> bool:
         """A client's request is answered from what this incarnation knows;

@@ -35,12 +35,10 @@ from typing import Any
 import structlog
 from thespian.actors import WakeupMessage
 
-from petriflow import metrics
 from petriflow.actors import outbox
 from petriflow.actors.entity import EntityActor
 from petriflow.actors.node_root import NodeRootActor
 from petriflow.actors.outbox import ENGINE, Outside
-from petriflow.engine.errors import StorageFailure
 from petriflow.engine.messages import (
     BootNode,
     ForCase,
@@ -131,8 +129,8 @@ class NodeActor(EntityActor):
         hosted_settings = dataclasses.replace(self.settings, die_with_parent=False)
         if not self._hand_in(BootNode(self.node_id, self.incarnation, hosted_settings)):
             return  # the outage goes on
-        if self.outage.down:
-            self._resume()
+        if self.outage_wrote(self.outage, self.node_id):  # the restoring turn: the second write through
+            self.send(self.parent, StorageUp(self.node_id))
         if self.incarnation > 1:
             self.send(self.parent, NodeRestored(self.node_id, self.incarnation))
         held, self.held = self.held, []
@@ -247,9 +245,7 @@ class NodeActor(EntityActor):
             self.hosted = None
         self.outbox.take()  # what the rolled-back turn announced never happened
         self.pumps.clear()
-        if self.outage.failed(exc.code, exc.message, time.time()):
-            log.warning("storage_unavailable", code=exc.code, reason=exc.message, **self.log_context())
-            metrics.storage_down(self.node_id, exc.code)
+        if self.outage_began(self.outage, exc, self.node_id):
             assert self.outage.since is not None
             self.send(self.parent, StorageDown(self.node_id, self.outage.since, exc.code, exc.message))
         refusal = self._refusal()
@@ -257,26 +253,6 @@ class NodeActor(EntityActor):
             self.answer(address, refusal)
         self.replies.clear()
         self.wakeupAfter(timedelta(seconds=self.outage.next_pause_s()), payload=_Retry())
-
-    def _resume(self) -> None:
-        tries = self.outage.tries
-        lasted = self.outage.succeeded(time.time())  # the restoring turn: the second write through
-        assert lasted is not None
-        checkpointed = True
-        try:
-            self.storage.backend.checkpoint()  # the log that piled up is given back
-        except StorageFailure:
-            checkpointed = False  # the next checkpoint SQLite makes by itself does it
-        log.info(
-            "storage_available",
-            down_s=round(lasted, 3),
-            tries=tries,
-            wal_checkpointed=checkpointed,
-            node_incarnation=self.incarnation,
-            **self.log_context(),
-        )
-        metrics.storage_up(self.node_id)
-        self.send(self.parent, StorageUp(self.node_id))
 
     def _refusal(self) -> Error:
         return refusal(self.outage)

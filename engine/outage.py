@@ -86,7 +86,12 @@ class Outage:
         return lasted
 
 
+def iso_utc(seconds: float) -> str:
+    """Wall-clock seconds as clients read the start of an outage: `2026-12-02T08:00:00Z`."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def refusal(outage: Outage) -> Error:
     """What a client asking for a write hears while `outage` lasts."""
-    since = datetime.fromtimestamp(outage.since or 0.0, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    since = iso_utc(outage.since or 0.0)
     return Error(outage.code, f"storage is unavailable since {since}: {outage.reason}; try again later")

@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from petriflow.daemon.config import DaemonConfig, DaemonError
 from petriflow.daemon.heart import Heart
 from petriflow.daemon.home import HomeLock, check_storage, running_pid
 from petriflow.engine.document import workflow_from_document
+from petriflow.engine.outage import iso_utc
 from petriflow.engine.settings import Settings, is_answering
 from petriflow.engine.webhook_auth import unauthenticated_webhooks
 from petriflow.ingress.gate import EngineGate
@@ -236,7 +236,7 @@ class Daemon:
             for node in (liveness.nodes if liveness else [])
         }
         outages = [
-            {"part": o.part, "since": _iso(o.since), "code": o.code, "reason": o.reason}
+            {"part": o.part, "since": iso_utc(o.since), "code": o.code, "reason": o.reason}
             for o in (liveness.outages if liveness and engine_ok else [])
         ]
         return {
@@ -246,7 +246,3 @@ class Daemon:
             "storage": {"available": not outages, "outages": outages},
             "ingress": {"queue_depth": self.gate.depth, "queue_size": self.gate.size},
         }
-
-
-def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
