@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,8 +19,8 @@ import structlog
 
 from petriflow.actors.entity import EntityActor, gave_up_failure, workflow_for
 from petriflow.actors.task import TaskActor
-from petriflow.engine import routing
-from petriflow.engine.errors import AlreadyCompleted, Invalid, NotFound
+from petriflow.engine import routing, timers
+from petriflow.engine.errors import AlreadyCompleted, Invalid, NoRoute, NotFound
 from petriflow.engine.messages import (
     CaseActivated,
     CaseEnded,
@@ -118,7 +119,8 @@ class CaseActor(EntityActor):
                 continue
             for transition_id in self.workflow.transitions_fed_by(token.place_id):
                 if transition_id not in waiting:
-                    waiting[transition_id] = self.storage.create_task(self.fence, transition_id)
+                    wake_at = timers.deadline(self.workflow.transition(transition_id), time.time())
+                    waiting[transition_id] = self.storage.create_task(self.fence, transition_id, wake_at)
                 if token.id not in self.offered.setdefault(waiting[transition_id].id, set()):
                     batches.setdefault(transition_id, []).append(token)
         for transition_id, tokens in batches.items():
@@ -179,13 +181,35 @@ class CaseActor(EntityActor):
 
     def _complete_task(self, message: CompleteTask) -> None:
         task_id = message.task_id
-        tokens = routing.issue_tokens(
-            self.workflow, message.transition_id, case_id=self.case.id, task_id=task_id, payload=message.token_payload
-        )
+        try:
+            tokens = routing.issue_tokens(
+                self.workflow,
+                message.transition_id,
+                case_id=self.case.id,
+                task_id=task_id,
+                payload=message.token_payload,
+                input=message.input,
+                failed=message.failed,
+            )
+        except NoRoute as exc:
+            self.terminate(
+                Failure(kind=exc.code, reason=exc.message, transition_id=message.transition_id, task_id=task_id)
+            )
+            return
         enabled = {t for token in tokens for t in self.workflow.transitions_fed_by(token.place_id)}
         waiting: dict[str, TaskRecord] = {}
         try:
-            waiting = self.storage.complete_task(self.fence, task_id, message.token_payload, tokens, sorted(enabled))
+            now = time.time()
+            deadlines = {t: timers.deadline(self.workflow.transition(t), now) for t in enabled}
+            waiting = self.storage.complete_task(
+                self.fence,
+                task_id,
+                message.token_payload,
+                tokens,
+                sorted(enabled),
+                failed=message.failed,
+                deadlines={t: at for t, at in deadlines.items() if at is not None},
+            )
             for token_id in message.token_ids:
                 self.tokens.pop(token_id, None)
             self.tokens.update((t.id, t) for t in tokens)
@@ -194,6 +218,7 @@ class CaseActor(EntityActor):
                 task_id=task_id,
                 transition_id=message.transition_id,
                 issued=[t.place_id for t in tokens],
+                failure_routed=message.failed,
                 **self.log_context(),
             )
         except AlreadyCompleted:

@@ -62,11 +62,12 @@ from petriflow.engine.states import (
     FINAL_RUN_STATES,
     UNFINISHED_WORK_ORDER_STATES,
     CaseState,
+    RunState,
     WorkOrderState,
     is_terminal,
 )
 from petriflow.engine.validation import validate
-from petriflow.engine.views import is_settled, run_view
+from petriflow.engine.views import is_settled, queue_view, run_view
 from petriflow.engine.webhook_auth import trigger_auth_problems
 from petriflow.engine.wire import (
     ActorInfo,
@@ -97,6 +98,7 @@ from petriflow.engine.wire import (
     NodeLiveness,
     Ok,
     Ping,
+    Preexecute,
     PutWorkflow,
     RetryMany,
     RetryManyResult,
@@ -120,6 +122,7 @@ from petriflow.engine.wire import (
     WorkOrderView,
 )
 from petriflow.engine.workflow import Workflow, WorkflowState
+from petriflow.engine.workorders import admissible
 from petriflow.storage.errors import StorageUnavailable
 from petriflow.supervision import processes
 from petriflow.supervision.childspec import ChildSpec, RestartType
@@ -155,6 +158,16 @@ class _BeatWakeup:
 
 class _StorageRetry:
     """Wakeup payload: the back-off of the Engine's storage outage is over; try a write."""
+
+
+class _Due:
+    """Wakeup payload: time to wake the due timers of passivated cases, and
+    to hand waiting runs the slots their workflow's concurrency left free."""
+
+
+DUE_SCAN_S = 1.0  # how often the Engine looks for due timers and free slots nobody took
+TIMER_GRACE_S = 0.5  # a live task fires its own timer: the Engine steps in only this much later
+TIMER_REWAKE_S = 30.0  # a timer woken that still waits (its case could not take it) is woken again after this
 
 
 CONFIRM_AFTER_S = 1.0  # after a write went through during an outage, when a probe confirms it is over
@@ -245,6 +258,13 @@ class EngineActor(EntityActor):
             self.wakeupAfter(self.settings.heartbeat_s, payload=_BeatWakeup)
         elif isinstance(payload, _SurveyDue):
             self._survey_done(payload.number)
+        elif payload is _Due:
+            self.wakeupAfter(DUE_SCAN_S, payload=_Due)
+            if not self.outage.down:
+                self._wake_due_timers(time.time())
+                for workflow in self.storage.list_workflows():
+                    self.limits[workflow.id] = workflow.concurrency
+                    self._admit(workflow.id)
         elif payload is _StorageRetry and self.retry_at is not None and time.monotonic() >= self.retry_at - 0.01:
             self.retry_at = None  # an earlier or a later wakeup than the one due is stale: it does nothing
             self._try_storage()
@@ -297,6 +317,9 @@ class EngineActor(EntityActor):
             self._schedule_cron()
         if settings.heartbeat_timeout_s is not None:
             self.wakeupAfter(settings.heartbeat_s, payload=_BeatWakeup)
+        self.timers_woken: dict[str, float] = {}  # task id: when the Engine last woke its timer
+        self.limits: dict[str, int | None] = {}  # workflow id: its latest version's concurrency
+        self.wakeupAfter(DUE_SCAN_S, payload=_Due)
         self._survey(lambda reports: self.answer(sender, self._info(reports)))
 
     def _place_orphans(self) -> list[tuple[str, str, str]]:
@@ -316,6 +339,11 @@ class EngineActor(EntityActor):
         for order in self.storage.list_work_orders():
             counts[order.state.value] = counts.get(order.state.value, 0) + 1
         kinds = [kind for report in reports for kind, _, _ in report.actors]
+        waiting = {}
+        for workflow in self.storage.list_workflows():
+            if workflow.concurrency is not None:
+                runs = self.storage.unfinished_runs(workflow.id)
+                waiting[workflow.id] = sum(1 for run in runs if run.state is RunState.AVAILABLE)
         return EngineInfo(
             pid=os.getpid(),
             storage=self.storage.url,
@@ -324,6 +352,8 @@ class EngineActor(EntityActor):
             booted_at=self.booted_at,
             work_orders=counts,
             nodes={report.node_id: report.pid for report in reports},
+            waiting_for_slot=waiting,
+            timers=self.storage.waiting_timers(),
         )
 
     # -- nodes ----------------------------------------------------------------------------
@@ -528,6 +558,8 @@ class EngineActor(EntityActor):
     def _publish(self, event: Event) -> None:
         for subscriber in list(self.subscribers):
             self.answer(subscriber, event)
+        if event.kind == "run_updated" and event.run is not None and event.run.state in FINAL_RUN_STATES:
+            self._admit(event.run.workflow_id)  # its slot is free
         order = event.work_order
         if event.kind == "work_order_updated" and order.state not in UNFINISHED_WORK_ORDER_STATES:
             waiters = self.order_waiters.pop(order.id, [])
@@ -538,6 +570,34 @@ class EngineActor(EntityActor):
                     return
                 for reply_to in waiters:
                     self.answer(reply_to, view)
+
+    def _wake_due_timers(self, now: float) -> None:
+        """A due timer whose task is passivated (or whose daemon was down)
+        fires when its task is restored: a `Preexecute` routed to it does that."""
+        self.timers_woken = {k: at for k, at in self.timers_woken.items() if now - at < TIMER_REWAKE_S}
+        for task in self.storage.due_timers(now - TIMER_GRACE_S):
+            if task.id in self.timers_woken:
+                continue
+            self.timers_woken[task.id] = now
+            with contextlib.suppress(NotFound, Invalid):  # its case ended meanwhile
+                self._route(self._live_case(task.case_id), Preexecute(task.id), None)
+            log.info("timer_woken", task_id=task.id, case_id=task.case_id, late_s=round(now - (task.wake_at or now), 3))
+
+    def _admit(self, workflow_id: str) -> None:
+        """Hand each run its workflow's concurrency now lets start to its
+        work order, oldest first; the work order claims it (`advance_run`
+        checks the limit again, in the claim's own transaction)."""
+        if workflow_id not in self.limits:
+            try:
+                self.limits[workflow_id] = self.storage.get_workflow(workflow_id).concurrency
+            except NotFound:  # its runs are lost: none is waiting for a slot
+                self.limits[workflow_id] = None
+        limit = self.limits[workflow_id]
+        if limit is None:
+            return
+        runs = {run.id: run for run in self.storage.unfinished_runs(workflow_id)}
+        for run_id in admissible(list(runs.values()), limit):
+            self._to_order(runs[run_id].work_order_id, StartRun(run_id))
 
     def _schedule_cron(self) -> None:
         now = time.time()
@@ -652,6 +712,7 @@ class EngineActor(EntityActor):
         if refused:
             raise Invalid("; ".join(refused))
         self.storage.put_workflow(workflow)
+        self.limits.pop(workflow.id, None)  # read again when next needed: this may not be the latest version
         log.info("workflow_stored", workflow_id=workflow.id, version=workflow.version)
         return WorkflowStored(workflow_id=workflow.id, version=workflow.version)
 
@@ -801,7 +862,12 @@ class EngineActor(EntityActor):
         views = []
         for run in self.storage.runs(order.id):
             kept = [self.storage.get_workitem(step) for step in run.kept_step_ids]
-            views.append(run_view(run, kept, self.storage.workitems(case_id=run.case_id)))
+            queue = None
+            if run.state is RunState.AVAILABLE:
+                limit = self.storage.get_workflow(run.workflow_id).concurrency
+                queue = queue_view(run, self.storage.unfinished_runs(run.workflow_id), limit)
+            own = self.storage.workitems(case_id=run.case_id)
+            views.append(run_view(run, kept, own, self.storage.tasks(run.case_id), queue))
         return WorkOrderView(work_order=order, runs=views)
 
     def _wait_order(self, request: WaitWorkOrder, sender: Any) -> WorkOrderView | None:
@@ -831,11 +897,14 @@ class EngineActor(EntityActor):
         return RunEnqueued(run_id=retried.run.id, work_order_id=retried.run.work_order_id)
 
     def _retry_many(self, request: RetryMany, sender: Any) -> RetryManyResult:
-        enqueued, discarded = runs.retry_many(
-            self.storage, list(request.work_order_ids), [(s.run_id, s.step_id) for s in request.steps]
+        enqueued, discards = runs.retry_many(
+            self.storage,
+            list(request.work_order_ids),
+            [(s.run_id, s.step_id) for s in request.steps],
+            request.from_transition,
         )
         self._enqueued(enqueued)
-        return RetryManyResult(enqueued=len(enqueued), discarded=discarded)
+        return RetryManyResult(enqueued=len(enqueued), discarded=len(discards), discards=discards)
 
     def _cancel(self, request: CancelWorkOrder, sender: Any) -> None:
         order = self.storage.get_work_order(request.work_order_id)

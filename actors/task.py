@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import structlog
+from thespian.actors import WakeupMessage
 
 from petriflow.actors.entity import EntityActor, gave_up_failure, workflow_for
 from petriflow.actors.workitem import WorkitemActor
@@ -37,6 +40,7 @@ from petriflow.engine.messages import (
     TokensLocked,
     UpdateWorkitem,
 )
+from petriflow.engine.outage import iso_utc
 from petriflow.engine.records import Failure, TaskRecord, TokenRecord, WorkitemRecord
 from petriflow.engine.states import TaskState, TokenState, WorkitemState, is_terminal
 from petriflow.engine.wire import AbandonWorkitem, CompleteWorkitem, LockedTokens, Preexecute
@@ -44,6 +48,14 @@ from petriflow.storage.store import Fence
 from petriflow.supervision.childspec import ChildSpec
 
 log = structlog.get_logger("petriflow.task")
+
+
+class _TimerDue:
+    """Wakeup payload: the task's timer is due."""
+
+
+ROUTED_FAILURES = frozenset({"failed", "timeout", "crashed"})
+"""The failures a `failure` arc takes on: the step's own, not an abandon or an engine error."""
 
 
 class TaskActor(EntityActor):
@@ -70,6 +82,7 @@ class TaskActor(EntityActor):
         self.children = self.supervise(self._workitem_gave_up)
         self.completing = False
         self.ending = False
+        self.timer_set = False  # a wakeup for its timer's deadline is pending
         self.tokens: dict[str, TokenRecord] = {}
         self.workitems: dict[str, WorkitemState] = {}
         self.outputs: dict[str, dict[str, Any]] = {}  # of the completed workitems
@@ -94,9 +107,14 @@ class TaskActor(EntityActor):
                 self._check_workitems()
 
     def may_passivate(self) -> bool:
+        """Idle, and no timer due within two idle timeouts: a far one is the
+        Engine's to wake (`due_timers`), a near one the task fires itself."""
+        keep_s = 2 * (self.settings.idle_timeout_s or 0)
+        timer_soon = self.timer_set and (self.task.wake_at or 0) - time.time() < keep_s
         return (
             not self.completing
             and not self.ending
+            and not timer_soon
             and not any(self.children.is_live(key) for key in self.children.keys())
         )
 
@@ -121,6 +139,10 @@ class TaskActor(EntityActor):
             return self._locked()
         if self.task.state is not TaskState.STARTED:
             raise TaskNotEnabled(f"task {self.task.id} is {self.task.state.value}")
+        if self.task.wake_at is not None and time.time() < self.task.wake_at:
+            raise TaskNotEnabled(
+                f"task {self.task.id} ({self.task.transition_id}) is a timer due at {iso_utc(self.task.wake_at)}"
+            )
         chosen = routing.tokens_to_lock(self.workflow, self.task.transition_id, self.tokens.values())
         if chosen is None:
             raise TaskNotEnabled(
@@ -156,7 +178,11 @@ class TaskActor(EntityActor):
                 self.tokens.pop(token_id, None)
 
     def _try_preexecute(self) -> None:
-        while self.task.state is TaskState.STARTED:
+        """Take the tokens as soon as they enable the task, unless it waits
+        for its event: a timer for its deadline, a manual step in a deferred
+        choice for a person's `preexecute` (else it would always win)."""
+        waits_for_person = self.transition.executor == "manual" and self.workflow.in_choice(self.task.transition_id)
+        while self.task.state is TaskState.STARTED and not waits_for_person:
             try:
                 self.preexecute()
             except TaskNotEnabled:
@@ -165,6 +191,14 @@ class TaskActor(EntityActor):
                 continue
         if self.task.state is TaskState.STARTED and not self.tokens:
             self._abandon_self()
+        elif self.task.state is TaskState.STARTED and self.task.wake_at is not None and not self.timer_set:
+            self.timer_set = True
+            self.wakeupAfter(timedelta(seconds=max(0.0, self.task.wake_at - time.time())), payload=_TimerDue)
+
+    def _timer_due(self) -> None:
+        self.timer_set = False
+        if self.task.state is TaskState.STARTED:
+            self._try_preexecute()
 
     def _abandon_self(self) -> None:
         self.task = self.storage.abandon_task(self.fence, self.task.id)
@@ -177,9 +211,7 @@ class TaskActor(EntityActor):
 
     def _allocate(self) -> None:
         """Restored from `allocated`: create the workitem it did not get to."""
-        workitem = self.storage.create_workitem(
-            self.fence, merge_payloads([t.payload for t in self._in_order(self._locked())])
-        )
+        workitem = self.storage.create_workitem(self.fence, self._input())
         self.task = dataclasses.replace(self.task, state=TaskState.EXECUTING)
         self._execute(workitem)
 
@@ -230,9 +262,33 @@ class TaskActor(EntityActor):
                 task_id=self.task.id,
                 workitem_id=message.workitem_id,
             )
+            if failure.kind in ROUTED_FAILURES and self.workflow.handles_failure(self.task.transition_id):
+                self._complete(routing.failure_payload(failure.kind, failure.reason, self._input()), failed=True)
+                return
             self.send(self.parent, TaskFailed(task_id=self.task.id, failure=failure))
             return
         self._check_workitems()
+
+    def _input(self) -> dict[str, Any]:
+        """The workitem's input: the merge of the locked tokens' payloads."""
+        return merge_payloads([t.payload for t in self._in_order(self._locked())])
+
+    def _complete(self, payload: dict[str, Any], failed: bool = False) -> None:
+        """Ask the case to consume the locked tokens and route `payload` on."""
+        if self.task.state is not TaskState.EXECUTING or self.completing:
+            return
+        self.completing = True
+        self.send(
+            self.parent,
+            CompleteTask(
+                task_id=self.task.id,
+                token_payload=payload,
+                transition_id=self.task.transition_id,
+                token_ids=[t.id for t in self._locked()],
+                input=self._input(),
+                failed=failed,
+            ),
+        )
 
     def _check_workitems(self) -> None:
         if self.task.state is not TaskState.EXECUTING or self.completing or not self.workitems:
@@ -256,16 +312,7 @@ class TaskActor(EntityActor):
                     ),
                 )
                 return
-            self.completing = True
-            self.send(
-                self.parent,
-                CompleteTask(
-                    task_id=self.task.id,
-                    token_payload=payload,
-                    transition_id=self.task.transition_id,
-                    token_ids=[t.id for t in self._locked()],
-                ),
-            )
+            self._complete(payload)
 
     # -- messages ---------------------------------------------------------------
 
@@ -279,6 +326,7 @@ class TaskActor(EntityActor):
     def handlers(self) -> dict[type, Callable[[Any, Any], object]]:
         return {
             Routed: self.serve,
+            WakeupMessage: lambda wakeup, _: self._timer_due() if wakeup.payload is _TimerDue else None,
             ReceiveTokens: lambda message, _: self._take_tokens(message.tokens),
             DiscardTokens: lambda message, _: self._discard(message.tokens),
             UpdateWorkitem: lambda message, _: self._update(message),

@@ -95,7 +95,10 @@ class WorkOrderActor(EntityActor):
             self._ended(run, RunState.LOST, Failure(kind="lost", reason=f"the run cannot be restored: {exc}"))
             return
         if run.state is RunState.AVAILABLE:
-            self._advance(run, RunState.CLAIMED)
+            limit = self.storage.get_workflow(run.workflow_id).concurrency  # the latest version's limit
+            if not self._advance(run, RunState.CLAIMED, limit=limit):
+                log.info("run_waiting", run_id=run.id, concurrency=limit, **self.log_context())
+                return  # the Engine hands it back (`StartRun`) once a slot is free
         if run.case_id not in self.children.keys():
             self.children.start(
                 ChildSpec(
@@ -103,14 +106,21 @@ class WorkOrderActor(EntityActor):
                 )
             )
 
-    def _advance(self, run: RunRecord, target: RunState, failure: Failure | None = None) -> None:
+    def _advance(
+        self, run: RunRecord, target: RunState, failure: Failure | None = None, *, limit: int | None = None
+    ) -> bool:
         """Move the run, and the work order to the state its runs now give it
-        (Lightning's update_state), in one transaction; tell the Engine."""
+        (Lightning's update_state), in one transaction; tell the Engine.
+        False when the workflow's concurrency `limit` keeps it waiting."""
         others = [r.state for r in self.runs.values() if r.id != run.id and r.state not in FINAL_RUN_STATES]
         state = update_state(others, target)
         changed = state is not self.order.state
         order_state = state if changed else None  # unchanged: the order's row is not even read
-        run = self.runs[run.id] = self.storage.advance_run(run.id, target, failure, order_state=order_state)
+        run = self.runs[run.id] = self.storage.advance_run(
+            run.id, target, failure, order_state=order_state, limit=limit
+        )
+        if run.state is not target:
+            return False
         if changed:
             self.order = self.storage.get_work_order(self.order.id)
             if state not in UNFINISHED_WORK_ORDER_STATES:
@@ -121,6 +131,7 @@ class WorkOrderActor(EntityActor):
             self._event("work_order_updated", run)
         if not self._unfinished() and not any(self.children.is_live(k) for k in self.children.keys()):
             self.stop_normally(self.order.state.value)
+        return True
 
     def _event(self, kind: str, run: RunRecord | None) -> None:
         if self.parent is not None:
@@ -225,5 +236,9 @@ class WorkOrderActor(EntityActor):
             raise AlreadyCompleted(f"work order {self.order.id} is already {self.order.state.value}")
         for run in unfinished:
             log.info("run_cancelling", run_id=run.id, case_id=run.case_id, **self.log_context())
-            self.children.send(run.case_id, Routed(TerminateCase(run.case_id), None))
+            if run.case_id in self.children.keys():
+                self.children.send(run.case_id, Routed(TerminateCase(run.case_id), None))
+            else:  # waiting for a concurrency slot: its case never started
+                self.storage.take_over_and_terminate(run.case_id, None)
+                self._ended(run, RunState.CANCELLED, None)
         return Ok()

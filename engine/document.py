@@ -10,9 +10,10 @@ would silently weaken a check, so it is refused. Positions in messages ("place 1
 from 0, as in the JSON arrays.
 
 `workflow_to_document` writes the normalised document: every field present,
-defaults filled in (but `isolate` only when true and a trigger's `auth` only
-when it checks something, so documents stored before either existed compare
-equal), so two equal workflows always give equal documents (the
+defaults filled in (but `isolate` only when true, a trigger's `auth` only
+when it checks something, an arc's `when` only when it is not `success` and
+`concurrency` only when set, so documents stored before any of them existed
+compare equal), so two equal workflows always give equal documents (the
 store compares them to refuse a changed definition under an old version).
 """
 
@@ -38,6 +39,7 @@ from petriflow.engine.workflow import (
     Transition,
     Trigger,
     WebhookAuth,
+    When,
     Workflow,
     WorkflowState,
 )
@@ -286,12 +288,13 @@ def _arc(reader: _Reader, index: int, doc: dict[str, Any], places: set[str], tra
     owner = arc_label(index, doc.get("from"), doc.get("to"))
     source = reader.field(doc, "from", owner, "a string")
     target = reader.field(doc, "to", owner, "a string")
-    if source is None or target is None:
+    when = reader.field(doc, "when", owner, "a string", When.SUCCESS.value)
+    if source is None or target is None or when is None:
         return None
     if source in places and target in transitions:
-        return Arc(place_id=source, transition_id=target, direction=ArcDirection.IN)
+        return Arc(place_id=source, transition_id=target, direction=ArcDirection.IN, when=when)
     if source in transitions and target in places:
-        return Arc(place_id=target, transition_id=source, direction=ArcDirection.OUT)
+        return Arc(place_id=target, transition_id=source, direction=ArcDirection.OUT, when=when)
     unknown = [node for node in (source, target) if node not in places and node not in transitions]
     for node in unknown:
         reader.problems.append(f"{owner}: unknown node {node!r}")
@@ -312,6 +315,7 @@ def workflow_from_document(doc: dict[str, Any]) -> Workflow:
     version = reader.field(doc, "version", owner, "an integer", 1)
     state = reader.choice(doc, "state", owner, WorkflowState, WorkflowState.ACTIVE)
     metadata = copy.deepcopy(reader.field(doc, "metadata", owner, "an object", {}))
+    concurrency = reader.field(doc, "concurrency", owner, "an integer", None, nullable=True)
     place_docs = reader.objects(doc, "places", owner, "place")
     transition_docs = reader.objects(doc, "transitions", owner, "transition")
     arc_docs = reader.objects(doc, "arcs", owner, "arc")
@@ -335,6 +339,7 @@ def workflow_from_document(doc: dict[str, Any]) -> Workflow:
         triggers=tuple(triggers),
         state=state,
         metadata=metadata,
+        concurrency=concurrency,
     )
 
 
@@ -358,10 +363,17 @@ def workflow_to_document(wf: Workflow) -> dict[str, Any]:
             }
             for t in wf.transitions
         ],
-        "arcs": [dict(zip(("from", "to"), arc_ends(arc))) for arc in wf.arcs],
+        "arcs": [_arc_document(arc) for arc in wf.arcs],
         "triggers": [_trigger_document(t) for t in wf.triggers],
         "metadata": copy.deepcopy(wf.metadata),
+        **({"concurrency": wf.concurrency} if wf.concurrency is not None else {}),
     }
+
+
+def _arc_document(arc: Arc) -> dict[str, Any]:
+    """An arc's document; `when` only when it is not the default `success`."""
+    document = dict(zip(("from", "to"), arc_ends(arc)))
+    return document if arc.when == When.SUCCESS else {**document, "when": arc.when}
 
 
 def parse_workflow_json(text: str | bytes) -> Workflow:

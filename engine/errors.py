@@ -66,6 +66,12 @@ class AlreadyCompleted(PetriflowError):
     code = "already_completed"
 
 
+class NoRoute(PetriflowError):
+    """No out-arc of a completed step holds: the case ends with a failure of this kind."""
+
+    code = "no_route"
+
+
 class WorkflowDiscarded(PetriflowError):
     code = "workflow_discarded"
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from petriflow.engine import timers
 from petriflow.engine.errors import ExecutorNotFound
 
 
@@ -144,6 +145,22 @@ class Fail(BaseExecutor):
         return Failed(str(ctx.params.get("reason", "failed by the fail executor")))
 
 
+class Timer(BaseExecutor):
+    """Fires at its deadline (`params.seconds` after its task was enabled, or
+    `params.until`), then passes its input through. The wait is its task's
+    (`engine.timers`): by the time this runs, the deadline has passed."""
+
+    blocking = False
+    pure = True
+
+    @staticmethod
+    def param_problems(params: dict[str, Any]) -> list[str]:
+        return timers.param_problems(params)
+
+    def execute(self, ctx: ExecutionContext) -> Outcome:
+        return Completed(dict(ctx.input))
+
+
 class CallableExecutor(BaseExecutor):
     """Wraps a plain function `fn(ctx)`: a dict or None means completed,
     an `Outcome` is taken as is."""
@@ -168,6 +185,7 @@ BUILTIN: dict[str, type[BaseExecutor]] = {
     "sleep": Sleep,
     "manual": Manual,
     "fail": Fail,
+    timers.EXECUTOR: Timer,
 }
 
 _resolved: dict[str, Executor] = {}

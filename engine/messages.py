@@ -8,7 +8,7 @@ is in docs/architecture.md, "The actor tree".
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from petriflow.engine.records import Failure, TaskRecord, TokenRecord, WorkitemRecord
@@ -97,6 +97,8 @@ class CompleteTask:
     token_payload: dict[str, Any]
     transition_id: str
     token_ids: list[str]  # the tokens it holds, which the completion consumes
+    input: dict[str, Any] = field(default_factory=dict)  # its workitem's: arc conditions may read it
+    failed: bool = False  # its step failed and the payload is the error: take the failure arcs
 
 
 @dataclass(frozen=True)

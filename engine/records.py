@@ -89,6 +89,7 @@ class TaskRecord:
     pid: int | None = None
     created_at: float = field(default_factory=now)
     updated_at: float = field(default_factory=now)
+    wake_at: float | None = None  # a timer's task: when it fires (epoch seconds)
 
 
 @dataclass(frozen=True)

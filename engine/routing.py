@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from petriflow.engine.conditions import parse_condition
+from petriflow.engine.errors import NoRoute
 from petriflow.engine.records import TokenRecord, new_id
 from petriflow.engine.states import TokenState
-from petriflow.engine.workflow import JoinType, SplitType, Workflow
+from petriflow.engine.workflow import Arc, JoinType, SplitType, Workflow
 
 
 def _oldest(tokens: Iterable[TokenRecord]) -> TokenRecord:
@@ -44,25 +46,59 @@ def tokens_to_lock(workflow: Workflow, transition_id: str, offered: Iterable[Tok
     return [_oldest(candidates)] if candidates else None
 
 
-def issue_tokens(
-    workflow: Workflow, transition_id: str, *, case_id: str, task_id: str, payload: dict[str, Any]
-) -> list[TokenRecord]:
-    """New free tokens for a completed task: one per out-place for an `and`
-    split, one in the single out-place for `none`."""
+def arcs_taken(
+    workflow: Workflow, transition_id: str, *, output: dict[str, Any], input: dict[str, Any], failed: bool = False
+) -> list[Arc]:
+    """The out-arcs a completed step's token goes along, in document order.
+
+    A success takes the arcs whose condition holds (`success`, `always`, or
+    an expression over `output` and `input` that is true); a failure the
+    `failure` and `always` arcs. `xor` and `none` keep the first of them
+    (validation lets `none` have one per outcome), `and` and `or` all.
+    Raises NoRoute when none is taken."""
     transition = workflow.transition(transition_id)
-    out_places = workflow.out_places(transition_id)
-    if transition.split is SplitType.NONE:
-        out_places = out_places[:1]
+    arcs = [
+        arc
+        for arc in workflow.out_arcs(transition_id)
+        if (arc.on_failure if failed else arc.on_success and _holds(arc, output, input))
+    ]
+    if not arcs:
+        outcome = "failure" if failed else "output"
+        raise NoRoute(f"no out-arc of transition {transition_id!r} holds for its {outcome}")
+    return arcs[:1] if transition.split in (SplitType.XOR, SplitType.NONE) else arcs
+
+
+def _holds(arc: Arc, output: dict[str, Any], input: dict[str, Any]) -> bool:
+    return arc.expression is None or parse_condition(arc.expression).holds(output, input)
+
+
+def failure_payload(kind: str, reason: str, input: dict[str, Any]) -> dict[str, Any]:
+    """What a failure arc's token carries: the error and the step's input, to handle or retry it."""
+    return {"error": {"kind": kind, "reason": reason}, "input": dict(input)}
+
+
+def issue_tokens(
+    workflow: Workflow,
+    transition_id: str,
+    *,
+    case_id: str,
+    task_id: str,
+    payload: dict[str, Any],
+    input: dict[str, Any] | None = None,
+    failed: bool = False,
+) -> list[TokenRecord]:
+    """New free tokens for a completed task, one per arc taken (`arcs_taken`);
+    `input` is its workitem's, which conditions may read."""
     return [
         TokenRecord(
             id=new_id(),
             case_id=case_id,
             workflow_id=workflow.id,
-            place_id=place,
+            place_id=arc.place_id,
             payload=dict(payload),
             produced_by_task_id=task_id,
         )
-        for place in out_places
+        for arc in arcs_taken(workflow, transition_id, output=payload, input=input or {}, failed=failed)
     ]
 
 

@@ -14,6 +14,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from enum import StrEnum
 
+from petriflow.engine.conditions import ConditionSyntaxError, parse_condition
 from petriflow.engine.document import (
     arc_ends,
     arc_label,
@@ -25,6 +26,7 @@ from petriflow.engine.document import (
 )
 from petriflow.engine.errors import InvalidWorkflow, PetriflowError
 from petriflow.engine.workflow import (
+    Arc,
     ArcDirection,
     JoinType,
     Place,
@@ -33,6 +35,7 @@ from petriflow.engine.workflow import (
     SplitType,
     Transition,
     WebhookAuth,
+    When,
     Workflow,
 )
 
@@ -72,11 +75,16 @@ def _enum_problem(owner: str, key: str, enum: type[StrEnum], value: object) -> I
 
 
 def _identity_problems(wf: Workflow) -> Iterator[str]:
-    """Ids that are empty, used twice, or shared by a place and a transition; a bad version."""
+    """Ids that are empty, used twice, or shared by a place and a transition; a bad version or limit."""
     if not isinstance(wf.id, str) or not wf.id.strip():
         yield f"workflow: id must be a non-empty string, got {wf.id!r}"
     if not is_integer(wf.version) or wf.version < 1:
         yield f"{element_label('workflow', None, wf.id)}: version must be an integer >= 1, got {wf.version!r}"
+    if wf.concurrency is not None and not (is_integer(wf.concurrency) and wf.concurrency >= 1):
+        yield (
+            f"{element_label('workflow', None, wf.id)}: concurrency must be an integer >= 1 "
+            f"(runs started at once) or null, got {wf.concurrency!r}"
+        )
     named: tuple[tuple[str, Sequence[Place | Transition]], ...] = (("place", wf.places), ("transition", wf.transitions))
     for kind, elements in named:
         for index, element in enumerate(elements):
@@ -131,9 +139,27 @@ def _arc_problems(wf: Workflow) -> Iterator[str]:
             yield f"{owner}: unknown place {arc.place_id!r}"
         if arc.transition_id not in transition_ids:
             yield f"{owner}: unknown transition {arc.transition_id!r}"
-        if arc in first_seen:
-            yield f"{owner}: duplicates arc {first_seen[arc]}"
-        first_seen.setdefault(arc, index)
+        ends = (arc.place_id, arc.transition_id, arc.direction)
+        if ends in first_seen:
+            yield f"{owner}: duplicates arc {first_seen[ends]}"
+        first_seen.setdefault(ends, index)
+        yield from _when_problems(owner, arc)
+
+
+def _when_problems(owner: str, arc: Arc) -> Iterator[str]:
+    """`when` is for arcs out of a transition; an expression must parse."""
+    if not isinstance(arc.when, str):
+        yield f"{owner}: when must be a string, got {arc.when!r}"
+        return
+    if arc.direction is ArcDirection.IN:
+        if arc.when != When.SUCCESS:
+            yield f"{owner}: when is only for arcs from a transition to a place, not into a transition"
+        return
+    if arc.expression is not None:
+        try:
+            parse_condition(arc.expression)
+        except ConditionSyntaxError as exc:
+            yield f"{owner}: when {arc.when!r} is not a valid condition: {exc}"
 
 
 def _transition_problems(wf: Workflow, resolve_executor: Callable[[str], object]) -> Iterator[str]:
@@ -147,11 +173,7 @@ def _transition_problems(wf: Workflow, resolve_executor: Callable[[str], object]
             yield f"{owner}: no out-arc, so its tokens go nowhere"
         yield from _enum_problem(owner, "join", JoinType, transition.join)
         yield from _enum_problem(owner, "split", SplitType, transition.split)
-        if transition.split is SplitType.NONE and len(out_places) > 1:
-            yield (
-                f"{owner}: split 'none' issues its token to a single out-place, but it has "
-                f"{len(out_places)} ({_quoted(out_places)}); use split 'and' to feed them all"
-            )
+        yield from _split_problems(owner, wf.out_arcs(transition.id), transition)
         timeout = transition.timeout_s
         if timeout is not None and not (is_number(timeout) and timeout > 0):
             yield f"{owner}: timeout_s must be a positive number of seconds or null, got {timeout!r}"
@@ -159,6 +181,31 @@ def _transition_problems(wf: Workflow, resolve_executor: Callable[[str], object]
             yield f"{owner}: isolate must be true or false, got {transition.isolate!r}"
         yield from _retry_problems(owner, transition.retry)
         yield from _executor_problems(owner, transition, resolve_executor)
+
+
+def _split_problems(owner: str, out_arcs: list[Arc], transition: Transition) -> Iterator[str]:
+    """Some out-arc must take a success; `none` takes at most one arc per outcome."""
+    on_success = [arc.place_id for arc in out_arcs if arc.on_success]
+    on_failure = [arc.place_id for arc in out_arcs if arc.on_failure]
+    if out_arcs and not on_success:
+        yield f"{owner}: every out-arc is a failure arc, so a step that succeeds has nowhere to go"
+    if transition.split is not SplitType.NONE:
+        return
+    for outcome, places in (("success", on_success), ("failure", on_failure)):
+        if len(places) > 1:
+            yield (
+                f"{owner}: split 'none' issues one token per outcome, but on {outcome} it has "
+                f"{len(places)} out-arcs ({_quoted(places)}); use split 'and' to feed them all, "
+                f"or 'xor' or 'or' to choose by their conditions"
+            )
+
+
+def _timer_problems(owner: str, transition: Transition, executor: object) -> Iterator[str]:
+    """An executor may check its own params when the workflow is loaded (the `timer`'s deadline)."""
+    param_problems = getattr(executor, "param_problems", None)
+    if callable(param_problems):
+        for problem in param_problems(transition.params):
+            yield f"{owner}: {problem}"
 
 
 def _retry_problems(owner: str, retry: RetryPolicy) -> Iterator[str]:
@@ -176,11 +223,13 @@ def _executor_problems(owner: str, transition: Transition, resolve_executor: Cal
     """A user's executor module may fail to import in any way; each failure is
     this transition's problem, not a crash of the validator."""
     try:
-        resolve_executor(transition.executor)
+        executor = resolve_executor(transition.executor)
     except PetriflowError as exc:
         yield f"{owner}: executor {transition.executor!r} cannot be resolved: {exc}"
     except Exception as exc:
         yield f"{owner}: executor {transition.executor!r} cannot be resolved: {type(exc).__name__}: {exc}"
+    else:
+        yield from _timer_problems(owner, transition, executor)
 
 
 def _trigger_problems(wf: Workflow) -> Iterator[str]:

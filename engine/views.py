@@ -5,11 +5,12 @@ endpoint print."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
-from petriflow.engine.records import RunRecord, WorkitemRecord, WorkOrderRecord
-from petriflow.engine.states import FINAL_RUN_STATES, WorkOrderState
-from petriflow.engine.wire import RunView, StepView, WorkOrderView
+from petriflow.engine.records import RunRecord, TaskRecord, WorkitemRecord, WorkOrderRecord
+from petriflow.engine.states import FINAL_RUN_STATES, RunState, TaskState, WorkOrderState
+from petriflow.engine.wire import QueueView, RunView, StepView, TimerView, WorkOrderView
 
 FINAL_WORK_ORDER_STATES = frozenset(WorkOrderState) - {WorkOrderState.PENDING, WorkOrderState.RUNNING}
 
@@ -32,9 +33,36 @@ def step_view(workitem: WorkitemRecord, kept: bool = False) -> StepView:
     )
 
 
-def run_view(run: RunRecord, kept: list[WorkitemRecord], own: list[WorkitemRecord]) -> RunView:
+def run_view(
+    run: RunRecord,
+    kept: list[WorkitemRecord],
+    own: list[WorkitemRecord],
+    tasks: Sequence[TaskRecord] = (),
+    queue: QueueView | None = None,
+) -> RunView:
+    """`tasks`: the case's, whose waiting timers the view lists; `queue`: where an available run waits."""
     steps = [step_view(w, kept=True) for w in kept] + [step_view(w) for w in own]
-    return RunView(run=run, steps=sorted(steps, key=lambda s: (s.started_at or float("inf"), s.step_id)))
+    timers = [
+        TimerView(task.id, task.transition_id, task.wake_at)
+        for task in tasks
+        if task.wake_at is not None and task.state is TaskState.STARTED
+    ]
+    return RunView(
+        run=run,
+        steps=sorted(steps, key=lambda s: (s.started_at or float("inf"), s.step_id)),
+        timers=timers,
+        queue=queue,
+    )
+
+
+def queue_view(run: RunRecord, unfinished: list[RunRecord], concurrency: int | None) -> QueueView | None:
+    """Where an available run stands in its workflow's queue; None when it does not wait for a slot."""
+    if concurrency is None or run.state is not RunState.AVAILABLE:
+        return None
+    started = sum(1 for r in unfinished if r.state in (RunState.CLAIMED, RunState.STARTED))
+    waiting = sorted((r for r in unfinished if r.state is RunState.AVAILABLE), key=lambda r: (r.created_at, r.id))
+    position = next((i for i, r in enumerate(waiting, 1) if r.id == run.id), len(waiting) + 1)
+    return QueueView(concurrency=concurrency, started=started, position=position)
 
 
 def is_settled(view: WorkOrderView) -> bool:
@@ -81,6 +109,8 @@ def run_json(view: RunView) -> dict[str, Any]:
         "started_at": run.started_at,
         "finished_at": run.finished_at,
         "steps": [_plain(step) for step in view.steps],
+        "timers": [_plain(timer) for timer in view.timers],
+        "queue": _plain(view.queue),
     }
 
 

@@ -80,6 +80,8 @@ class EngineInfo:
     booted_at: float = 0.0
     work_orders: dict[str, int] = field(default_factory=dict)
     nodes: dict[str, int] = field(default_factory=dict)  # node id -> pid, of the nodes that answered
+    waiting_for_slot: dict[str, int] = field(default_factory=dict)  # workflow id -> runs its concurrency holds back
+    timers: int = 0  # timers waiting for their deadline
 
 
 @dataclass(frozen=True)
@@ -145,9 +147,30 @@ class StepView:
 
 
 @dataclass(frozen=True)
+class TimerView:
+    """A timer of a run still waiting for its deadline (epoch seconds)."""
+
+    task_id: str
+    transition_id: str
+    due_at: float
+
+
+@dataclass(frozen=True)
+class QueueView:
+    """Why an available run waits: its workflow's `concurrency` is taken
+    (`started` counts claimed runs too); `position` 1 is the next to start."""
+
+    concurrency: int
+    started: int
+    position: int
+
+
+@dataclass(frozen=True)
 class RunView:
     run: RunRecord
     steps: list[StepView] = field(default_factory=list)
+    timers: list[TimerView] = field(default_factory=list)
+    queue: QueueView | None = None
 
 
 @dataclass(frozen=True)
@@ -168,9 +191,22 @@ class RunEnqueued:
 
 
 @dataclass(frozen=True)
+class Discard:
+    """A retry `RetryMany` did not enqueue, and why. `work_order_id` is None
+    only for a step whose run is unknown; `run_id` is set for a step's retry."""
+
+    work_order_id: str | None
+    reason: str
+    run_id: str | None = None
+
+
+@dataclass(frozen=True)
 class RetryManyResult:
+    """Lightning's counts of a `RetryMany`, and each discarded retry with its reason."""
+
     enqueued: int
     discarded: int
+    discards: list[Discard] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -359,11 +395,15 @@ class RunStep:
 
 @dataclass(frozen=True)
 class RetryMany:
-    """Retry work orders from their first step, or runs from given steps,
-    in one storage transaction."""
+    """Retry work orders, and runs from given steps, in one storage
+    transaction. A work order is retried from its first step, or with
+    `from_transition` from the last step of that transition in its latest
+    run (Lightning's `retry_many(workorders, job_id)`). What cannot be
+    retried is discarded, never an error of the whole request."""
 
     work_order_ids: list[str] = field(default_factory=list)
     steps: list[RunStep] = field(default_factory=list)
+    from_transition: str | None = None
 
 
 @dataclass(frozen=True)

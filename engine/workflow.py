@@ -23,8 +23,23 @@ class JoinType(StrEnum):
 
 
 class SplitType(StrEnum):
+    """Which out-arcs whose condition holds get a token: `none` (a single
+    out-arc per outcome), `and` and `or` (every one), `xor` (the first, in
+    document order)."""
+
     NONE = "none"
     AND = "and"
+    XOR = "xor"
+    OR = "or"
+
+
+class When(StrEnum):
+    """An out-arc's outcome condition; any other `when` is an expression over
+    the step's `output` and `input` (`engine.conditions`), taken on success."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    ALWAYS = "always"
 
 
 class ArcDirection(StrEnum):
@@ -63,11 +78,28 @@ class Transition:
     isolate: bool = False  # run the executor in its own process: a crash there ends only that attempt
 
 
+_OUTCOMES = frozenset(when.value for when in When)
+
+
 @dataclass(frozen=True)
 class Arc:
     place_id: str
     transition_id: str
     direction: ArcDirection
+    when: str = When.SUCCESS  # out-arcs only: a `When`, or an expression string
+
+    @property
+    def on_success(self) -> bool:
+        """Whether the arc may be taken when its step succeeds (an expression decides then)."""
+        return self.when != When.FAILURE
+
+    @property
+    def on_failure(self) -> bool:
+        return self.when in (When.FAILURE, When.ALWAYS)
+
+    @property
+    def expression(self) -> str | None:
+        return None if self.when in _OUTCOMES else self.when
 
 
 @dataclass(frozen=True)
@@ -103,6 +135,7 @@ class Workflow:
     triggers: tuple[Trigger, ...] = ()
     state: WorkflowState = WorkflowState.ACTIVE
     metadata: dict[str, Any] = field(default_factory=dict)
+    concurrency: int | None = None  # at most this many of its runs `started` at once (None: no limit)
 
     def place(self, place_id: str) -> Place:
         for place in self.places:
@@ -129,7 +162,19 @@ class Workflow:
         return [a.place_id for a in self.arcs if a.transition_id == transition_id and a.direction is ArcDirection.IN]
 
     def out_places(self, transition_id: str) -> list[str]:
-        return [a.place_id for a in self.arcs if a.transition_id == transition_id and a.direction is ArcDirection.OUT]
+        return [a.place_id for a in self.out_arcs(transition_id)]
+
+    def out_arcs(self, transition_id: str) -> list[Arc]:
+        """Arcs from the transition to its out-places, in document order (the order `xor` tries them)."""
+        return [a for a in self.arcs if a.transition_id == transition_id and a.direction is ArcDirection.OUT]
+
+    def handles_failure(self, transition_id: str) -> bool:
+        """Whether a failure of the transition's step is routed on (a `failure` or `always` arc)."""
+        return any(arc.on_failure for arc in self.out_arcs(transition_id))
+
+    def in_choice(self, transition_id: str) -> bool:
+        """Whether the transition competes for its tokens: an in-place also feeds another transition."""
+        return any(len(self.transitions_fed_by(place)) > 1 for place in self.in_places(transition_id))
 
     def transitions_fed_by(self, place_id: str) -> list[str]:
         """Transitions a token in `place_id` is offered to (several: a choice)."""

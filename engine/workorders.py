@@ -9,6 +9,7 @@ run to the same work order. The states themselves are in `engine.states`.
 from __future__ import annotations
 
 from petriflow.engine.errors import Invalid
+from petriflow.engine.records import RunRecord
 from petriflow.engine.states import CaseState, RunState, WorkOrderState
 
 _R = RunState
@@ -19,6 +20,15 @@ _STATE_OF_UNFINISHED = {
     _R.AVAILABLE: WorkOrderState.PENDING,
     _R.CLAIMED: WorkOrderState.PENDING,
 }
+
+
+def admissible(runs: list[RunRecord], limit: int) -> list[str]:
+    """The ids of the available runs that may be claimed now under a
+    concurrency `limit`: the oldest first (by creation), as many as the
+    claimed and started ones leave slots for."""
+    active = sum(1 for run in runs if run.state in (_R.CLAIMED, _R.STARTED))
+    waiting = sorted((run for run in runs if run.state is _R.AVAILABLE), key=lambda run: (run.created_at, run.id))
+    return [run.id for run in waiting[: max(0, limit - active)]]
 
 
 def update_state(other_runs: list[RunState], given: RunState) -> WorkOrderState:
@@ -45,6 +55,7 @@ _RUN_STATE_OF_FAILURE = {
     "exception": _R.EXCEPTION,
     "abandoned": _R.FAILED,
     "lost": _R.LOST,
+    "no_route": _R.FAILED,
 }
 
 

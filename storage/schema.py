@@ -332,6 +332,17 @@ MIGRATIONS: list[Migration] = [
         "storage probes: a part waiting out a storage outage writes its row to learn that writes work again",
         (CreateTable(_table("storage_probes", {"id": "text", "pid": "int", "at": "real"})),),
     ),
+    Migration(
+        5,
+        "durable timers: a timer's task keeps its deadline, and the timers table lists the tasks waiting on one, "
+        "so the Engine can wake those of passivated cases when they are due",
+        (
+            AddColumn("tasks", Column("wake_at", "real")),
+            CreateTable(
+                _table("timers", {"id": "text", "case_id": "text", "due_at": "real", "waiting": "bool"}, [("waiting",)])
+            ),
+        ),
+    ),
 ]
 
 SCHEMA_VERSION: int = MIGRATIONS[-1].version

@@ -11,7 +11,7 @@ lock a token.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Any, TypeVar
@@ -51,6 +51,7 @@ from petriflow.engine.states import (
     is_terminal,
 )
 from petriflow.engine.workflow import Workflow, WorkflowState
+from petriflow.engine.workorders import admissible
 from petriflow.storage.backend import Backend, Row, Tx
 
 R = TypeVar("R", CaseRecord, TaskRecord, WorkitemRecord, TokenRecord, RunRecord, WorkOrderRecord)
@@ -353,10 +354,11 @@ class Storage:
                 self._abandon_task(tx, _from_row(TaskRecord, row))  # waiting tasks that lost their tokens
             return self._advance(tx, case, CaseState.FINISHED)
 
-    def take_over_and_terminate(self, case_id: str, failure: Failure) -> CaseRecord:
+    def take_over_and_terminate(self, case_id: str, failure: Failure | None) -> CaseRecord:
         """What a supervisor does with a case it gave up on: claim it (fencing
         off any incarnation still alive) and terminate it with `failure`
-        unless it already ended, in one transaction."""
+        unless it already ended, in one transaction. Without a failure it is
+        cancelled: a run that never started (waiting for a slot) has no case actor to ask."""
         with self.backend.transaction() as tx:
             case = self._claim(CaseRecord, case_id, None, tx)
             if is_terminal(case.state):
@@ -474,17 +476,24 @@ class Storage:
 
     # -- tasks -------------------------------------------------------------
 
-    def create_task(self, fence: Fence, transition_id: str) -> TaskRecord:
+    def create_task(self, fence: Fence, transition_id: str, wake_at: float | None = None) -> TaskRecord:
         """The case's `started` task for the transition, created if it has
-        none: tokens are offered to at most one waiting task per transition."""
+        none: tokens are offered to at most one waiting task per transition.
+        `wake_at`: a timer's deadline, kept by a task created now."""
+        deadlines = {transition_id: wake_at} if wake_at is not None else {}
         with self.backend.transaction() as tx:
-            return self._waiting_tasks(tx, self._fenced(tx, fence, CaseRecord), [transition_id])[transition_id]
+            case = self._fenced(tx, fence, CaseRecord)
+            return self._waiting_tasks(tx, case, [transition_id], deadlines)[transition_id]
 
     @staticmethod
-    def _waiting_tasks(tx: Tx, case: CaseRecord, transition_ids: list[str]) -> dict[str, TaskRecord]:
-        """The waiting task of each transition, those missing created: one read, one write."""
+    def _waiting_tasks(
+        tx: Tx, case: CaseRecord, transition_ids: list[str], deadlines: Mapping[str, float] | None = None
+    ) -> dict[str, TaskRecord]:
+        """The waiting task of each transition, those missing created: one read,
+        one write (two when a new task is a timer's: its deadline is listed)."""
         if not transition_ids:
             return {}
+        deadlines = deadlines or {}
         waiting = {
             row["transition_id"]: _from_row(TaskRecord, row)
             for row in tx.find(
@@ -492,12 +501,44 @@ class Storage:
             )
         }
         missing = [
-            TaskRecord(id=new_id(), case_id=case.id, workflow_id=case.workflow_id, transition_id=transition_id)
+            TaskRecord(
+                id=new_id(),
+                case_id=case.id,
+                workflow_id=case.workflow_id,
+                transition_id=transition_id,
+                wake_at=deadlines.get(transition_id),
+            )
             for transition_id in transition_ids
             if transition_id not in waiting
         ]
         tx.insert_many("tasks", [_to_row(task) for task in missing])
+        timers = [
+            {"id": t.id, "case_id": case.id, "due_at": t.wake_at, "waiting": True}
+            for t in missing
+            if t.wake_at is not None
+        ]
+        if timers:
+            tx.insert_many("timers", timers)
         return {**waiting, **{task.transition_id: task for task in missing}}
+
+    def waiting_timers(self) -> int:
+        """How many timers wait for their deadline (their task `started`)."""
+        with self.backend.transaction(write=False) as tx:
+            ids = [row["id"] for row in tx.find("timers", {"waiting": True})]
+            return len(tx.find("tasks", {"id": ids, "state": TaskState.STARTED.value})) if ids else 0
+
+    def due_timers(self, now: float) -> list[TaskRecord]:
+        """The tasks whose timer is due by `now` and still waits (`started`),
+        oldest deadline first; a timer whose task moved on stops waiting."""
+        with self.backend.transaction() as tx:
+            due = [row["id"] for row in tx.find("timers", {"waiting": True}) if row["due_at"] <= now]
+            if not due:
+                return []
+            tasks = [_from_row(TaskRecord, row) for row in tx.find("tasks", {"id": due})]
+            moved_on = [task.id for task in tasks if task.state is not TaskState.STARTED]
+            if moved_on:
+                tx.update_where("timers", {"id": moved_on}, {"waiting": False})
+            return sorted((t for t in tasks if t.state is TaskState.STARTED), key=lambda task: task.wake_at or 0)
 
     def get_task(self, task_id: str) -> TaskRecord:
         return self._read(TaskRecord, task_id)
@@ -549,17 +590,25 @@ class Storage:
         token_payload: dict[str, Any],
         new_tokens: list[TokenRecord],
         offer_to: Iterable[str] = (),
+        *,
+        failed: bool = False,
+        deadlines: Mapping[str, float] | None = None,
     ) -> dict[str, TaskRecord]:
         """Consume the task's locked tokens, issue the new ones and record the
         task completed, atomically; a second call changes nothing. The
         transitions in `offer_to` (those the new tokens enable) get their
         waiting task in the same transaction, returned by transition id, so
-        the case need not read them back. Every check comes
-        before the first write."""
+        the case need not read them back (`deadlines`: of those that are
+        timers, as in `create_task`). `failed`: the step failed and its
+        failure is routed on, so a failed workitem completes the task too.
+        Every check comes before the first write."""
+        ended = (
+            {WorkitemState.COMPLETED.value, WorkitemState.FAILED.value} if failed else {WorkitemState.COMPLETED.value}
+        )
         with self.backend.transaction() as tx:
             case = self._fenced(tx, fence, CaseRecord)
             for row in tx.find("workitems", {"task_id": task_id}):
-                if row["state"] != WorkitemState.COMPLETED.value:
+                if row["state"] not in ended:
                     raise TaskNotAvailable(f"task {task_id}: workitem {row['id']} is {row['state']}")
             completed = {"state": TaskState.COMPLETED.value, "token_payload": token_payload, "updated_at": now()}
             if not tx.update_if("tasks", task_id, completed, {"state": TaskState.EXECUTING.value, "case_id": case.id}):
@@ -573,7 +622,7 @@ class Storage:
                 {"state": TokenState.CONSUMED.value, "consumed_by_task_id": task_id},
             )
             tx.insert_many("tokens", [_to_row(token) for token in new_tokens])
-            return self._waiting_tasks(tx, case, sorted(set(offer_to)))
+            return self._waiting_tasks(tx, case, sorted(set(offer_to)), deadlines)
 
     def abandon_task(self, fence: Fence, task_id: str) -> TaskRecord:
         with self.backend.transaction() as tx:
@@ -820,13 +869,23 @@ class WorkOrderStorage(Storage):
         return self._read(RunRecord, run_id)
 
     def advance_run(
-        self, run_id: str, target: RunState, failure: Failure | None = None, order_state: WorkOrderState | None = None
+        self,
+        run_id: str,
+        target: RunState,
+        failure: Failure | None = None,
+        order_state: WorkOrderState | None = None,
+        *,
+        limit: int | None = None,
     ) -> RunRecord:
         """Move a run along its state machine, and its work order to
         `order_state` in the same transaction; reaching the state it is in
-        changes nothing."""
+        changes nothing. `limit`: its workflow's concurrency; an available
+        run is then claimed only if `admissible` (else it comes back as it was)."""
         with self.backend.transaction() as tx:
             run = self._get(tx, RunRecord, run_id)
+            if limit is not None and run.state is RunState.AVAILABLE and target is RunState.CLAIMED:
+                if run_id not in admissible(self._unfinished_runs(tx, run.workflow_id), limit):
+                    return run
             if order_state is not None:
                 self._move_work_order(tx, self._get(tx, WorkOrderRecord, run.work_order_id), order_state)
             if run.state is target:
@@ -840,6 +899,16 @@ class WorkOrderStorage(Storage):
                 changes[stamp] = now()
             tx.update("runs", run_id, changes)
             return _from_row(RunRecord, {**_to_row(run), **changes})
+
+    @staticmethod
+    def _unfinished_runs(tx: Tx, workflow_id: str) -> list[RunRecord]:
+        unfinished = [RunState.AVAILABLE.value, RunState.CLAIMED.value, RunState.STARTED.value]
+        return [_from_row(RunRecord, row) for row in tx.find("runs", {"workflow_id": workflow_id, "state": unfinished})]
+
+    def unfinished_runs(self, workflow_id: str) -> list[RunRecord]:
+        """The runs of a workflow (any version) not yet ended: what its concurrency limit counts and queues."""
+        with self.backend.transaction(write=False) as tx:
+            return self._unfinished_runs(tx, workflow_id)
 
     def last_tick(self, trigger_key: str) -> float | None:
         with self.backend.transaction(write=False) as tx:

@@ -350,7 +350,7 @@ def test_a_live_token_in_a_finished_case(store):
     assert kinds(audit(store)) == {"token_live_in_finished_case": 1}
 
 
-def test_a_finished_case_needs_exactly_one_consumed_end_token(store):
+def test_a_finished_case_needs_consumed_end_tokens_each_issued_by_a_task(store):
     case = finished(store)
     end = case.token(place_id="end")
     case.write("tokens", end.id, consumed_by_task_id=end.locked_by_task_id)

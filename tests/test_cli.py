@@ -245,7 +245,11 @@ def test_a_failed_run_is_retried_from_its_failing_step(cli: Cli) -> None:
 
 def test_retry_many_counts_enqueued_and_discarded(cli: Cli) -> None:
     done = [cli.json("submit", "sequence", "--wait")[1]["work_order_id"] for _ in range(2)]
-    assert cli.ok("retry-many", *done, "no-such-order") == {"enqueued": 2, "discarded": 1}
+    assert cli.ok("retry-many", *done, "no-such-order") == {
+        "enqueued": 2,
+        "discarded": 1,
+        "discards": [{"work_order_id": "no-such-order", "reason": "work order 'no-such-order' not found"}],
+    }
     for order_id in done:
         until(lambda: (o := cli.order(order_id))["state"] == "success" and len(o["runs"]) == 2, what="second run")
     text = cli.run("retry-many", done[0])

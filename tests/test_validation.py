@@ -212,8 +212,8 @@ def replace_transition(wf: Workflow, transition_id: str, **changes: object) -> W
         ),
         (
             net("start p q end", "a b", "start>a a>p a>q p>b q>b b>end"),
-            "transition 'a': split 'none' issues its token to a single out-place, but it has 2 ('p', 'q'); "
-            "use split 'and' to feed them all",
+            "transition 'a': split 'none' issues one token per outcome, but on success it has 2 out-arcs "
+            "('p', 'q'); use split 'and' to feed them all, or 'xor' or 'or' to choose by their conditions",
         ),
         (replace_transition(SEQUENCE, "b", join="xor"), "transition 'b': join must be 'none' or 'and', got 'xor'"),
         (

@@ -248,7 +248,10 @@ def with_element(kind: str, index: int, **fields: object) -> dict:
             "place 'fetched': type must be 'start', 'normal' or 'end', got 'middle'",
         ),
         (with_element("transitions", 1, join="xor"), "transition 'post': join must be 'none' or 'and', got 'xor'"),
-        (with_element("transitions", 1, split="AND"), "transition 'post': split must be 'none' or 'and', got 'AND'"),
+        (
+            with_element("transitions", 1, split="AND"),
+            "transition 'post': split must be 'none', 'and', 'xor' or 'or', got 'AND'",
+        ),
         (with_element("transitions", 1, id=None), "transition 1: id must be a string, got null"),
         (with_element("transitions", 0, executor=["echo"]), "transition 'fetch': executor must be a string, got array"),
         (

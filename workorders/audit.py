@@ -23,12 +23,12 @@ Each broken rule is one `Violation(kind, entity_id, detail)`; the kinds:
 | `token_state` | a token's state disagrees with its `locked_by`/`consumed_by` |
 | `token_consumed_by_unfinished_task` | a token is consumed by a task that did not complete |
 | `task_consumed` | a completed task consumed other tokens than its join dictates |
-| `task_issued` | a task issued other tokens than its split dictates (none unless completed) |
+| `task_issued` | a task issued other tokens than its split and arc conditions dictate (none unless completed) |
 | `transition_completed_twice` | an acyclic net's transition completed more often than its tokens allow |
 | `workitem_completed_twice` | more completed workitems of a transition than its tasks can have |
-| `task_workitems` | a completed task without workitems, or with one not completed |
+| `task_workitems` | a completed task without workitems, or one neither completed nor routed as failed |
 | `token_live_in_finished_case` | a free or locked token in a finished case |
-| `end_token` | a finished case without exactly one end token consumed by finishing it |
+| `end_token` | a finished case with no end token consumed by finishing it, or one not issued to the end |
 | `task_live_in_ended_case` | a task not terminal in a finished or terminated case |
 | `workitem_live_in_ended_case` | a workitem not terminal in a finished or terminated case |
 """
@@ -39,8 +39,10 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from petriflow.engine.errors import NotFound
-from petriflow.engine.records import FINISHER, CaseRecord, RunRecord, TaskRecord, TokenRecord, WorkitemRecord
+from petriflow.engine import routing
+from petriflow.engine.errors import NoRoute, NotFound
+from petriflow.engine.executors import merge_payloads
+from petriflow.engine.records import FINISHER, GENESIS, CaseRecord, RunRecord, TaskRecord, TokenRecord, WorkitemRecord
 from petriflow.engine.states import (
     FINAL_RUN_STATES,
     UNFINISHED_WORK_ORDER_STATES,
@@ -51,7 +53,7 @@ from petriflow.engine.states import (
     WorkitemState,
     is_terminal,
 )
-from petriflow.engine.workflow import ArcDirection, JoinType, SplitType, Workflow
+from petriflow.engine.workflow import ArcDirection, JoinType, Workflow
 from petriflow.engine.workorders import run_state_of_case
 from petriflow.storage.store import WorkOrderStorage
 
@@ -173,9 +175,9 @@ def audit_case(storage: WorkOrderStorage, case: CaseRecord) -> list[Violation]:
     workitems = storage.workitems(case_id=case.id)
     _token_checks(case, tokens, tasks, found)
     if workflow is not None:
-        _split_join_checks(workflow, tokens, tasks, found)
+        _split_join_checks(workflow, tokens, tasks, workitems, found)
         _bound_checks(workflow, case, tokens, tasks, workitems, found)
-    _workitem_checks(tasks, workitems, found)
+    _workitem_checks(workflow, tasks, workitems, found)
     _ended_checks(case, workflow, tokens, tasks, workitems, found)
     return found
 
@@ -233,9 +235,36 @@ def _token_checks(
                 )
 
 
+def _routed(workflow: Workflow, task: TaskRecord, consumed: list[TokenRecord], *, failed: bool) -> list[str]:
+    """The out-places the routing rules send a completed task's payload to,
+    given the input its consumed tokens made (`[]` where none holds)."""
+    rank = {place: i for i, place in enumerate(workflow.in_places(task.transition_id))}
+    ordered = sorted(consumed, key=lambda t: (rank.get(t.place_id, 0), t.created_at))
+    try:
+        arcs = routing.arcs_taken(
+            workflow,
+            task.transition_id,
+            output=task.token_payload or {},
+            input=merge_payloads([t.payload for t in ordered]),
+            failed=failed,
+        )
+    except NoRoute:
+        return []
+    return sorted(arc.place_id for arc in arcs)
+
+
 def _split_join_checks(
-    workflow: Workflow, tokens: list[TokenRecord], tasks: dict[str, TaskRecord], found: list[Violation]
+    workflow: Workflow,
+    tokens: list[TokenRecord],
+    tasks: dict[str, TaskRecord],
+    workitems: list[WorkitemRecord],
+    found: list[Violation],
 ) -> None:
+    failed_tasks = {  # their failure went along a failure arc (a failed step without one is `task_workitems`)
+        w.task_id
+        for w in workitems
+        if w.state is WorkitemState.FAILED and _handles_failure(workflow, w.transition_id)
+    }
     consumed: dict[str, list[TokenRecord]] = defaultdict(list)
     issued: dict[str, list[TokenRecord]] = defaultdict(list)
     for token in tokens:
@@ -248,7 +277,7 @@ def _split_join_checks(
             transition = workflow.transition(task.transition_id)
         except KeyError:
             continue
-        in_places, out_places = workflow.in_places(transition.id), workflow.out_places(transition.id)
+        in_places = workflow.in_places(transition.id)
         mine_in = sorted(t.place_id for t in consumed[task.id])
         mine_out = sorted(t.place_id for t in issued[task.id])
         if task.state is TaskState.COMPLETED:
@@ -267,7 +296,7 @@ def _split_join_checks(
                         f"{task.case_id} consumed tokens in {mine_in}, expected {rule}",
                     )
                 )
-            wanted = sorted(out_places) if transition.split is SplitType.AND else sorted(out_places[:1])
+            wanted = _routed(workflow, task, consumed[task.id], failed=task.id in failed_tasks)
             if mine_out != wanted:
                 found.append(
                     Violation(
@@ -275,7 +304,7 @@ def _split_join_checks(
                         task.id,
                         f"completed task of {transition.id} in case "
                         f"{task.case_id} issued tokens in {mine_out}, expected {wanted} "
-                        f"('{transition.split.value}' split)",
+                        f"('{transition.split.value}' split, its arcs' conditions)",
                     )
                 )
         elif mine_out:
@@ -329,8 +358,7 @@ def firing_bounds(workflow: Workflow, initial: Counter[str]) -> dict[str, int] |
             transition = workflow.transition(transition_id)
             counts = [tokens[p] for p in workflow.in_places(transition_id)]
             fires[transition_id] = (min(counts) if transition.join is JoinType.AND else sum(counts)) if counts else 0
-            outs = workflow.out_places(transition_id)
-            for place in outs if transition.split is SplitType.AND else outs[:1]:
+            for place in workflow.out_places(transition_id):  # each may get a token: an upper bound
                 tokens[place] += fires[transition_id]
             pending.discard(transition_id)
         if not ready:  # cannot happen in an acyclic net
@@ -381,7 +409,9 @@ def _bound_checks(
             )
 
 
-def _workitem_checks(tasks: dict[str, TaskRecord], workitems: list[WorkitemRecord], found: list[Violation]) -> None:
+def _workitem_checks(
+    workflow: Workflow | None, tasks: dict[str, TaskRecord], workitems: list[WorkitemRecord], found: list[Violation]
+) -> None:
     by_task: dict[str, list[WorkitemRecord]] = defaultdict(list)
     for workitem in workitems:
         by_task[workitem.task_id].append(workitem)
@@ -397,7 +427,10 @@ def _workitem_checks(tasks: dict[str, TaskRecord], workitems: list[WorkitemRecor
                     f"completed task of {task.transition_id} in case {task.case_id} has no workitem",
                 )
             )
+        routes_failure = workflow is not None and _handles_failure(workflow, task.transition_id)
         for workitem in items:
+            if workitem.state is WorkitemState.FAILED and routes_failure:
+                continue  # its failure went along a failure arc
             if workitem.state is not WorkitemState.COMPLETED:
                 found.append(
                     Violation(
@@ -407,6 +440,13 @@ def _workitem_checks(tasks: dict[str, TaskRecord], workitems: list[WorkitemRecor
                         f"case {task.case_id} has workitem {workitem.id} {workitem.state.value}",
                     )
                 )
+
+
+def _handles_failure(workflow: Workflow, transition_id: str) -> bool:
+    try:
+        return workflow.handles_failure(transition_id)
+    except KeyError:
+        return False
 
 
 def _ended_checks(
@@ -429,14 +469,15 @@ def _ended_checks(
                 )
         ends = [t for t in tokens if t.consumed_by_task_id == FINISHER]
         end_place = workflow.end_place.id if workflow is not None else None
-        if len(ends) != 1 or (end_place is not None and ends[0].place_id != end_place):
+        stray = [t for t in ends if t.produced_by_task_id == GENESIS or (end_place and t.place_id != end_place)]
+        if not ends or stray:
             found.append(
                 Violation(
                     "end_token",
                     case.id,
                     f"finished case has {len(ends)} tokens consumed by "
-                    f"finishing it, in places {sorted(t.place_id for t in ends)}; expected one "
-                    f"in {end_place}",
+                    f"finishing it, in places {sorted(t.place_id for t in ends)}; expected one or more "
+                    f"(one per branch that ends there), each issued by a task into {end_place}",
                 )
             )
     elif any(t.consumed_by_task_id == FINISHER for t in tokens):

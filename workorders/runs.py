@@ -11,11 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from petriflow.engine.errors import Invalid, NotFound, PetriflowError, WorkflowDiscarded
+from petriflow.engine.errors import Invalid, NotFound, PetriflowError, StorageFailure, WorkflowDiscarded
 from petriflow.engine.records import CaseRecord, RunRecord, TokenRecord, WorkOrderRecord, new_id
 from petriflow.engine.retry import plan_retry
 from petriflow.engine.routing import genesis_token
 from petriflow.engine.states import FINAL_RUN_STATES, RunState, WorkitemState
+from petriflow.engine.wire import Discard
 from petriflow.engine.workflow import Workflow, WorkflowState
 from petriflow.engine.workorders import update_state
 from petriflow.storage.store import WorkOrderStorage
@@ -160,35 +161,89 @@ def planned_retry(storage: WorkOrderStorage, run_id: str, step_id: str) -> NewRu
 
 
 def retry_many(
-    storage: WorkOrderStorage, work_order_ids: list[str], steps: list[tuple[str, str]]
-) -> tuple[list[NewRun], int]:
+    storage: WorkOrderStorage,
+    work_order_ids: list[str],
+    steps: list[tuple[str, str]],
+    from_transition: str | None = None,
+) -> tuple[list[NewRun], list[Discard]]:
     """Work orders retried from their first step (a fresh run on their
-    input) and runs retried from a step; all enqueued in one transaction.
-    Returns the new runs and how many requests were discarded (unknown,
-    in progress, wiped input, discarded workflow)."""
+    input), or with `from_transition` from the last step of that transition
+    in their latest run, and runs retried from a step; all enqueued in one
+    transaction. Returns the new runs and the requests discarded, each with
+    its reason: unknown, in progress, wiped input, discarded workflow, a work
+    order named again (the later one is discarded), no such transition or no
+    step of it in the latest run. A storage failure fails the whole request."""
     planned: list[NewRun] = []
-    discarded = 0
+    discards: list[Discard] = []
+    named: set[str] = set()
+
+    def first_time(work_order_id: str, run_id: str | None = None) -> bool:
+        if work_order_id in named:
+            discards.append(Discard(work_order_id, f"work order {work_order_id} is named more than once", run_id))
+            return False
+        named.add(work_order_id)
+        return True
+
     for work_order_id in work_order_ids:
-        try:
-            order = storage.get_work_order(work_order_id)
-            workflow = _retryable(storage, order)
-        except PetriflowError:
-            discarded += 1
+        if not first_time(work_order_id):
             continue
-        planned.append(_new_run(order, workflow, _genesis(workflow, order)))
+        try:
+            order = _work_order(storage, work_order_id)
+            if from_transition is None:
+                workflow = _retryable(storage, order)
+                planned.append(_new_run(order, workflow, _genesis(workflow, order)))
+            else:
+                planned.append(_planned_from_transition(storage, order, from_transition))
+        except StorageFailure:
+            raise
+        except PetriflowError as exc:
+            discards.append(Discard(work_order_id, exc.message))
     for run_id, step_id in steps:
         try:
+            work_order_id = storage.get_run(run_id).work_order_id
+        except NotFound:
+            discards.append(Discard(None, f"run {run_id!r} not found", run_id))
+            continue
+        if not first_time(work_order_id, run_id):
+            continue
+        try:
             planned.append(planned_retry(storage, run_id, step_id))
-        except PetriflowError:
-            discarded += 1
-    orders = [n.run.work_order_id for n in planned]
-    duplicates = len(orders) - len(set(orders))
-    unique = list({n.run.work_order_id: n for n in planned}.values())
+        except StorageFailure:
+            raise
+        except PetriflowError as exc:
+            discards.append(Discard(work_order_id, exc.message, run_id))
     storage.enqueue_runs(
-        [(n.run, n.case, n.tokens) for n in unique],
-        {n.run.work_order_id: update_state([], RunState.AVAILABLE) for n in unique},
+        [(n.run, n.case, n.tokens) for n in planned],
+        {n.run.work_order_id: update_state([], RunState.AVAILABLE) for n in planned},
     )
-    return unique, discarded + duplicates
+    return planned, discards
+
+
+def _work_order(storage: WorkOrderStorage, work_order_id: str) -> WorkOrderRecord:
+    try:
+        return storage.get_work_order(work_order_id)
+    except NotFound:
+        raise NotFound(f"work order {work_order_id!r} not found") from None
+
+
+def _planned_from_transition(storage: WorkOrderStorage, order: WorkOrderRecord, transition_id: str) -> NewRun:
+    """The retry of the work order's latest run from its last step of
+    `transition_id` (a loop runs a transition several times; a step kept from
+    an earlier run counts), planned as `retry_from_step` plans it."""
+    _retryable(storage, order)
+    runs = storage.runs(order.id)
+    if not runs:
+        raise NotFound(f"work order {order.id} has no run")
+    run = runs[-1]
+    workflow = storage.get_workflow(run.workflow_id, run.workflow_version)
+    if not any(t.id == transition_id for t in workflow.transitions):
+        raise NotFound(f"workflow {workflow.id!r} has no transition {transition_id!r}")
+    steps = [storage.get_workitem(step) for step in run.kept_step_ids] + storage.workitems(case_id=run.case_id)
+    of_transition = [w for w in steps if w.transition_id == transition_id]
+    if not of_transition:
+        raise NotFound(f"the latest run {run.id} of work order {order.id} has no step of transition {transition_id!r}")
+    last = max(enumerate(of_transition), key=lambda item: (item[1].created_at, item[0]))[1]
+    return planned_retry(storage, run.id, last.id)
 
 
 def needs_actor(storage: WorkOrderStorage, run: RunRecord) -> bool:

@@ -49,6 +49,7 @@ from petriflow.engine.wire import (
     Preexecute,
     PutWorkflow,
     RetryMany,
+    RetryManyResult,
     RetryRun,
     RunStep,
     StartCase,
@@ -209,11 +210,29 @@ class Client:
         return self.request(RetryRun(run_id, step_id)).run_id
 
     def retry_many(
-        self, work_order_ids: list[str] | None = None, steps: list[tuple[str, str]] | None = None
+        self,
+        work_order_ids: list[str] | None = None,
+        steps: list[tuple[str, str]] | None = None,
+        from_transition: str | None = None,
     ) -> tuple[int, int]:
-        """(enqueued, discarded)."""
-        result = self.request(RetryMany(list(work_order_ids or []), [RunStep(r, s) for r, s in steps or []]))
+        """(enqueued, discarded): see `retry_many_detailed`."""
+        result = self.retry_many_detailed(work_order_ids, steps, from_transition)
         return result.enqueued, result.discarded
+
+    def retry_many_detailed(
+        self,
+        work_order_ids: list[str] | None = None,
+        steps: list[tuple[str, str]] | None = None,
+        from_transition: str | None = None,
+    ) -> RetryManyResult:
+        """Retry work orders from their first step, or with `from_transition`
+        from the last step of that transition in their latest run, and runs
+        (run_id, step_id) from a step; every new run is enqueued in one
+        storage transaction. What cannot be retried is discarded, never
+        raised: the result counts both and gives each discard's reason."""
+        return self.request(
+            RetryMany(list(work_order_ids or []), [RunStep(r, s) for r, s in steps or []], from_transition)
+        )
 
     def kill(self, entity_id: str) -> str:
         """Crash one live work order, case, task or workitem on purpose, as

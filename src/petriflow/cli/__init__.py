@@ -92,8 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     run_retry = command("retry", workorders.retry, "a new run of a run's work order, executed again from a step")
     run_retry.add_argument("run_id", metavar="RUN")
     run_retry.add_argument("--from", dest="step", required=True, help="the step to execute again")
-    command("retry-many", workorders.retry_many, "retry work orders from their first step").add_argument(
-        "work_orders", nargs="+", metavar="WORKORDER"
+    run_retry_many = command(
+        "retry-many", workorders.retry_many, "retry work orders from their first step, or from a transition"
+    )
+    run_retry_many.add_argument("work_orders", nargs="+", metavar="WORKORDER")
+    run_retry_many.add_argument(
+        "--from",
+        dest="transition",
+        metavar="TRANSITION",
+        help="retry each from its latest run's last step of this transition (default: from the first step)",
     )
     command("cancel", workorders.cancel, "cancel a work order's unfinished runs").add_argument("work_order")
     run_complete = command("complete", workorders.complete, "complete a waiting workitem (a manual step)")

@@ -52,6 +52,12 @@ def status(args: argparse.Namespace) -> int:
                 f"webhooks   {info['http_url']}",
                 f"nodes      {', '.join(f'{n} (pid {p})' for n, p in sorted(info.get('nodes', {}).items())) or 'none'}",
                 f"work orders {counts}",
+                *(
+                    f"waiting    {n} run(s) of {workflow_id} for a concurrency slot"
+                    for workflow_id, n in sorted(info.get("waiting_for_slot", {}).items())
+                    if n
+                ),
+                f"timers     {info.get('timers', 0)} waiting",
                 *(f"problem    {problem}" for problem in info["problems"]),
             ]
         ),

@@ -8,7 +8,7 @@ from typing import Any
 
 from petriflow.engine.records import WorkOrderRecord
 from petriflow.engine.states import WorkitemState
-from petriflow.engine.wire import Event, RunView, StepView, WorkOrderView
+from petriflow.engine.wire import Event, RetryManyResult, RunView, StepView, WorkOrderView
 
 CELL_WIDTH = 40
 
@@ -86,6 +86,14 @@ def describe_run(view: RunView) -> str:
         lines.append(f"  retried from run {run.retried_from_run_id} at step {run.retried_from_step_id}")
     if run.failure:
         lines.append(f"  failure {run.failure.kind}: {run.failure.reason}")
+    if view.queue is not None:
+        queue = view.queue
+        lines.append(
+            f"  waiting  for a slot: concurrency {queue.concurrency}, {queue.started} started, "
+            f"number {queue.position} in line"
+        )
+    for timer in view.timers:
+        lines.append(f"  timer    {timer.transition_id} (task {timer.task_id}) due {when(timer.due_at)}")
     lines.append(
         table(
             ["STEP", "TRANSITION", "STATE", "ATTEMPT", "KEPT", "STARTED", "FINISHED", "TOOK", "INPUT", "OUTPUT"],
@@ -119,3 +127,18 @@ def event_json(event: Event) -> dict[str, Any]:
         "run_id": run.id if run else None,
         "run_state": run.state.value if run else None,
     }
+
+
+def retry_many_json(result: RetryManyResult) -> dict[str, Any]:
+    return {
+        "enqueued": result.enqueued,
+        "discarded": result.discarded,
+        "discards": [{"work_order_id": d.work_order_id, "reason": d.reason} for d in result.discards],
+    }
+
+
+def retry_many_text(result: RetryManyResult) -> str:
+    """The counts, then one line per discard with its reason."""
+    lines = [f"enqueued {result.enqueued}, discarded {result.discarded}"]
+    lines += [f"discarded {d.work_order_id or d.run_id}: {d.reason}" for d in result.discards]
+    return "\n".join(lines)

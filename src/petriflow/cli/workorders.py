@@ -79,8 +79,10 @@ def retry(args: argparse.Namespace) -> int:
 
 
 def retry_many(args: argparse.Namespace) -> int:
-    enqueued, discarded = common.connect(args).retry_many(args.work_orders)
-    common.emit(args, {"enqueued": enqueued, "discarded": discarded}, f"enqueued {enqueued}, discarded {discarded}")
+    """Discards are part of the answer, not errors: exit 0 whatever was
+    discarded; 2 only when the request itself fails (as every command)."""
+    result = common.connect(args).retry_many_detailed(args.work_orders, from_transition=args.transition)
+    common.emit(args, render.retry_many_json(result), render.retry_many_text(result))
     return 0
 
 

@@ -247,6 +247,8 @@ def status(config: DaemonConfig) -> dict[str, Any]:
             engine_pid=info.pid,
             live_work_orders=info.live_work_orders,
             nodes=info.nodes,
+            waiting_for_slot=info.waiting_for_slot,
+            timers=info.timers,
         )
     except (OSError, PetriflowError, TimeoutError) as exc:
         result["problems"].append(f"the engine does not answer: {exc}")
