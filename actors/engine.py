@@ -862,12 +862,14 @@ class EngineActor(EntityActor):
         views = []
         for run in self.storage.runs(order.id):
             kept = [self.storage.get_workitem(step) for step in run.kept_step_ids]
-            queue = None
-            if run.state is RunState.AVAILABLE:
-                limit = self.storage.get_workflow(run.workflow_id).concurrency
-                queue = queue_view(run, self.storage.unfinished_runs(run.workflow_id), limit)
+            workflow = queue = None
+            with contextlib.suppress(NotFound):  # a run whose workflow vanished is lost: shown without either
+                workflow = self.storage.get_workflow(run.workflow_id, run.workflow_version)
+                if run.state is RunState.AVAILABLE:
+                    limit = self.storage.get_workflow(run.workflow_id).concurrency
+                    queue = queue_view(run, self.storage.unfinished_runs(run.workflow_id), limit)
             own = self.storage.workitems(case_id=run.case_id)
-            views.append(run_view(run, kept, own, self.storage.tasks(run.case_id), queue))
+            views.append(run_view(run, kept, own, self.storage.tasks(run.case_id), workflow, queue))
         return WorkOrderView(work_order=order, runs=views)
 
     def _wait_order(self, request: WaitWorkOrder, sender: Any) -> WorkOrderView | None:

@@ -181,7 +181,7 @@ class TaskActor(EntityActor):
         """Take the tokens as soon as they enable the task, unless it waits
         for its event: a timer for its deadline, a manual step in a deferred
         choice for a person's `preexecute` (else it would always win)."""
-        waits_for_person = self.transition.executor == "manual" and self.workflow.in_choice(self.task.transition_id)
+        waits_for_person = self.workflow.waits_for_person(self.task.transition_id)
         while self.task.state is TaskState.STARTED and not waits_for_person:
             try:
                 self.preexecute()

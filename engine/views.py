@@ -10,7 +10,8 @@ from typing import Any
 
 from petriflow.engine.records import RunRecord, TaskRecord, WorkitemRecord, WorkOrderRecord
 from petriflow.engine.states import FINAL_RUN_STATES, RunState, TaskState, WorkOrderState
-from petriflow.engine.wire import QueueView, RunView, StepView, TimerView, WorkOrderView
+from petriflow.engine.wire import ChoiceView, QueueView, RunView, StepView, TimerView, WorkOrderView
+from petriflow.engine.workflow import Workflow
 
 FINAL_WORK_ORDER_STATES = frozenset(WorkOrderState) - {WorkOrderState.PENDING, WorkOrderState.RUNNING}
 
@@ -38,19 +39,23 @@ def run_view(
     kept: list[WorkitemRecord],
     own: list[WorkitemRecord],
     tasks: Sequence[TaskRecord] = (),
+    workflow: Workflow | None = None,
     queue: QueueView | None = None,
 ) -> RunView:
-    """`tasks`: the case's, whose waiting timers the view lists; `queue`: where an available run waits."""
+    """`tasks`: the case's, of which the view lists those waiting for their
+    event (a timer's deadline; a person, for a manual step in a deferred
+    choice of `workflow`); `queue`: where an available run waits."""
     steps = [step_view(w, kept=True) for w in kept] + [step_view(w) for w in own]
-    timers = [
-        TimerView(task.id, task.transition_id, task.wake_at)
-        for task in tasks
-        if task.wake_at is not None and task.state is TaskState.STARTED
-    ]
+    waiting = [task for task in tasks if task.state is TaskState.STARTED]
     return RunView(
         run=run,
         steps=sorted(steps, key=lambda s: (s.started_at or float("inf"), s.step_id)),
-        timers=timers,
+        timers=[TimerView(t.id, t.transition_id, t.wake_at) for t in waiting if t.wake_at is not None],
+        choices=[
+            ChoiceView(t.id, t.transition_id)
+            for t in waiting
+            if workflow is not None and workflow.waits_for_person(t.transition_id)
+        ],
         queue=queue,
     )
 
@@ -110,6 +115,7 @@ def run_json(view: RunView) -> dict[str, Any]:
         "finished_at": run.finished_at,
         "steps": [_plain(step) for step in view.steps],
         "timers": [_plain(timer) for timer in view.timers],
+        "choices": [_plain(choice) for choice in view.choices],
         "queue": _plain(view.queue),
     }
 

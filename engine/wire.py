@@ -156,6 +156,15 @@ class TimerView:
 
 
 @dataclass(frozen=True)
+class ChoiceView:
+    """A manual step of a run waiting in a deferred choice for a person to
+    take it (`preexecute`, or `petriflow complete TASK`)."""
+
+    task_id: str
+    transition_id: str
+
+
+@dataclass(frozen=True)
 class QueueView:
     """Why an available run waits: its workflow's `concurrency` is taken
     (`started` counts claimed runs too); `position` 1 is the next to start."""
@@ -170,6 +179,7 @@ class RunView:
     run: RunRecord
     steps: list[StepView] = field(default_factory=list)
     timers: list[TimerView] = field(default_factory=list)
+    choices: list[ChoiceView] = field(default_factory=list)
     queue: QueueView | None = None
 
 

@@ -176,6 +176,11 @@ class Workflow:
         """Whether the transition competes for its tokens: an in-place also feeds another transition."""
         return any(len(self.transitions_fed_by(place)) > 1 for place in self.in_places(transition_id))
 
+    def waits_for_person(self, transition_id: str) -> bool:
+        """A manual step in a deferred choice: its task takes its token only
+        when a person preexecutes it (taking it at once, it would always win)."""
+        return self.transition(transition_id).executor == "manual" and self.in_choice(transition_id)
+
     def transitions_fed_by(self, place_id: str) -> list[str]:
         """Transitions a token in `place_id` is offered to (several: a choice)."""
         return [a.transition_id for a in self.arcs if a.place_id == place_id and a.direction is ArcDirection.IN]

@@ -22,6 +22,7 @@ import pytest
 from petriflow import daemon
 from petriflow.supervision import processes
 from petriflow.system import free_port
+from tests.engines import workflow
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "bin" / "petriflow"
@@ -211,6 +212,39 @@ def test_a_manual_step_is_completed_from_the_command_line(cli: Cli) -> None:
     assert done.returncode == 0 and step["workitem_id"] in done.stdout
     finished = until(lambda: (o := cli.order(order_id))["state"] == "success" and o, what="success")
     assert finished["runs"][0]["steps"][0]["output"] == {"approved_by": "cli"}
+
+
+def test_a_manual_step_in_a_deferred_choice_is_taken_and_completed_by_its_task_id(cli: Cli) -> None:
+    cli.load(
+        workflow(
+            "cli-choice",
+            ["start", "approved", "escalated", "end"],
+            [
+                {"id": "approve", "executor": "manual"},
+                {"id": "escalate", "executor": "timer", "params": {"seconds": 60}},
+                {"id": "record", "executor": "noop"},
+                {"id": "page", "executor": "noop"},
+            ],
+            ["start -> approve", "start -> escalate", "approve -> approved", "escalate -> escalated"]
+            + ["approved -> record", "escalated -> page", "record -> end", "page -> end"],
+        )
+    )
+    order_id = cli.ok("submit", "cli-choice")["work_order_id"]
+    run = until(lambda: (r := cli.order(order_id)["runs"][0])["choices"] and r, what="the waiting choice")
+    (choice,) = run["choices"]
+    (timer,) = run["timers"]
+    assert choice["transition_id"] == "approve" and timer["transition_id"] == "escalate"
+    shown = cli.run("show", order_id).stdout
+    assert f"choice   approve (task {choice['task_id']}) waits for a person" in shown
+    assert f"timer    escalate (task {timer['task_id']}) due" in shown
+    done = cli.ok("complete", choice["task_id"], "--output", '{"approved_by": "cli"}')
+    assert done["completed"] is True
+    finished = until(lambda: (o := cli.order(order_id))["state"] == "success" and o, what="success")
+    steps = {s["transition_id"]: s for s in finished["runs"][0]["steps"]}
+    assert steps.keys() == {"approve", "record"} and steps["approve"]["step_id"] == done["workitem_id"]
+    assert finished["runs"][0]["timers"] == [] and finished["runs"][0]["choices"] == []
+    code, error = cli.json("complete", "no-such-id", "--output", "{}")
+    assert code == 2 and error["error"]["message"] == "'no-such-id' is neither a workitem nor a task"
 
 
 def test_a_failed_run_is_retried_from_its_failing_step(cli: Cli) -> None:

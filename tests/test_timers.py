@@ -123,6 +123,17 @@ def test_an_approval_in_time_wins_and_the_timer_is_abandoned(client):
     assert "escalate" not in steps_of(client.get_work_order(submitted.work_order_id))[1]
 
 
+def test_show_names_the_manual_step_waiting_in_a_deferred_choice_and_complete_task_takes_it(client):
+    submitted = client.submit("approve-or-escalate", {"ticket": 5})
+    run = wait_for(lambda: (r := client.get_work_order(submitted.work_order_id).runs[0]).choices and r)
+    (choice,) = run.choices
+    assert choice.transition_id == "approve" and [t.transition_id for t in run.timers] == ["escalate"]
+    workitem_id = client.complete_task(choice.task_id, {"by": "grace"})
+    assert client.get_workitem(workitem_id).output == {"by": "grace"}
+    run, steps = steps_of(client.wait_work_order(submitted.work_order_id))
+    assert set(steps) == {"ask", "approve", "record"} and run.choices == [] and run.timers == []
+
+
 def test_a_timer_cannot_be_taken_before_its_deadline(client):
     submitted = client.submit("wait", {})
     case_id = client.get_work_order(submitted.work_order_id).runs[0].run.case_id

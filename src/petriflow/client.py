@@ -155,7 +155,19 @@ class Client:
         self.request(AbandonWorkitem(workitem_id))
 
     def preexecute(self, task_id: str) -> list[TokenRecord]:
+        """WorkflowMetal's preexecute: the task takes the tokens that enable it
+        and creates its workitem. How a person makes a deferred choice: a
+        manual step competing for its token waits for this."""
         return self.request(Preexecute(task_id)).tokens
+
+    def complete_task(self, task_id: str, output: dict[str, Any] | None = None) -> str:
+        """Take a waiting manual task's tokens (`preexecute`) and complete the
+        workitem that creates; returns that workitem's id."""
+        self.preexecute(task_id)
+        task = self.get_task(task_id)
+        workitem = next(w for w in self.get_case(task.case_id).workitems if w.task_id == task_id)
+        self.complete_workitem(workitem.id, output)
+        return workitem.id
 
     def ping(self) -> EngineInfo:
         return self.request(Ping())

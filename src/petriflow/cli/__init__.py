@@ -103,8 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="retry each from its latest run's last step of this transition (default: from the first step)",
     )
     command("cancel", workorders.cancel, "cancel a work order's unfinished runs").add_argument("work_order")
-    run_complete = command("complete", workorders.complete, "complete a waiting workitem (a manual step)")
-    run_complete.add_argument("workitem")
+    run_complete = command(
+        "complete",
+        workorders.complete,
+        "complete a waiting workitem (a manual step), or a manual task waiting in a deferred choice",
+    )
+    run_complete.add_argument("workitem", metavar="WORKITEM|TASK")
     run_complete.add_argument("--output", required=True, help="a JSON object, or @file holding one")
     run_watch = command(
         "watch", workorders.watch, "print work-order and run events as they happen (--json: one per line)"

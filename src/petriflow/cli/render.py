@@ -94,6 +94,11 @@ def describe_run(view: RunView) -> str:
         )
     for timer in view.timers:
         lines.append(f"  timer    {timer.transition_id} (task {timer.task_id}) due {when(timer.due_at)}")
+    for choice in view.choices:
+        lines.append(
+            f"  choice   {choice.transition_id} (task {choice.task_id}) waits for a person: "
+            f"petriflow complete {choice.task_id} --output JSON"
+        )
     lines.append(
         table(
             ["STEP", "TRANSITION", "STATE", "ATTEMPT", "KEPT", "STARTED", "FINISHED", "TOOK", "INPUT", "OUTPUT"],
