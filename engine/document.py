@@ -405,8 +405,9 @@ def compact_document(
     triggers: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A workflow document from a compact notation, for code that writes many
-    (tests, the chaos run, the benchmark): arcs as "a -> b" strings; the
-    first place is the start place and the last the end place."""
+    (tests, the chaos run, the benchmark): arcs as "a -> b" strings, with
+    an out-arc's `when` after a bar ("a -> b | failure"); the first place is
+    the start place and the last the end place."""
     document: dict[str, Any] = {
         "id": id,
         "version": version,
@@ -415,8 +416,14 @@ def compact_document(
             for i, p in enumerate(places)
         ],
         "transitions": transitions,
-        "arcs": [dict(zip(("from", "to"), (end.strip() for end in arc.split("->")))) for arc in arcs],
+        "arcs": [_compact_arc(arc) for arc in arcs],
     }
     if triggers:
         document["triggers"] = triggers
     return document
+
+
+def _compact_arc(arc: str) -> dict[str, str]:
+    ends, _, when = arc.partition("|")
+    document = dict(zip(("from", "to"), (end.strip() for end in ends.split("->"))))
+    return {**document, "when": when.strip()} if when.strip() else document

@@ -16,7 +16,7 @@ from petriflow.chaos.plan import (
     commit_kill_line,
     make_plan,
 )
-from petriflow.chaos.workflows import WORKFLOWS
+from petriflow.chaos.workflows import BIG, WORKFLOWS, approves_in_time
 from petriflow.engine.document import workflow_from_document
 from petriflow.engine.validation import validate
 
@@ -73,3 +73,14 @@ def test_every_workflow_of_the_mix_is_valid_and_names_the_state_it_ends_in():
     for workflow_id, (document, ending, weight) in WORKFLOWS.items():
         assert validate(workflow_from_document(document)).id == workflow_id
         assert ending in {"success", "failed", "killed", "crashed"} and weight >= 1
+
+
+def test_every_input_carries_a_seeded_amount_that_routes_and_approves_both_ways():
+    plan = make_plan(7, 200, 24)
+    assert [s.amount for s in plan.submissions] == [s.amount for s in make_plan(7, 200, 24).submissions]
+    assert all(0 <= s.amount < 100 for s in plan.submissions)
+    assert plan.submissions[3].input == {"chaos_id": "s00003", "n": 3, "amount": plan.submissions[3].amount}
+    routed = [s.amount for s in plan.submissions if s.workflow_id == "chaos-route"]
+    timed = [s.amount for s in plan.submissions if s.workflow_id == "chaos-timer"]
+    assert {a > BIG for a in routed} == {True, False}
+    assert {approves_in_time(a) for a in timed} == {True, False}

@@ -5,8 +5,14 @@ It starts a daemon (`petriflow start`) in a temporary home on free
 loopback ports, loads a mix of workflows (a sequence, an AND split into four
 branches and its join, a deferred choice, a manual step this run completes
 through the client, a sleeping step, an isolated step, a step that fails
-once and succeeds on retry, and three that fail on purpose: one raises, one hangs past its
-`timeout_s`, one kills its own process), submits work orders (through
+once and succeeds on retry, a routed workflow whose failing step is handled
+along its `failure` arc and whose `xor` and `or` splits branch by a seeded
+number in the input, a timed one: a sequence waiting on a durable
+`timer`, then a deferred choice between a manual approval, which this run
+takes (`preexecute`) and completes in time for some work orders, and an
+escalation timer that fires for the others; and three that fail on
+purpose: one raises, one hangs past its `timeout_s`, one kills its own
+process), submits work orders (through
 `Client.submit` and the webhook endpoint), and meanwhile crashes a live
 entity of each kind (workitem, task, case, work order) by message
 (`petriflow kill`), SIGKILLs a node's process and the Engine, has a node
@@ -37,7 +43,12 @@ Then it checks, from storage: every work order ended, in the state its
 workflow is designed to end in; `petriflow.workorders.audit.audit` finds no violation;
 every side effect in the journal (`petriflow.chaos.executors`) carries its
 idempotency key, no key and no step was applied twice, and no completed
-step lacks its side effect; SQLite's `PRAGMA integrity_check` is ok; and
+step lacks its side effect; each routed work order completed the steps
+its number designs, its failing step failed; each timed one took the side
+of its deferred choice the run chose (or the timer, had the run been
+late), the other side abandoned and never executed, and no timer's step
+started before the deadline stored on its task (`wake_at`); SQLite's
+`PRAGMA integrity_check` is ok; and
 the running daemon refused no submission (webhook or client) but for
 storage during an outage. It prints
 what went wrong, then one summary line:

@@ -5,7 +5,8 @@ ones show how user code makes an at-least-once side effect effectively
 once: it deduplicates by `ctx.idempotency_key` (the workitem id, stable
 across re-executions of one step). The others misbehave on purpose, each
 in one way the engine must survive: raising, hanging past `timeout_s`,
-killing their own process, failing on the first attempt only.
+killing their own process, failing on the first attempt only. `Recover`
+journals too: it handles a failure a failure arc brought it.
 
 The journal is a JSON-lines file named by `params.journal`, else by
 `$PETRIFLOW_TEST_JOURNAL`; without either, nothing is recorded. Each line:
@@ -86,6 +87,21 @@ class FlakyOnce(Journal):
         if ctx.attempt <= 1:
             return Failed("flaky: the first attempt fails")
         return super().execute(ctx)
+
+
+class Recover(Journal):
+    """A failure handler: put after a `"when": "failure"` arc, whose token is
+    `{"error": {"kind", "reason"}, "input"}`. Sleeps `params.seconds`,
+    performs its side effect once, and goes on with the failed step's input,
+    marked with the kind of the error it handled under its transition id."""
+
+    def execute(self, ctx: ExecutionContext) -> Outcome:
+        time.sleep(float(ctx.params.get("seconds", 0)))
+        apply_once(ctx)
+        error = ctx.input.get("error")
+        kind = error.get("kind") if isinstance(error, dict) else None
+        failed_input = ctx.input.get("input")
+        return Completed({**(failed_input if isinstance(failed_input, dict) else ctx.input), ctx.transition_id: kind})
 
 
 class Raise(BaseExecutor):

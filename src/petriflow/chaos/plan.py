@@ -40,6 +40,12 @@ class Submission:
     tag: str
     workflow_id: str
     via: str  # "client" or "webhook"
+    amount: int = 0  # 0-99, in the input: what chaos-route routes by, whether chaos-timer is approved in time
+
+    @property
+    def input(self) -> dict:
+        """The work order's input."""
+        return {"chaos_id": self.tag, "n": int(self.tag[1:]), "amount": self.amount}
 
 
 @dataclass(frozen=True)
@@ -80,4 +86,6 @@ def make_plan(seed: int, work_orders: int, faults: int) -> Plan:
             line = OUTAGE_LINES[turn % len(OUTAGE_LINES)]
             planned[i] = replace(fault, outage_line=line, outage_s=round(rng.uniform(*OUTAGE_S), 2))
             turn += 1
+    # drawn last, so the amounts leave the rest of a seed's plan as it was
+    submissions = [replace(sub, amount=rng.randrange(100)) for sub in submissions]
     return Plan(submissions, planned)

@@ -32,7 +32,7 @@ from petriflow.chaos.plan import (
     Submission,
     commit_kill_line,
 )
-from petriflow.chaos.workflows import JOURNALING, WORKFLOWS
+from petriflow.chaos.workflows import JOURNALING, TIMERS, WORKFLOWS, approves_in_time, route_steps
 from petriflow.client import Client, EngineTimeout
 from petriflow.engine.errors import AlreadyCompleted, Invalid, NotFound, PetriflowError
 from petriflow.engine.states import UNFINISHED_WORK_ORDER_STATES
@@ -45,6 +45,9 @@ UNFINISHED = {state.value for state in UNFINISHED_WORK_ORDER_STATES}
 FIRE_WITHIN_S = 30.0  # a kill line no node fired by then is taken back: the fault is skipped
 STORAGE_CODES = ("storage_unavailable", "storage_full")  # a refusal during a storage outage: send it again later
 STORAGE_STATUSES = (503, 507)  # how HTTP answers them
+WEBHOOK_RESEND_CODES = (*STORAGE_CODES, "engine_unavailable")
+"""What the webhook refuses with Retry-After and stores nothing of: also while the
+Engine does not answer (a hung part being killed, until the keeper's next beat)."""
 STORAGE_WAIT_S = 120.0  # how long a request refused for storage is sent again before it counts as failed
 REFUSED_PAUSE_S = 0.2
 
@@ -90,6 +93,7 @@ class Chaos:
         self.failures: list[Violation] = []  # requests the running daemon failed
         self.outage: StorageOutage | None = None  # the storage outage going on, or the daemon recovering from it
         self.refused: Counter[str] = Counter()  # requests refused for storage and sent again, by via and code
+        self.refused_choices: Counter[str] = Counter()  # preexecutes of chaos-timer's approve refused, by code
 
     # -- talking to the daemon through kills ------------------------------------
 
@@ -135,7 +139,8 @@ class Chaos:
                 time.sleep(0.2)
 
     def _refused(self, via: str, code: str) -> None:
-        """A request refused while storage is out: counted, and the outage looked at, before it goes again."""
+        """A request refused (storage out, or the Engine not answering): counted,
+        and an outage under way looked at, before it goes again."""
         self.refused[f"{via} {code}"] += 1
         if self.outage is not None:
             self.outage.refused[code] = self.outage.refused.get(code, 0) + 1
@@ -157,7 +162,7 @@ class Chaos:
         """Submit once; refused while storage is out, it is sent again until
         accepted (a refused submission is not stored: the check finds any
         duplicate)."""
-        body = {"chaos_id": sub.tag, "n": int(sub.tag[1:])}
+        body = sub.input
         try:
             if sub.via == "webhook":
                 self.orders[sub.tag] = self._post_until_taken(f"/hooks/{sub.workflow_id}-hook", body)["work_order_id"]
@@ -175,7 +180,8 @@ class Chaos:
                 self.orders[sub.tag] = self.call(lambda c: c.submit(sub.workflow_id, body)).work_order_id
 
     def _post_until_taken(self, path: str, body: dict) -> dict:
-        """`_post`, sent again while the daemon answers 503 or 507 for storage (up to `STORAGE_WAIT_S`)."""
+        """`_post`, sent again while the daemon answers 503 or 507 for storage,
+        or 503 while its Engine does not answer (up to `STORAGE_WAIT_S`)."""
         deadline = time.monotonic() + STORAGE_WAIT_S
         while True:
             try:
@@ -183,7 +189,7 @@ class Chaos:
             except urllib.error.HTTPError as refused:
                 with refused:
                     code = _error_code(refused)
-                if refused.code not in STORAGE_STATUSES or code not in STORAGE_CODES:
+                if refused.code not in STORAGE_STATUSES or code not in WEBHOOK_RESEND_CODES:
                     raise RuntimeError(f"HTTP {refused.code} {code}: {refused.reason}") from None
                 if refused.headers.get("Retry-After") is None:
                     self.notes.append(f"HTTP {refused.code} {code} for {path} came without Retry-After")
@@ -205,12 +211,28 @@ class Chaos:
     # -- manual steps ------------------------------------------------------------------
 
     def complete_manual_steps(self) -> None:
+        """Complete every `approve` step waiting for a person: chaos-manual's
+        always, chaos-timer's when the run approves that work order in time
+        (`approves_in_time`). chaos-timer's waits in a deferred choice against
+        the `escalate` timer, taking no token by itself: the run takes it
+        (`preexecute`) as soon as it sees it, then completes its workitem;
+        the timer may have fired first (a fault held the run up), and the
+        others the run leaves alone, so their timers fire."""
         for tag, work_order_id in list(self.orders.items()):
             if self.states.get(work_order_id, "pending") not in UNFINISHED:
                 continue
-            if tag not in self.subs or self.subs[tag].workflow_id != "chaos-manual":
+            sub = self.subs.get(tag)
+            if sub is None or sub.workflow_id not in ("chaos-manual", "chaos-timer"):
+                continue
+            if sub.workflow_id == "chaos-timer" and not approves_in_time(sub.amount):
                 continue
             view = self.call(lambda c: c.get_work_order(work_order_id))
+            if any(choice.transition_id == "approve" for run in view.runs for choice in run.choices):
+                for run in view.runs:
+                    for choice in run.choices:
+                        if choice.transition_id == "approve":
+                            self._take(choice.task_id)
+                view = self.call(lambda c: c.get_work_order(work_order_id))  # its workitem is waiting now
             for run in view.runs:
                 for step in run.steps:
                     if step.transition_id != "approve" or step.state != "started":
@@ -221,6 +243,15 @@ class Chaos:
                             self.call(lambda c: c.complete_workitem(step.workitem_id, {"approved_by": "chaos"}))
                     except (Invalid, AlreadyCompleted, NotFound):
                         pass  # not waiting yet, or done meanwhile: seen again at the next pass
+
+    def _take(self, task_id: str) -> None:
+        """Preexecute a manual task waiting in a deferred choice. Refused when
+        its competitor took the token first, or when an earlier try, whose
+        answer a fault lost, took it already: either way the next pass sees."""
+        try:
+            self.call(lambda c: c.preexecute(task_id))
+        except PetriflowError as exc:
+            self.refused_choices[exc.code] += 1
 
     # -- faults ------------------------------------------------------------------------------
 
@@ -553,6 +584,7 @@ class Chaos:
         storage = open_storage(f"sqlite:///{self.db}")  # what the daemon wrote, under its faulty storage
         try:
             violations += audit(storage, [o.id for o in records])
+            violations += self.check_steps(storage, records)
             journal_lost, journal_dups, journal_violations = self.check_journal(storage, records)
         finally:
             storage.close()
@@ -649,6 +681,104 @@ class Chaos:
                             )
                         )
         return lost, duplicated, found
+
+    def check_steps(self, storage: Any, records: list[Any]) -> list[Violation]:
+        """The steps of each successful chaos-route and chaos-timer work order,
+        from storage: chaos-route's failing `charge` was handled along its
+        failure arc and the splits took the branches its amount designs
+        (`route_steps`); chaos-timer took one side of its deferred choice,
+        the approval only where the run approved (`approves_in_time`), the
+        other side's task abandoned and never executed; and no timer's step
+        started before the deadline stored on its task (`wake_at`)."""
+        found: list[Violation] = []
+        sides: Counter[str] = Counter()
+        late: list[float] = []  # how long after its deadline each timer started
+        for order in records:
+            sub = self.subs.get(str((order.input or {}).get("chaos_id")))
+            if sub is None or sub.workflow_id != order.workflow_id or order.state.value != "success":
+                continue  # a lost, duplicated or unexpected work order is reported as such
+            if order.workflow_id not in ("chaos-route", "chaos-timer"):
+                continue
+            if (order.input or {}).get("amount") != sub.amount:
+                found.append(Violation("input_changed", order.id, f"{sub.tag}: input {order.input}"))
+                continue
+            runs = storage.runs(order.id)
+            run = max(runs, key=lambda r: (r.created_at, r.id))
+            workitems = storage.workitems(case_id=run.case_id)
+            completed = {w.transition_id for w in workitems if w.state.value == "completed"}
+            where = f"{sub.workflow_id} ({sub.tag}, amount {sub.amount}) case {run.case_id}"
+            if order.workflow_id == "chaos-route":
+                expected = route_steps(sub.amount)
+                if completed != expected:
+                    found.append(
+                        Violation(
+                            "wrong_route",
+                            order.id,
+                            f"{where}: completed {sorted(completed)}, designed {sorted(expected)}",
+                        )
+                    )
+                charges = sorted(w.state.value for w in workitems if w.transition_id == "charge")
+                if not charges or "failed" not in charges:
+                    found.append(Violation("failure_not_handled", order.id, f"{where}: charge steps {charges}"))
+                continue
+            tasks = {t.id: t for t in storage.tasks(run.case_id)}
+            approved = "approve" in completed
+            sides["approved" if approved else "escalated"] += 1
+            if approved and not approves_in_time(sub.amount):
+                found.append(
+                    Violation("manual_took_token", order.id, f"{where}: approved, and the run never approved it")
+                )
+            expected = {"receive", "pause"} | ({"approve", "record"} if approved else {"escalate", "page"})
+            if completed != expected:
+                found.append(
+                    Violation(
+                        "wrong_choice", order.id, f"{where}: completed {sorted(completed)}, designed {sorted(expected)}"
+                    )
+                )
+            loser = "escalate" if approved else "approve"
+            ran = sorted(f"{w.id} {w.state.value}" for w in workitems if w.transition_id == loser)
+            states = sorted(t.state.value for t in tasks.values() if t.transition_id == loser)
+            if ran or states != ["abandoned"]:
+                found.append(
+                    Violation("choice_taken_twice", order.id, f"{where}: {loser} lost, its tasks {states}, steps {ran}")
+                )
+            for workitem in workitems:
+                if workitem.transition_id not in TIMERS:
+                    continue
+                task = tasks.get(workitem.task_id)
+                wake_at = task.wake_at if task is not None else None
+                if wake_at is None:
+                    found.append(Violation("timer_without_deadline", workitem.id, f"{where}: {workitem.transition_id}"))
+                elif workitem.started_at is None or workitem.started_at < wake_at:
+                    early = (
+                        "never started"
+                        if workitem.started_at is None
+                        else f"{wake_at - workitem.started_at:.3f}s early"
+                    )
+                    found.append(
+                        Violation(
+                            "timer_fired_early",
+                            workitem.id,
+                            f"{where}: {workitem.transition_id} due at {wake_at:.3f}, {early}",
+                        )
+                    )
+                else:
+                    late.append(workitem.started_at - wake_at)
+        if sides or late:
+            meant = sum(
+                1 for s in self.plan.submissions if s.workflow_id == "chaos-timer" and approves_in_time(s.amount)
+            )
+            self.notes.append(
+                f"chaos-timer: {sides['approved']} approved in time (the run meant {meant}), "
+                f"{sides['escalated']} escalated; {len(late)} timers fired, "
+                f"at most {max(late, default=0.0):.2f}s after their deadline"
+                + (
+                    "; preexecutes refused: " + ", ".join(f"{c}: {n}" for c, n in sorted(self.refused_choices.items()))
+                    if self.refused_choices
+                    else ""
+                )
+            )
+        return found
 
     def note_outages_logged(self) -> None:
         """How many storage outages each part of the daemon logged the beginning
