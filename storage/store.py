@@ -530,15 +530,14 @@ class Storage:
     def due_timers(self, now: float) -> list[TaskRecord]:
         """The tasks whose timer is due by `now` and still waits (`started`),
         oldest deadline first; a timer whose task moved on stops waiting."""
-        with self.backend.transaction() as tx:
+        with self.backend.transaction(write=False) as tx:  # a write only when a timer stops waiting
             due = [row["id"] for row in tx.find("timers", {"waiting": True}) if row["due_at"] <= now]
-            if not due:
-                return []
-            tasks = [_from_row(TaskRecord, row) for row in tx.find("tasks", {"id": due})]
-            moved_on = [task.id for task in tasks if task.state is not TaskState.STARTED]
-            if moved_on:
+            tasks = [_from_row(TaskRecord, row) for row in tx.find("tasks", {"id": due})] if due else []
+        moved_on = [task.id for task in tasks if task.state is not TaskState.STARTED]
+        if moved_on:
+            with self.backend.transaction() as tx:
                 tx.update_where("timers", {"id": moved_on}, {"waiting": False})
-            return sorted((t for t in tasks if t.state is TaskState.STARTED), key=lambda task: task.wake_at or 0)
+        return sorted((t for t in tasks if t.state is TaskState.STARTED), key=lambda task: task.wake_at or 0)
 
     def get_task(self, task_id: str) -> TaskRecord:
         return self._read(TaskRecord, task_id)
