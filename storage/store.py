@@ -571,6 +571,8 @@ class Storage:
 
     @staticmethod
     def _insert_workitem(tx: Tx, task: TaskRecord, input: dict[str, Any]) -> WorkitemRecord:
+        """A timer's step began when its task did (the deadline was set then):
+        its wait is the step's duration, and it finishes when it fires."""
         workitem = WorkitemRecord(
             id=new_id(),
             task_id=task.id,
@@ -578,6 +580,7 @@ class Storage:
             workflow_id=task.workflow_id,
             transition_id=task.transition_id,
             input=input,
+            started_at=task.created_at if task.wake_at is not None else None,
         )
         tx.insert("workitems", _to_row(workitem))
         return workitem

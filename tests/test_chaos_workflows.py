@@ -101,7 +101,7 @@ def test_routed_and_timed_work_orders_end_as_designed_and_the_end_check_agrees(c
         assert any("1 approved in time (the run meant 1), 1 escalated; 3 timers fired" in n for n in chaos.notes)
 
         def early(w: Any) -> Any:
-            return dataclasses.replace(w, started_at=w.started_at - 0.5) if w.transition_id in TIMERS else w
+            return dataclasses.replace(w, finished_at=w.finished_at - 0.5) if w.transition_id in TIMERS else w
 
         found = chaos.check_steps(Tampered(storage, early), records)
         assert sorted(v.kind for v in found) == ["timer_fired_early"] * 3

@@ -92,8 +92,9 @@ def test_a_timer_fires_at_the_deadline_stored_when_its_step_was_enabled(client):
     run, steps = steps_of(view)
     assert run.run.state.value == "success" and run.timers == []
     fired = steps["cool_off"]
-    assert fired.started_at >= shown.due_at, "never before its deadline"
-    assert fired.started_at - shown.due_at < 1.0
+    assert fired.started_at == task.created_at, "the step began when its deadline was set: its wait is the step"
+    assert fired.finished_at >= shown.due_at, "never before its deadline"
+    assert fired.finished_at - shown.due_at < 1.0
     assert fired.output == {"n": 1, "received": True}, "a timer passes its input through"
 
 
@@ -148,7 +149,7 @@ def test_a_deadline_already_past_fires_at_once(client):
     started = time.time()
     view = client.wait_work_order(client.submit("past", {"late": True}).work_order_id)
     run, steps = steps_of(view)
-    assert run.run.state.value == "success" and steps["at"].started_at - started < 5
+    assert run.run.state.value == "success" and steps["at"].finished_at - started < 5
     task = task_of(client, run.run.case_id, "at")
     assert datetime.fromtimestamp(task.wake_at, UTC) == datetime(2020, 1, 1, tzinfo=UTC)
 
@@ -183,4 +184,4 @@ def test_the_engine_wakes_a_passivated_case_when_its_timer_is_due(base, tmp_path
         assert time.time() < due, "the case passivated while its timer waits"
         view = client.wait_work_order(submitted.work_order_id)
         _, steps = steps_of(view)
-        assert due <= steps["later"].started_at < due + 2.0
+        assert due <= steps["later"].finished_at < due + 2.0

@@ -181,14 +181,14 @@ def test_timers_fire_at_their_stored_deadline_after_a_sigkill_of_the_whole_daemo
         (fired,) = [s for s in run.steps if s.transition_id == "cool_off"]
         due = timers[order_id].due_at
         assert due == client.get_task(timers[order_id].task_id).wake_at, "the deadline stored is the one shown"
-        assert fired.started_at >= due, f"fired {due - fired.started_at:.3f}s before its deadline"
+        assert fired.finished_at >= due, f"fired {due - fired.finished_at:.3f}s before its deadline"
         # A task restored on boot fires itself at its deadline; the Engine's scan (every 1 s, 0.5 s
         # grace) is the slowest way. Waiting the full 4 s again would start it 4 s after its case
         # came back, which is only about 1.2 s after the deadline: that is checked on its own.
-        assert fired.started_at - due < 2.0, f"fired {fired.started_at - due:.3f}s after its deadline"
+        assert fired.finished_at - due < 2.0, f"fired {fired.finished_at - due:.3f}s after its deadline"
         back = restored_at(d, run.run.case_id, restarted_at)
-        assert fired.started_at - back < WAIT_S - 1.0, (
-            f"fired {fired.started_at - back:.3f}s after its case was restored: it waited the full time again"
+        assert fired.finished_at - back < WAIT_S - 1.0, (
+            f"fired {fired.finished_at - back:.3f}s after its case was restored: it waited the full time again"
         )
         assert fired.output == {"n": n, "received": True}, "a timer passes its input through"
 
@@ -207,11 +207,11 @@ def test_timers_fire_at_their_stored_deadline_after_a_sigkill_of_the_whole_daemo
     (run,) = view.runs
     (fired,) = [s for s in run.steps if s.transition_id == "pause"]
     assert restarted_at > timer.due_at, "the deadline passed while the daemon was down"
-    assert fired.started_at >= timer.due_at
-    assert fired.started_at - up_at < 2.0, f"fired {fired.started_at - up_at:.3f}s after the daemon answered again"
+    assert fired.finished_at >= timer.due_at
+    assert fired.finished_at - up_at < 2.0, f"fired {fired.finished_at - up_at:.3f}s after the daemon answered again"
     back = restored_at(d, run.run.case_id, restarted_at)
-    assert fired.started_at - back < 1.0, (
-        f"fired {fired.started_at - back:.3f}s after its case was restored: it waited {SHORT_S}s again"
+    assert fired.finished_at - back < 1.0, (
+        f"fired {fired.finished_at - back:.3f}s after its case was restored: it waited {SHORT_S}s again"
     )
 
     # 3. A waiting timer as the command line shows it, and gone once its work order is cancelled.

@@ -261,9 +261,7 @@ def _split_join_checks(
     found: list[Violation],
 ) -> None:
     failed_tasks = {  # their failure went along a failure arc (a failed step without one is `task_workitems`)
-        w.task_id
-        for w in workitems
-        if w.state is WorkitemState.FAILED and _handles_failure(workflow, w.transition_id)
+        w.task_id for w in workitems if w.state is WorkitemState.FAILED and _handles_failure(workflow, w.transition_id)
     }
     consumed: dict[str, list[TokenRecord]] = defaultdict(list)
     issued: dict[str, list[TokenRecord]] = defaultdict(list)

@@ -47,7 +47,7 @@ step lacks its side effect; each routed work order completed the steps
 its number designs, its failing step failed; each timed one took the side
 of its deferred choice the run chose (or the timer, had the run been
 late), the other side abandoned and never executed, and no timer's step
-started before the deadline stored on its task (`wake_at`); SQLite's
+finished (fired) before the deadline stored on its task (`wake_at`); SQLite's
 `PRAGMA integrity_check` is ok; and
 the running daemon refused no submission (webhook or client) but for
 storage during an outage. It prints

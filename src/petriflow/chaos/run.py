@@ -749,11 +749,11 @@ class Chaos:
                 wake_at = task.wake_at if task is not None else None
                 if wake_at is None:
                     found.append(Violation("timer_without_deadline", workitem.id, f"{where}: {workitem.transition_id}"))
-                elif workitem.started_at is None or workitem.started_at < wake_at:
+                elif workitem.finished_at is None or workitem.finished_at < wake_at:
                     early = (
-                        "never started"
-                        if workitem.started_at is None
-                        else f"{wake_at - workitem.started_at:.3f}s early"
+                        "never finished"
+                        if workitem.finished_at is None
+                        else f"{wake_at - workitem.finished_at:.3f}s early"
                     )
                     found.append(
                         Violation(
@@ -763,7 +763,7 @@ class Chaos:
                         )
                     )
                 else:
-                    late.append(workitem.started_at - wake_at)
+                    late.append(workitem.finished_at - wake_at)
         if sides or late:
             meant = sum(
                 1 for s in self.plan.submissions if s.workflow_id == "chaos-timer" and approves_in_time(s.amount)
