@@ -24,7 +24,7 @@ from thespian.actors import ActorSystemMessage, PoisonMessage, WakeupMessage
 
 from petriflow import metrics
 from petriflow.actors.case import TASK_REQUESTS, WORKITEM_REQUESTS
-from petriflow.actors.entity import EntityActor
+from petriflow.actors.entity import EntityActor, workflow_for
 from petriflow.actors.node import NodeActor
 from petriflow.engine import codec
 from petriflow.engine.cron import CronSchedule, due_ticks
@@ -318,7 +318,7 @@ class EngineActor(EntityActor):
         if settings.heartbeat_timeout_s is not None:
             self.wakeupAfter(settings.heartbeat_s, payload=_BeatWakeup)
         self.timers_woken: dict[str, float] = {}  # task id: when the Engine last woke its timer
-        self.limits: dict[str, int | None] = {}  # workflow id: its latest version's concurrency
+        self.limits: dict[str, int | None] = {}  # workflow id: its latest version's concurrency (a hint: see _admit)
         self.wakeupAfter(DUE_SCAN_S, payload=_Due)
         self._survey(lambda reports: self.answer(sender, self._info(reports)))
 
@@ -586,7 +586,7 @@ class EngineActor(EntityActor):
     def _admit(self, workflow_id: str) -> None:
         """Hand each run its workflow's concurrency now lets start to its
         work order, oldest first; the work order claims it (`advance_run`
-        checks the limit again, in the claim's own transaction)."""
+        checks its own version's limit again, in the claim's transaction)."""
         if workflow_id not in self.limits:
             try:
                 self.limits[workflow_id] = self.storage.get_workflow(workflow_id).concurrency
@@ -864,10 +864,10 @@ class EngineActor(EntityActor):
             kept = [self.storage.get_workitem(step) for step in run.kept_step_ids]
             workflow = queue = None
             with contextlib.suppress(NotFound):  # a run whose workflow vanished is lost: shown without either
-                workflow = self.storage.get_workflow(run.workflow_id, run.workflow_version)
-                if run.state is RunState.AVAILABLE:
-                    limit = self.storage.get_workflow(run.workflow_id).concurrency
-                    queue = queue_view(run, self.storage.unfinished_runs(run.workflow_id), limit)
+                workflow = workflow_for(self.storage, run.workflow_id, run.workflow_version)
+                if run.state is RunState.AVAILABLE and workflow.concurrency is not None:
+                    unfinished = self.storage.unfinished_runs(run.workflow_id)
+                    queue = queue_view(run, unfinished, workflow.concurrency)
             own = self.storage.workitems(case_id=run.case_id)
             views.append(run_view(run, kept, own, self.storage.tasks(run.case_id), workflow, queue))
         return WorkOrderView(work_order=order, runs=views)

@@ -90,12 +90,12 @@ class WorkOrderActor(EntityActor):
         cannot be restored is lost."""
         try:
             case = self.storage.get_case(run.case_id)
-            workflow_for(self.storage, case.workflow_id, case.workflow_version)
+            workflow = workflow_for(self.storage, case.workflow_id, case.workflow_version)
         except PetriflowError as exc:
             self._ended(run, RunState.LOST, Failure(kind="lost", reason=f"the run cannot be restored: {exc}"))
             return
         if run.state is RunState.AVAILABLE:
-            limit = self.storage.get_workflow(run.workflow_id).concurrency  # the latest version's limit
+            limit = workflow.concurrency  # its own version's: cached, where the latest would be read each time
             if not self._advance(run, RunState.CLAIMED, limit=limit):
                 log.info("run_waiting", run_id=run.id, concurrency=limit, **self.log_context())
                 return  # the Engine hands it back (`StartRun`) once a slot is free

@@ -200,12 +200,18 @@ def _split_problems(owner: str, out_arcs: list[Arc], transition: Transition) -> 
             )
 
 
-def _timer_problems(owner: str, transition: Transition, executor: object) -> Iterator[str]:
-    """An executor may check its own params when the workflow is loaded (the `timer`'s deadline)."""
+def _param_problems(owner: str, transition: Transition, executor: object) -> Iterator[str]:
+    """An executor may check its own params when the workflow is loaded
+    (the `timer` its deadline); one that raises doing so is a problem too."""
     param_problems = getattr(executor, "param_problems", None)
-    if callable(param_problems):
-        for problem in param_problems(transition.params):
-            yield f"{owner}: {problem}"
+    if not callable(param_problems):
+        return
+    try:
+        problems = list(param_problems(transition.params))
+    except Exception as exc:
+        problems = [f"executor {transition.executor!r} cannot check its params: {type(exc).__name__}: {exc}"]
+    for problem in problems:
+        yield f"{owner}: {problem}"
 
 
 def _retry_problems(owner: str, retry: RetryPolicy) -> Iterator[str]:
@@ -229,7 +235,7 @@ def _executor_problems(owner: str, transition: Transition, resolve_executor: Cal
     except Exception as exc:
         yield f"{owner}: executor {transition.executor!r} cannot be resolved: {type(exc).__name__}: {exc}"
     else:
-        yield from _timer_problems(owner, transition, executor)
+        yield from _param_problems(owner, transition, executor)
 
 
 def _trigger_problems(wf: Workflow) -> Iterator[str]:
