@@ -473,6 +473,7 @@ class Storage:
             {"id": token_ids, "state": TokenState.FREE.value},
             {"state": TokenState.LOCKED.value, "locked_by_task_id": task.id},
         )
+        _timer_done(tx, task)
 
     # -- tasks -------------------------------------------------------------
 
@@ -639,6 +640,7 @@ class Storage:
             workitem = _from_row(WorkitemRecord, row)
             if not is_terminal(workitem.state):
                 self._advance(tx, workitem, WorkitemState.ABANDONED, finished_at=now())
+        _timer_done(tx, task)
         return self._advance(tx, task, TaskState.ABANDONED)
 
     # -- workitems ---------------------------------------------------------
@@ -923,6 +925,14 @@ class WorkOrderStorage(Storage):
                 tx.insert("trigger_ticks", {"id": trigger_key, "last_tick": tick})
             else:
                 tx.update("trigger_ticks", trigger_key, {"last_tick": tick})
+
+
+def _timer_done(tx: Tx, task: TaskRecord) -> None:
+    """A timer's task took its tokens or was abandoned: its timer stops
+    waiting in the same transaction, so the Engine's scan reads only
+    timers that still wait (`due_timers` drops any it finds moved on)."""
+    if task.wake_at is not None:
+        tx.update_where("timers", {"id": task.id}, {"waiting": False})
 
 
 def open_storage(url: str) -> WorkOrderStorage:

@@ -4,6 +4,7 @@ a deadline already past, and a passivated case the Engine wakes."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from datetime import UTC, datetime
 
@@ -69,6 +70,7 @@ def client(request, tmp_path):
     with running_engine(request.param, f"sqlite:///{tmp_path}/petriflow.db") as client:
         for document in (WAIT, APPROVE_OR_ESCALATE, PAST):
             client.put_workflow(document)
+        client.storage_path = tmp_path / "petriflow.db"
         yield client
 
 
@@ -119,7 +121,10 @@ def test_an_approval_in_time_wins_and_the_timer_is_abandoned(client):
     view = client.wait_work_order(submitted.work_order_id)
     run, steps = steps_of(view)
     assert set(steps) == {"ask", "approve", "record"} and steps["record"].output["by"] == "ada"
-    assert task_of(client, case_id, "escalate").state.value == "abandoned"
+    escalate = task_of(client, case_id, "escalate")
+    assert escalate.state.value == "abandoned"
+    with sqlite3.connect(client.storage_path) as db:  # the Engine's scan reads only timers still waiting
+        assert db.execute("SELECT waiting FROM timers WHERE id = ?", (escalate.id,)).fetchone() == (0,)
     time.sleep(1.8)  # past the deadline: an abandoned timer never fires
     assert "escalate" not in steps_of(client.get_work_order(submitted.work_order_id))[1]
 
