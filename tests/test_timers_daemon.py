@@ -26,27 +26,24 @@ pytestmark = [pytest.mark.slow, pytest.mark.multiproc, pytest.mark.timeout(150)]
 
 T = TypeVar("T")
 
-WAIT_S = 4.0
-WAIT = workflow(
-    "cool-off",
-    ["start", "waiting", "end"],
-    [
-        {"id": "receive", "executor": "echo", "params": {"received": True}},
-        {"id": "cool_off", "executor": "timer", "params": {"seconds": WAIT_S}},
-    ],
-    ["start -> receive", "receive -> waiting", "waiting -> cool_off", "cool_off -> end"],
-)
 
+def waiting(workflow_id: str, timer: str, seconds: float) -> dict:
+    """start -> receive (echo) -> waiting -> `timer` (of `seconds`) -> end."""
+    return workflow(
+        workflow_id,
+        ["start", "waiting", "end"],
+        [
+            {"id": "receive", "executor": "echo", "params": {"received": True}},
+            {"id": timer, "executor": "timer", "params": {"seconds": seconds}},
+        ],
+        ["start -> receive", "receive -> waiting", f"waiting -> {timer}", f"{timer} -> end"],
+    )
+
+
+WAIT_S = 4.0
+WAIT = waiting("cool-off", "cool_off", WAIT_S)
 SHORT_S = 1.5
-SHORT = workflow(
-    "short-wait",
-    ["start", "waiting", "end"],
-    [
-        {"id": "receive", "executor": "echo", "params": {"received": True}},
-        {"id": "pause", "executor": "timer", "params": {"seconds": SHORT_S}},
-    ],
-    ["start -> receive", "receive -> waiting", "waiting -> pause", "pause -> end"],
-)
+SHORT = waiting("short-wait", "pause", SHORT_S)
 
 LIMITED = {
     **workflow(
