@@ -262,9 +262,12 @@ class EngineActor(EntityActor):
             self.wakeupAfter(DUE_SCAN_S, payload=_Due)
             if not self.outage.down:
                 self._wake_due_timers(time.time())
+                waiting = {}
                 for workflow in self.storage.list_workflows():
                     self.limits[workflow.id] = workflow.concurrency
-                    self._admit(workflow.id)
+                    if workflow.concurrency is not None:
+                        waiting[workflow.id] = self._admit(workflow.id)
+                metrics.set_waiting(self.storage.waiting_timers(), waiting)
         elif payload is _StorageRetry and self.retry_at is not None and time.monotonic() >= self.retry_at - 0.01:
             self.retry_at = None  # an earlier or a later wakeup than the one due is stale: it does nothing
             self._try_storage()
@@ -583,10 +586,11 @@ class EngineActor(EntityActor):
                 self._route(self._live_case(task.case_id), Preexecute(task.id), None)
             log.info("timer_woken", task_id=task.id, case_id=task.case_id, late_s=round(now - (task.wake_at or now), 3))
 
-    def _admit(self, workflow_id: str) -> None:
+    def _admit(self, workflow_id: str) -> int:
         """Hand each run its workflow's concurrency now lets start to its
         work order, oldest first; the work order claims it (`advance_run`
-        checks its own version's limit again, in the claim's transaction)."""
+        checks its own version's limit again, in the claim's transaction).
+        How many runs wait for a slot after that."""
         if workflow_id not in self.limits:
             try:
                 self.limits[workflow_id] = self.storage.get_workflow(workflow_id).concurrency
@@ -594,10 +598,12 @@ class EngineActor(EntityActor):
                 self.limits[workflow_id] = None
         limit = self.limits[workflow_id]
         if limit is None:
-            return
+            return 0
         runs = {run.id: run for run in self.storage.unfinished_runs(workflow_id)}
-        for run_id in admissible(list(runs.values()), limit):
+        admitted = admissible(list(runs.values()), limit)
+        for run_id in admitted:
             self._to_order(runs[run_id].work_order_id, StartRun(run_id))
+        return sum(1 for run in runs.values() if run.state is RunState.AVAILABLE) - len(admitted)
 
     def _schedule_cron(self) -> None:
         now = time.time()

@@ -88,6 +88,8 @@ def test_every_metric_is_listed_with_its_help_embedded():
         "petriflow_storage_commit_seconds",
         "petriflow_storage_unavailable",
         "petriflow_storage_outages",
+        "petriflow_timers_waiting",
+        "petriflow_runs_waiting_for_slot",
     ):
         assert name in names
         assert f"# HELP {name}" in text
@@ -209,6 +211,26 @@ def _accepted(client, name: str) -> bool:
     except StorageFull:
         return False
     return True
+
+
+def test_waiting_timers_and_runs_held_back_by_a_concurrency_show_as_gauges(client):
+    name = _name("held")
+    client.put_workflow({**_sequence(name, {"executor": "timer", "params": {"seconds": 60}}), "concurrency": 1})
+    orders = [client.submit(name, {}).work_order_id for _ in range(3)]
+
+    def shown() -> tuple[float, float]:
+        samples = _scrape()
+        client.ping()  # embedded, the Engine's scan runs only inside a client's call
+        return _value(samples, "petriflow_timers_waiting"), _value(
+            samples, "petriflow_runs_waiting_for_slot", workflow=name
+        )
+
+    wait_for(lambda: shown() == (1, 2), timeout_s=10)
+    client.cancel(orders[0])
+    wait_for(lambda: shown() == (1, 1), timeout_s=10)  # the next one started, and its timer waits
+    for order in orders[1:]:
+        client.cancel(order)
+    wait_for(lambda: shown() == (0, 0), timeout_s=10)
 
 
 def test_use_directory_refuses_once_prometheus_client_was_imported_without_it(tmp_path, monkeypatch):

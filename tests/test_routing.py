@@ -139,7 +139,27 @@ ALWAYS = with_arcs(
     [arc("start", "try"), arc("try", "after", "always"), arc("after", "log"), arc("log", "end")],
 )
 
-DOCUMENTS = (EXCLUSIVE, MULTI, HANDLED, TIMED_OUT, FAILING_HANDLER, ALWAYS)
+# A step whose process dies every time crashes past the restart intensity: also handled.
+CRASHING = with_arcs(
+    workflow(
+        "crashing",
+        ["start", "down", "end"],
+        [
+            {"id": "native", "executor": "tests.executors:ExitAbruptly", "isolate": True},
+            {"id": "page", "executor": "echo", "params": {"paged": True}},
+        ],
+        [],
+    ),
+    [
+        arc("start", "native"),
+        arc("native", "end"),
+        arc("native", "down", "failure"),
+        arc("down", "page"),
+        arc("page", "end"),
+    ],
+)
+
+DOCUMENTS = (EXCLUSIVE, MULTI, HANDLED, TIMED_OUT, FAILING_HANDLER, ALWAYS, CRASHING)
 
 
 @pytest.fixture(params=BASES)
@@ -197,6 +217,13 @@ def test_a_timeout_is_a_failure_a_failure_arc_takes(client):
     _, run, steps = finished(client, "timed-out", {"n": 1})
     assert run.run.state.value == "success"
     assert steps["slow"].state == "failed" and steps["alert"].input["error"]["kind"] == "timeout"
+
+
+def test_a_step_that_crashes_past_the_restart_intensity_is_handled_too(client):
+    _, run, steps = finished(client, "crashing", {"n": 2})
+    assert run.run.state.value == "success"
+    assert steps["native"].state == "failed" and steps["page"].input["error"]["kind"] == "crashed"
+    assert steps["page"].input["input"] == {"n": 2}
 
 
 def test_a_handler_that_fails_without_its_own_failure_arc_fails_the_run(client):

@@ -10,7 +10,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from petriflow.engine import timers
 from petriflow.engine.errors import InvalidWorkflow, TaskNotEnabled
+from petriflow.engine.workflow import Transition
 from tests.engines import BASES, running_engine, wait_for, workflow
 
 pytestmark = pytest.mark.timeout(90)
@@ -150,6 +152,16 @@ def test_a_timer_cannot_be_taken_before_its_deadline(client):
     assert task_of(client, case_id, "cool_off").state.value == "completed"
 
 
+@pytest.mark.parametrize(
+    "until",
+    ["2030-01-01T00:00:00Z", "2030-01-01T00:00:00", "2030-01-01T01:00:00+01:00"],  # no offset: UTC, as documented
+)
+def test_until_is_an_iso_instant_read_as_utc_unless_it_says_otherwise(until):
+    transition = Transition(id="t", executor="timer", params={"until": until})
+    assert timers.param_problems(transition.params) == []
+    assert timers.deadline(transition, now=0.0) == datetime(2030, 1, 1, tzinfo=UTC).timestamp()
+
+
 def test_a_deadline_already_past_fires_at_once(client):
     started = time.time()
     view = client.wait_work_order(client.submit("past", {"late": True}).work_order_id)
@@ -166,7 +178,7 @@ def test_a_deadline_already_past_fires_at_once(client):
         {"seconds": -1},
         {"seconds": "soon"},
         {"until": "tomorrow"},
-        {"until": "2026-12-24T18:00:00"},
+        {"until": 1767225600},
         {"seconds": 1, "until": "2026-12-24T18:00:00Z"},
     ],
 )

@@ -133,6 +133,15 @@ class Metrics:
             ["part"],
             multiprocess_mode="livesum",
         )
+        self.timers_waiting: Gauge = Gauge(  # the Engine sets both on its once-a-second scan
+            "petriflow_timers_waiting", "Timers waiting for their deadline", multiprocess_mode="livesum"
+        )
+        self.runs_waiting_for_slot: Gauge = Gauge(
+            "petriflow_runs_waiting_for_slot",
+            "Available runs a workflow's concurrency holds back, by workflow",
+            ["workflow"],
+            multiprocess_mode="livesum",
+        )
         self.storage_outages: Counter = Counter(
             "petriflow_storage_outages", "Storage outages a part began to wait out, by part and code", ["part", "code"]
         )
@@ -217,6 +226,17 @@ def actor_exited(kind: str) -> None:
 def set_ingress_queue_depth(depth: float) -> None:
     """For the HTTP server: how many requests wait for the Engine now."""
     _record(lambda m: m.ingress_queue_depth.set(depth))
+
+
+def set_waiting(timers: int, runs_by_workflow: dict[str, int]) -> None:
+    """For the Engine's scan: timers not yet due, and runs waiting for a concurrency slot."""
+
+    def change(m: Metrics) -> None:
+        m.timers_waiting.set(timers)
+        for workflow, runs in runs_by_workflow.items():
+            m.runs_waiting_for_slot.labels(workflow).set(runs)
+
+    _record(change)
 
 
 def storage_down(part: str, code: str) -> None:
