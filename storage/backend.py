@@ -26,8 +26,8 @@ class DuplicateKey(Exception):
 class Tx(Protocol):
     """One atomic unit of work: everything in it commits, or nothing does.
 
-    `where` maps a column to a value (equality) or to a list/tuple/set of
-    values (membership). Rows come back as fresh dicts: mutating them changes
+    `where` maps a column to a value (equality), to a list/tuple/set of
+    values (membership) or to an `AtMost` (a range). Rows come back as fresh dicts: mutating them changes
     nothing stored."""
 
     def get(self, table: str, id: str) -> Row | None: ...
@@ -127,6 +127,14 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class AtMost:
+    """A range condition in `where`: the column holds a value, and it is at
+    most `value` (`due_at <= now`: the timers due)."""
+
+    value: Any
 
 
 def membership(value: Any) -> Iterable[Any] | None:

@@ -49,7 +49,7 @@ class _MemoryTx(TxBase):
         return self.db.tables[t.name].get(id)
 
     def _find(self, t: Table, conditions: list[Condition], order_by: str | None) -> list[Stored]:
-        rows = [row for row in self.db.tables[t.name].values() if all(row[c.column] in c.values for c in conditions)]
+        rows = [row for row in self.db.tables[t.name].values() if all(c.matches(row[c.column]) for c in conditions)]
         if order_by is not None:  # stable: None first and ties in insertion order, as in SQLite
             rows.sort(key=lambda row: (row[order_by] is not None, row[order_by]))
         return rows
@@ -69,7 +69,7 @@ class _MemoryTx(TxBase):
     def _update(self, t: Table, id: str, stored: Stored, expect: list[Condition]) -> bool:
         rows = self.db.tables[t.name]
         row = rows.get(id)
-        if row is None or not all(row[c.column] in c.values for c in expect):
+        if row is None or not all(c.matches(row[c.column]) for c in expect):
             return False
         self.undo.append((rows, id, row))
         rows[id] = {**row, **stored}
@@ -77,7 +77,7 @@ class _MemoryTx(TxBase):
 
     def _update_where(self, t: Table, conditions: list[Condition], stored: Stored) -> int:
         matching = [
-            id for id, row in self.db.tables[t.name].items() if all(row[c.column] in c.values for c in conditions)
+            id for id, row in self.db.tables[t.name].items() if all(c.matches(row[c.column]) for c in conditions)
         ]
         return sum(self._update(t, id, stored, []) for id in matching)
 

@@ -22,7 +22,7 @@ from typing import Any, Literal, Protocol
 
 import msgpack
 
-from petriflow.storage.backend import Row, membership
+from petriflow.storage.backend import AtMost, Row, membership
 
 Kind = Literal["text", "int", "real", "blob", "bool"]
 
@@ -37,10 +37,17 @@ class Column:
 
 @dataclass(frozen=True)
 class Condition:
-    """One `where` entry, encoded: the column's value is one of `values`."""
+    """One `where` entry, encoded: the column's value is one of `values`, or,
+    with `at_most`, not null and at most that."""
 
     column: str
     values: tuple[Any, ...]
+    at_most: Any = None
+
+    def matches(self, value: Any) -> bool:
+        if self.at_most is not None:
+            return value is not None and value <= self.at_most
+        return value in self.values
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,11 @@ class Table:
         conditions = []
         for name, value in where.items():
             self.filterable(name)
+            if isinstance(value, AtMost):
+                if value.value is None:
+                    raise ValueError(f"{self.name}.{name}: AtMost needs a value")
+                conditions.append(Condition(name, (), self._encode(name, value.value)))
+                continue
             values = membership(value)
             values = (value,) if values is None else tuple(values)
             conditions.append(Condition(name, tuple(self._encode(name, v) for v in values)))
@@ -339,7 +351,11 @@ MIGRATIONS: list[Migration] = [
         (
             AddColumn("tasks", Column("wake_at", "real")),
             CreateTable(
-                _table("timers", {"id": "text", "case_id": "text", "due_at": "real", "waiting": "bool"}, [("waiting",)])
+                _table(
+                    "timers",
+                    {"id": "text", "case_id": "text", "due_at": "real", "waiting": "bool"},
+                    [("waiting", "due_at")],
+                )
             ),
         ),
     ),

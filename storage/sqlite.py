@@ -141,11 +141,16 @@ def _build_sql(kind: str, t: Table, names: tuple[str, ...]) -> str:
 
 
 def _where(conditions: list[Condition]) -> tuple[str, list[Any]]:
-    """`col IN (...)` clauses ANDed; a None among the values also matches NULL."""
+    """`col IN (...)` clauses ANDed; a None among the values also matches NULL;
+    `col <= ?` for a range (`AtMost`)."""
     clauses, params = [], []
     for condition in conditions:
-        values = [v for v in condition.values if v is not None]
         column = quote(condition.column)
+        if condition.at_most is not None:
+            clauses.append(f"{column} <= ?")
+            params.append(condition.at_most)
+            continue
+        values = [v for v in condition.values if v is not None]
         if len(values) == 1:
             alternatives = [f"{column} = ?"]
         else:

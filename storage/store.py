@@ -52,7 +52,7 @@ from petriflow.engine.states import (
 )
 from petriflow.engine.workflow import Workflow, WorkflowState
 from petriflow.engine.workorders import admissible
-from petriflow.storage.backend import Backend, Row, Tx
+from petriflow.storage.backend import AtMost, Backend, Row, Tx
 
 R = TypeVar("R", CaseRecord, TaskRecord, WorkitemRecord, TokenRecord, RunRecord, WorkOrderRecord)
 Claimed = TypeVar("Claimed", CaseRecord, TaskRecord, WorkitemRecord, WorkOrderRecord)  # entities an actor takes on
@@ -530,9 +530,11 @@ class Storage:
 
     def due_timers(self, now: float) -> list[TaskRecord]:
         """The tasks whose timer is due by `now` and still waits (`started`),
-        oldest deadline first; a timer whose task moved on stops waiting."""
+        oldest deadline first; a timer whose task moved on stops waiting.
+        One indexed range read (`timers (waiting, due_at)`): timers not yet
+        due are not read at all."""
         with self.backend.transaction(write=False) as tx:  # a write only when a timer stops waiting
-            due = [row["id"] for row in tx.find("timers", {"waiting": True}) if row["due_at"] <= now]
+            due = [row["id"] for row in tx.find("timers", {"waiting": True, "due_at": AtMost(now)})]
             tasks = [_from_row(TaskRecord, row) for row in tx.find("tasks", {"id": due})] if due else []
         moved_on = [task.id for task in tasks if task.state is not TaskState.STARTED]
         if moved_on:

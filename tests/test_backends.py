@@ -16,7 +16,7 @@ from petriflow.engine.errors import Invalid, StorageFailure
 from petriflow.engine.records import new_id
 from petriflow.engine.states import TokenState
 from petriflow.storage import open_backend, schema
-from petriflow.storage.backend import Backend, DuplicateKey
+from petriflow.storage.backend import AtMost, Backend, DuplicateKey
 from petriflow.storage.memory import MemoryBackend
 from petriflow.storage.sqlite import SchemaTooNew, SqliteBackend, StorageCorrupt
 
@@ -97,6 +97,20 @@ def test_find_filters_by_equality_membership_and_null_and_orders(backend):
         assert ids(tx.find("tokens", {"case_id": "c1", "locked_by_task_id": None})) == ids([a, d])
         assert ids(tx.find("tokens", {"locked_by_task_id": ["t1", None]})) == ids([a, b, c, d])
         assert ids(tx.find("tokens", order_by="created_at")) == ids([d, b, c, a])  # None first
+
+
+def test_find_and_update_where_take_an_at_most_range_that_skips_nulls(backend):
+    early, late, never = token("c1", created_at=1.0), token("c1", created_at=5.0), token("c1", created_at=None)
+    insert(backend, "tokens", early, late, never)
+    with backend.transaction(write=False) as tx:
+        assert ids(tx.find("tokens", {"created_at": AtMost(1.0)})) == ids([early]), "at most: inclusive"
+        assert ids(tx.find("tokens", {"case_id": "c1", "created_at": AtMost(9.0)})) == ids([early, late])
+        assert tx.find("tokens", {"created_at": AtMost(0.5)}) == []
+    with backend.transaction() as tx:
+        assert tx.update_where("tokens", {"created_at": AtMost(2.0)}, {"state": "locked"}) == 1
+        assert ids(tx.find("tokens", {"state": "locked"})) == ids([early])
+        with pytest.raises(ValueError, match="AtMost needs a value"):
+            tx.find("tokens", {"created_at": AtMost(None)})
 
 
 def test_order_by_breaks_ties_by_insertion_order(backend):
