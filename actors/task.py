@@ -149,7 +149,7 @@ class TaskActor(EntityActor):
                 f"task {self.task.id} ({self.task.transition_id}) is not enabled: "
                 f"it holds no tokens that satisfy its '{self.transition.join.value}' join"
             )
-        chosen = self._in_order(chosen)
+        chosen = routing.in_order(self.workflow, self.task.transition_id, chosen)
         try:
             workitem = self.storage.allocate(
                 self.fence, [t.id for t in chosen], merge_payloads([t.payload for t in chosen]), held=self.task
@@ -164,11 +164,6 @@ class TaskActor(EntityActor):
         self.send(self.parent, TokensLocked(task_id=self.task.id, token_ids=[t.id for t in locked]))
         self._execute(workitem)
         return locked
-
-    def _in_order(self, tokens: list[TokenRecord]) -> list[TokenRecord]:
-        """The order in which payloads merge into the workitem's input: by in-place, then age."""
-        rank = {place: i for i, place in enumerate(self.workflow.in_places(self.task.transition_id))}
-        return sorted(tokens, key=lambda t: (rank.get(t.place_id, 0), t.created_at))
 
     def _drop_unavailable(self, token_ids: list[str]) -> None:
         """Another task won these tokens: forget the ones no longer free."""
@@ -263,7 +258,7 @@ class TaskActor(EntityActor):
                 workitem_id=message.workitem_id,
             )
             if failure.kind in ROUTED_FAILURES and self.workflow.handles_failure(self.task.transition_id):
-                self._complete(routing.failure_payload(failure.kind, failure.reason, self._input()), failed=True)
+                self._complete(failure=failure)
                 return
             self.send(self.parent, TaskFailed(task_id=self.task.id, failure=failure))
             return
@@ -271,22 +266,26 @@ class TaskActor(EntityActor):
 
     def _input(self) -> dict[str, Any]:
         """The workitem's input: the merge of the locked tokens' payloads."""
-        return merge_payloads([t.payload for t in self._in_order(self._locked())])
+        return routing.workitem_input(self.workflow, self.task.transition_id, self._locked())
 
-    def _complete(self, payload: dict[str, Any], failed: bool = False) -> None:
-        """Ask the case to consume the locked tokens and route `payload` on."""
+    def _complete(self, payload: dict[str, Any] | None = None, failure: Failure | None = None) -> None:
+        """Ask the case to consume the locked tokens and route `payload` on,
+        or, for a `failure` its arcs handle, the error and the input."""
         if self.task.state is not TaskState.EXECUTING or self.completing:
             return
         self.completing = True
+        input = self._input()
+        if failure is not None:
+            payload = routing.failure_payload(failure.kind, failure.reason, input)
         self.send(
             self.parent,
             CompleteTask(
                 task_id=self.task.id,
-                token_payload=payload,
+                token_payload=payload or {},
                 transition_id=self.task.transition_id,
                 token_ids=[t.id for t in self._locked()],
-                input=self._input(),
-                failed=failed,
+                input=input,
+                failed=failure is not None,
             ),
         )
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from petriflow.engine.conditions import parse_condition
 from petriflow.engine.errors import NoRoute
+from petriflow.engine.executors import merge_payloads
 from petriflow.engine.records import TokenRecord, new_id
 from petriflow.engine.states import TokenState
 from petriflow.engine.workflow import Arc, JoinType, SplitType, Workflow
@@ -44,6 +45,17 @@ def tokens_to_lock(workflow: Workflow, transition_id: str, offered: Iterable[Tok
         return [_oldest(by_place[place]) for place in in_places]
     candidates = [t for place in in_places for t in by_place.get(place, [])]
     return [_oldest(candidates)] if candidates else None
+
+
+def in_order(workflow: Workflow, transition_id: str, tokens: Iterable[TokenRecord]) -> list[TokenRecord]:
+    """The order in which payloads merge into the workitem's input: by in-place, then age."""
+    rank = {place: i for i, place in enumerate(workflow.in_places(transition_id))}
+    return sorted(tokens, key=lambda t: (rank.get(t.place_id, 0), t.created_at))
+
+
+def workitem_input(workflow: Workflow, transition_id: str, tokens: Iterable[TokenRecord]) -> dict[str, Any]:
+    """A workitem's input: the merge of the tokens its task took, `in_order`."""
+    return merge_payloads([t.payload for t in in_order(workflow, transition_id, tokens)])
 
 
 def arcs_taken(

@@ -12,6 +12,7 @@ from petriflow.engine.records import RunRecord, TaskRecord, WorkitemRecord, Work
 from petriflow.engine.states import FINAL_RUN_STATES, RunState, TaskState, WorkOrderState
 from petriflow.engine.wire import ChoiceView, QueueView, RunView, StepView, TimerView, WorkOrderView
 from petriflow.engine.workflow import Workflow
+from petriflow.engine.workorders import queue
 
 FINAL_WORK_ORDER_STATES = frozenset(WorkOrderState) - {WorkOrderState.PENDING, WorkOrderState.RUNNING}
 
@@ -64,8 +65,7 @@ def queue_view(run: RunRecord, unfinished: list[RunRecord], concurrency: int | N
     """Where an available run stands in its workflow's queue; None when it does not wait for a slot."""
     if concurrency is None or run.state is not RunState.AVAILABLE:
         return None
-    started = sum(1 for r in unfinished if r.state in (RunState.CLAIMED, RunState.STARTED))
-    waiting = sorted((r for r in unfinished if r.state is RunState.AVAILABLE), key=lambda r: (r.created_at, r.id))
+    started, waiting = queue(unfinished)
     position = next((i for i, r in enumerate(waiting, 1) if r.id == run.id), len(waiting) + 1)
     return QueueView(concurrency=concurrency, started=started, position=position)
 

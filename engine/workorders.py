@@ -22,12 +22,19 @@ _STATE_OF_UNFINISHED = {
 }
 
 
-def admissible(runs: list[RunRecord], limit: int) -> list[str]:
-    """The ids of the available runs that may be claimed now under a
-    concurrency `limit`: the oldest first (by creation), as many as the
-    claimed and started ones leave slots for."""
+def queue(runs: list[RunRecord]) -> tuple[int, list[RunRecord]]:
+    """A workflow's unfinished runs as its concurrency sees them: how many
+    hold a slot (claimed or started), and the available ones in the order
+    they start in (by creation)."""
     active = sum(1 for run in runs if run.state in (_R.CLAIMED, _R.STARTED))
     waiting = sorted((run for run in runs if run.state is _R.AVAILABLE), key=lambda run: (run.created_at, run.id))
+    return active, waiting
+
+
+def admissible(runs: list[RunRecord], limit: int) -> list[str]:
+    """The ids of the available runs that may be claimed now under a
+    concurrency `limit`: the first in `queue`, as many as the slots free."""
+    active, waiting = queue(runs)
     return [run.id for run in waiting[: max(0, limit - active)]]
 
 

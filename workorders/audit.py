@@ -41,7 +41,6 @@ from dataclasses import dataclass
 
 from petriflow.engine import routing
 from petriflow.engine.errors import NoRoute, NotFound
-from petriflow.engine.executors import merge_payloads
 from petriflow.engine.records import FINISHER, GENESIS, CaseRecord, RunRecord, TaskRecord, TokenRecord, WorkitemRecord
 from petriflow.engine.states import (
     FINAL_RUN_STATES,
@@ -238,14 +237,12 @@ def _token_checks(
 def _routed(workflow: Workflow, task: TaskRecord, consumed: list[TokenRecord], *, failed: bool) -> list[str]:
     """The out-places the routing rules send a completed task's payload to,
     given the input its consumed tokens made (`[]` where none holds)."""
-    rank = {place: i for i, place in enumerate(workflow.in_places(task.transition_id))}
-    ordered = sorted(consumed, key=lambda t: (rank.get(t.place_id, 0), t.created_at))
     try:
         arcs = routing.arcs_taken(
             workflow,
             task.transition_id,
             output=task.token_payload or {},
-            input=merge_payloads([t.payload for t in ordered]),
+            input=routing.workitem_input(workflow, task.transition_id, consumed),
             failed=failed,
         )
     except NoRoute:

@@ -117,12 +117,17 @@ def planned_retry(storage: WorkOrderStorage, run_id: str, step_id: str) -> NewRu
     run = storage.get_run(run_id)
     order = storage.get_work_order(run.work_order_id)
     _retryable(storage, order)
+    return _planned(storage, order, run, step_id)
+
+
+def _planned(storage: WorkOrderStorage, order: WorkOrderRecord, run: RunRecord, step_id: str) -> NewRun:
+    """`planned_retry` of a work order already found retryable."""
     workflow = storage.get_workflow(run.workflow_id, run.workflow_version)
     kept_items = [storage.get_workitem(step) for step in run.kept_step_ids]
     own_items = storage.workitems(case_id=run.case_id)
     chosen = next((w for w in kept_items + own_items if w.id == step_id), None)
     if chosen is None:
-        raise NotFound(f"step {step_id!r} is not a step of run {run_id}")
+        raise NotFound(f"step {step_id!r} is not a step of run {run.id}")
     kept_tasks = [storage.get_task(w.task_id) for w in kept_items]
     kept_task_ids = {t.id for t in kept_tasks}
     consumed_by_kept = {
@@ -243,7 +248,7 @@ def _planned_from_transition(storage: WorkOrderStorage, order: WorkOrderRecord, 
     if not of_transition:
         raise NotFound(f"the latest run {run.id} of work order {order.id} has no step of transition {transition_id!r}")
     last = max(enumerate(of_transition), key=lambda item: (item[1].created_at, item[0]))[1]
-    return planned_retry(storage, run.id, last.id)
+    return _planned(storage, order, run, last.id)
 
 
 def needs_actor(storage: WorkOrderStorage, run: RunRecord) -> bool:
