@@ -119,7 +119,7 @@ class CaseActor(EntityActor):
                 continue
             for transition_id in self.workflow.transitions_fed_by(token.place_id):
                 if transition_id not in waiting:
-                    wake_at = timers.deadline(self.workflow.transition(transition_id), time.time())
+                    wake_at = self._deadline(transition_id)
                     waiting[transition_id] = self.storage.create_task(self.fence, transition_id, wake_at)
                 if token.id not in self.offered.setdefault(waiting[transition_id].id, set()):
                     batches.setdefault(transition_id, []).append(token)
@@ -128,6 +128,10 @@ class CaseActor(EntityActor):
             self.offered[task.id].update(t.id for t in tokens)
             self._ensure_task(task.id, created=task)
             self.children.send(task.id, ReceiveTokens(task_id=task.id, tokens=tokens))
+
+    def _deadline(self, transition_id: str) -> float | None:
+        """When a task of the transition created now fires: a timer's, else None."""
+        return timers.deadline(self.workflow.transition(transition_id), time.time())
 
     def _ensure_task(self, task_id: str, created: TaskRecord | None = None) -> None:
         """Start the task's actor if it has none; `created`: the task as
@@ -199,8 +203,7 @@ class CaseActor(EntityActor):
         enabled = {t for token in tokens for t in self.workflow.transitions_fed_by(token.place_id)}
         waiting: dict[str, TaskRecord] = {}
         try:
-            now = time.time()
-            deadlines = {t: timers.deadline(self.workflow.transition(t), now) for t in enabled}
+            deadlines = {t: at for t in enabled if (at := self._deadline(t)) is not None}
             waiting = self.storage.complete_task(
                 self.fence,
                 task_id,
@@ -208,7 +211,7 @@ class CaseActor(EntityActor):
                 tokens,
                 sorted(enabled),
                 failed=message.failed,
-                deadlines={t: at for t, at in deadlines.items() if at is not None},
+                deadlines=deadlines,
             )
             for token_id in message.token_ids:
                 self.tokens.pop(token_id, None)
