@@ -97,6 +97,7 @@ from petriflow.engine.wire import (
     Liveness,
     NodeLiveness,
     Ok,
+    PageWorkOrders,
     Ping,
     Preexecute,
     PutWorkflow,
@@ -118,6 +119,7 @@ from petriflow.engine.wire import (
     WorkflowStored,
     WorkflowView,
     WorkOrderList,
+    WorkOrderPage,
     WorkOrderSubmitted,
     WorkOrderView,
 )
@@ -686,6 +688,18 @@ class EngineActor(EntityActor):
             WaitWorkOrder: self._wait_order,
             ListWorkOrders: lambda r, s: WorkOrderList(
                 self.storage.list_work_orders(_states(WorkOrderState, r.states), r.workflow_id, r.since)
+            ),
+            PageWorkOrders: lambda r, s: WorkOrderPage(
+                *self.storage.page_work_orders(
+                    _states(WorkOrderState, r.states),
+                    r.workflow_id,
+                    r.trigger_id,
+                    r.since,
+                    r.until,
+                    r.search,
+                    limit=r.limit,
+                    offset=r.offset,
+                )
             ),
             RetryRun: self._retry,
             RetryMany: self._retry_many,

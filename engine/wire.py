@@ -195,6 +195,14 @@ class WorkOrderList:
 
 
 @dataclass(frozen=True)
+class WorkOrderPage:
+    """One page of the work-order history (`PageWorkOrders`)."""
+
+    work_orders: list[WorkOrderRecord]
+    total: int  # how many match the filter, all pages together
+
+
+@dataclass(frozen=True)
 class RunEnqueued:
     run_id: str
     work_order_id: str
@@ -389,6 +397,21 @@ class ListWorkOrders:
     states: list[str] | None = None
     workflow_id: str | None = None
     since: float | None = None
+
+
+@dataclass(frozen=True)
+class PageWorkOrders:
+    """One page of the work-order history, newest first: what a console's
+    history lists, each filter served from an index (`WorkOrderPage`)."""
+
+    states: list[str] | None = None
+    workflow_id: str | None = None
+    trigger_id: str | None = None
+    since: float | None = None  # created_at >= since
+    until: float | None = None  # created_at < until
+    search: str | None = None  # a substring of the input's compact JSON, ASCII case ignored
+    limit: int = 50  # 1..500
+    offset: int = 0
 
 
 @dataclass(frozen=True)

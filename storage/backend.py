@@ -27,12 +27,30 @@ class Tx(Protocol):
     """One atomic unit of work: everything in it commits, or nothing does.
 
     `where` maps a column to a value (equality), to a list/tuple/set of
-    values (membership) or to an `AtMost` (a range). Rows come back as fresh dicts: mutating them changes
+    values (membership), to an `AtMost` or a `Between` (a range) or to a
+    `Contains` (a substring). Rows come back as fresh dicts: mutating them changes
     nothing stored."""
 
     def get(self, table: str, id: str) -> Row | None: ...
 
-    def find(self, table: str, where: Mapping[str, Any] | None = None, order_by: str | None = None) -> list[Row]: ...
+    def find(
+        self,
+        table: str,
+        where: Mapping[str, Any] | None = None,
+        order_by: str | None = None,
+        *,
+        descending: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Row]:
+        """Rows by `order_by` (None first) then insertion order, or all of it
+        reversed (`descending`: newest first, ties too); `offset` of them
+        skipped and at most `limit` returned (a page)."""
+        ...
+
+    def count(self, table: str, where: Mapping[str, Any] | None = None) -> int:
+        """How many rows match `where`: the size of every page together."""
+        ...
 
     def insert(self, table: str, row: Row) -> None: ...
 
@@ -135,6 +153,25 @@ class AtMost:
     most `value` (`due_at <= now`: the timers due)."""
 
     value: Any
+
+
+@dataclass(frozen=True)
+class Between:
+    """A half-open range in `where`: the column holds a value, at least `low`
+    and below `high`; a bound left None is open (`since <= created_at <
+    until`: consecutive windows share no row)."""
+
+    low: Any = None
+    high: Any = None
+
+
+@dataclass(frozen=True)
+class Contains:
+    """A substring in `where`: the text column holds `text`, ASCII letters
+    matched whatever their case and nothing else folded (SQLite's `LIKE`);
+    `%`, `_` and `\\` are plain characters."""
+
+    text: str
 
 
 def membership(value: Any) -> Iterable[Any] | None:

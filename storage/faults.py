@@ -55,8 +55,20 @@ class _WatchedTx:
     def get(self, table: str, id: str) -> Row | None:
         return self.inner.get(table, id)
 
-    def find(self, table: str, where: Mapping[str, Any] | None = None, order_by: str | None = None) -> list[Row]:
-        return self.inner.find(table, where, order_by)
+    def find(
+        self,
+        table: str,
+        where: Mapping[str, Any] | None = None,
+        order_by: str | None = None,
+        *,
+        descending: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Row]:
+        return self.inner.find(table, where, order_by, descending=descending, limit=limit, offset=offset)
+
+    def count(self, table: str, where: Mapping[str, Any] | None = None) -> int:
+        return self.inner.count(table, where)
 
     def insert(self, table: str, row: Row) -> None:
         self._note(table, row)

@@ -21,7 +21,7 @@ from typing import Any
 from petriflow import metrics
 from petriflow.storage.backend import DuplicateKey, Turn
 from petriflow.storage.errors import StorageUnavailable
-from petriflow.storage.schema import TABLES, Condition, Table, TxBase
+from petriflow.storage.schema import TABLES, Condition, Ordering, Table, TxBase
 
 Stored = dict[str, Any]
 
@@ -48,11 +48,21 @@ class _MemoryTx(TxBase):
     def _get(self, t: Table, id: str) -> Stored | None:
         return self.db.tables[t.name].get(id)
 
-    def _find(self, t: Table, conditions: list[Condition], order_by: str | None) -> list[Stored]:
-        rows = [row for row in self.db.tables[t.name].values() if all(c.matches(row[c.column]) for c in conditions)]
-        if order_by is not None:  # stable: None first and ties in insertion order, as in SQLite
-            rows.sort(key=lambda row: (row[order_by] is not None, row[order_by]))
-        return rows
+    def _find(self, t: Table, conditions: list[Condition], ordering: Ordering) -> list[Stored]:
+        rows = self._matching(t, conditions)
+        column = ordering.column
+        if column is not None:  # stable: None first and ties in insertion order, as in SQLite
+            rows.sort(key=lambda row: (row[column] is not None, row[column]))
+        if ordering.descending:  # all of it reversed, ties too: SQLite's `DESC, rowid DESC`
+            rows.reverse()
+        end = None if ordering.limit is None else ordering.offset + ordering.limit
+        return rows[ordering.offset : end]
+
+    def _count(self, t: Table, conditions: list[Condition]) -> int:
+        return len(self._matching(t, conditions))
+
+    def _matching(self, t: Table, conditions: list[Condition]) -> list[Stored]:
+        return [row for row in self.db.tables[t.name].values() if all(c.matches(row[c.column]) for c in conditions)]
 
     def _insert(self, t: Table, stored: Stored) -> None:
         self._insert_many(t, [stored])
@@ -76,10 +86,7 @@ class _MemoryTx(TxBase):
         return True
 
     def _update_where(self, t: Table, conditions: list[Condition], stored: Stored) -> int:
-        matching = [
-            id for id, row in self.db.tables[t.name].items() if all(c.matches(row[c.column]) for c in conditions)
-        ]
-        return sum(self._update(t, id, stored, []) for id in matching)
+        return sum(self._update(t, row["id"], stored, []) for row in self._matching(t, conditions))
 
     def rollback(self) -> None:
         self.undo_all(self.undo)

@@ -9,20 +9,30 @@ accept, refuse and return exactly the same things.
 Adding a migration: append `Migration(n, "why", steps)` to `MIGRATIONS`
 (`SCHEMA_VERSION` follows) and never edit an existing one, since files in the
 field have already run it. A step is a dataclass with `apply(tables)` (how
-the declared schema changes) and `ddl()` (the SQL doing the same to a file);
+the declared schema changes), `ddl()` (the SQL doing the same to a file) and
+`fill(tx)` (how the rows already stored change: through the backend seam, in
+the migration's transaction, under the schema as the step leaves it).
 `CreateTable` makes a table with its indexes; `AddColumn` appends a column
-(`ALTER TABLE t ADD COLUMN c <type>`), which existing rows read as None.
+(`ALTER TABLE t ADD COLUMN c <type>`), which existing rows read as None;
+`AddIndex` and `DropIndex` change a table's indexes; `Backfill` sets a
+column of every existing row from another column of the same row. A fresh
+database (the memory adapter's, a new file) has no rows yet, so only the
+files that predate a `Backfill` have rows to rewrite.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import dataclasses
+import json
+import operator
+import string
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import msgpack
 
-from petriflow.storage.backend import AtMost, Row, membership
+from petriflow.storage.backend import AtMost, Between, Contains, Row, membership
 
 Kind = Literal["text", "int", "real", "blob", "bool"]
 
@@ -35,19 +45,47 @@ class Column:
     kind: Kind
 
 
+Operator = Literal["in", "<=", ">=", "<", "contains"]
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {"<=": operator.le, ">=": operator.ge, "<": operator.lt}
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def ascii_lower(text: str) -> str:
+    """`text` with only its ASCII letters lowered: how SQLite's `LIKE` folds case."""
+    return text.translate(_ASCII_LOWER)
+
+
 @dataclass(frozen=True)
 class Condition:
-    """One `where` entry, encoded: the column's value is one of `values`, or,
-    with `at_most`, not null and at most that."""
+    """One comparison of a `where`, encoded: the column's value is `in` the
+    operand (a tuple of values), compares with it (`<=`, `>=`, `<`), or
+    `contains` it (text; the operand is ASCII-lowered). Only `in` matches
+    NULL, and only when the operand holds None."""
 
     column: str
-    values: tuple[Any, ...]
-    at_most: Any = None
+    operator: Operator
+    operand: Any
 
     def matches(self, value: Any) -> bool:
-        if self.at_most is not None:
-            return value is not None and value <= self.at_most
-        return value in self.values
+        if self.operator == "in":
+            return value in self.operand
+        if value is None:
+            return False
+        if self.operator == "contains":
+            return self.operand in ascii_lower(value)
+        return _COMPARE[self.operator](value, self.operand)
+
+
+@dataclass(frozen=True)
+class Ordering:
+    """How found rows come back: by `column` (None first) then insertion
+    order, all of it reversed when `descending`; the first `offset` of them
+    skipped, at most `limit` kept (None: all)."""
+
+    column: str | None = None
+    descending: bool = False
+    limit: int | None = None
+    offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -91,11 +129,22 @@ class Table:
             if isinstance(value, AtMost):
                 if value.value is None:
                     raise ValueError(f"{self.name}.{name}: AtMost needs a value")
-                conditions.append(Condition(name, (), self._encode(name, value.value)))
-                continue
-            values = membership(value)
-            values = (value,) if values is None else tuple(values)
-            conditions.append(Condition(name, tuple(self._encode(name, v) for v in values)))
+                conditions.append(Condition(name, "<=", self._encode(name, value.value)))
+            elif isinstance(value, Between):
+                if value.low is None and value.high is None:
+                    raise ValueError(f"{self.name}.{name}: Between needs a low or a high bound")
+                bounds: tuple[tuple[Operator, Any], ...] = ((">=", value.low), ("<", value.high))
+                for op, bound in bounds:
+                    if bound is not None:
+                        conditions.append(Condition(name, op, self._encode(name, bound)))
+            elif isinstance(value, Contains):
+                if self.kinds[name] != "text" or "\x00" in value.text:
+                    raise ValueError(f"{self.name}.{name}: Contains needs a text column and a text without NUL")
+                conditions.append(Condition(name, "contains", ascii_lower(self._encode(name, value.text))))
+            else:
+                values = membership(value)
+                values = (value,) if values is None else tuple(values)
+                conditions.append(Condition(name, "in", tuple(self._encode(name, v) for v in values)))
         return conditions
 
     def filterable(self, name: str) -> str:
@@ -137,9 +186,18 @@ class Step(Protocol):
 
     def ddl(self) -> list[str]: ...
 
+    def fill(self, tx: TxBase) -> None: ...
+
+
+class _SchemaChange:
+    """A step that changes the schema alone: no stored row is rewritten."""
+
+    def fill(self, tx: TxBase) -> None:
+        """Nothing to rewrite."""
+
 
 @dataclass(frozen=True)
-class CreateTable:
+class CreateTable(_SchemaChange):
     table: Table
 
     def apply(self, tables: dict[str, Table]) -> None:
@@ -151,14 +209,11 @@ class CreateTable:
             f"{quote(c.name)} {SQL_TYPE[c.kind]}" + (" PRIMARY KEY NOT NULL" if c.name == "id" else "")
             for c in t.columns
         )
-        return [f"CREATE TABLE {quote(t.name)} ({columns})"] + [
-            f"CREATE INDEX {quote(t.name + '_' + '_'.join(ix))} ON {quote(t.name)} ({', '.join(map(quote, ix))})"
-            for ix in t.indexes
-        ]
+        return [f"CREATE TABLE {quote(t.name)} ({columns})"] + [_create_index(t.name, ix) for ix in t.indexes]
 
 
 @dataclass(frozen=True)
-class AddColumn:
+class AddColumn(_SchemaChange):
     table: str
     column: Column
 
@@ -168,6 +223,78 @@ class AddColumn:
 
     def ddl(self) -> list[str]:
         return [f"ALTER TABLE {quote(self.table)} ADD COLUMN {quote(self.column.name)} {SQL_TYPE[self.column.kind]}"]
+
+
+@dataclass(frozen=True)
+class AddIndex(_SchemaChange):
+    table: str
+    columns: tuple[str, ...]
+
+    def apply(self, tables: dict[str, Table]) -> None:
+        old = tables[self.table]
+        tables[self.table] = dataclasses.replace(old, indexes=old.indexes + (self.columns,))
+
+    def ddl(self) -> list[str]:
+        return [_create_index(self.table, self.columns)]
+
+
+@dataclass(frozen=True)
+class DropIndex(_SchemaChange):
+    table: str
+    columns: tuple[str, ...]
+
+    def apply(self, tables: dict[str, Table]) -> None:
+        old = tables[self.table]
+        tables[self.table] = dataclasses.replace(old, indexes=tuple(ix for ix in old.indexes if ix != self.columns))
+
+    def ddl(self) -> list[str]:
+        return [f"DROP INDEX {quote(_index_name(self.table, self.columns))}"]
+
+
+FILL_BATCH = 1000
+"""Rows a `Backfill` reads at a time: a large table is never held in memory at once."""
+
+
+@dataclass(frozen=True)
+class Backfill:
+    """Set `column` of every stored row to `derive(row[source])`: a column
+    that mirrors, in a form SQL can read, what it cannot (a blob). The store
+    sets it with the same `derive` on every row written from then on.
+    Batches follow the primary key; each begins with the last row of the
+    batch before (`id >= last`), which `offset=1` skips."""
+
+    table: str
+    column: str
+    source: str
+    derive: Callable[[Any], Any]
+
+    def apply(self, tables: dict[str, Table]) -> None:
+        """The schema stays as it is."""
+
+    def ddl(self) -> list[str]:
+        return []
+
+    def fill(self, tx: TxBase) -> None:
+        last: str | None = None
+        while True:
+            where = {} if last is None else {"id": Between(low=last)}
+            rows = tx.find(self.table, where, order_by="id", limit=FILL_BATCH, offset=0 if last is None else 1)
+            for row in rows:
+                tx.update(self.table, row["id"], {self.column: self.derive(row[self.source])})
+            if not rows:
+                return
+            last = rows[-1]["id"]
+
+
+def _index_name(table_name: str, columns: tuple[str, ...]) -> str:
+    return f"{table_name}_{'_'.join(columns)}"
+
+
+def _create_index(table_name: str, columns: tuple[str, ...]) -> str:
+    return (
+        f"CREATE INDEX {quote(_index_name(table_name, columns))} ON {quote(table_name)} "
+        f"({', '.join(map(quote, columns))})"
+    )
 
 
 def quote(name: str) -> str:
@@ -184,6 +311,30 @@ class Migration:
 
 def _table(name: str, columns: dict[str, Kind], indexes: Iterable[tuple[str, ...]] = ()) -> Table:
     return Table(name, tuple(Column(n, k) for n, k in columns.items()), tuple(indexes))
+
+
+def input_text(input: Any) -> str | None:
+    """A work order's input as the text its search reads: compact JSON, the
+    order of its keys kept. Bytes read as UTF-8 and a map key JSON cannot
+    hold is left out, so that any stored input has a text; a wiped input
+    (None) has none. Migration 6 filled the rows before it with this text:
+    a different text needs a migration that fills them again."""
+    if input is None:
+        return None
+    return json.dumps(
+        input,
+        ensure_ascii=False,
+        separators=(",", ":"),
+        sort_keys=False,
+        skipkeys=True,
+        default=_bytes_text,
+    )
+
+
+def _bytes_text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    raise TypeError(f"{type(value).__name__} has no JSON text")
 
 
 MIGRATIONS: list[Migration] = [
@@ -359,12 +510,27 @@ MIGRATIONS: list[Migration] = [
             ),
         ),
     ),
+    Migration(
+        6,
+        "the work-order history: each work order keeps its input as text its search reads, and every filter "
+        "of the history (none, state, workflow, trigger) has an index in creation order",
+        (
+            AddColumn("work_orders", Column("input_text", "text")),
+            Backfill("work_orders", "input_text", "input", input_text),
+            AddIndex("work_orders", ("state", "created_at")),
+            DropIndex("work_orders", ("state",)),
+            AddIndex("work_orders", ("workflow_id", "created_at")),
+            DropIndex("work_orders", ("workflow_id",)),
+            AddIndex("work_orders", ("trigger_id", "created_at")),
+        ),
+    ),
 ]
 
 SCHEMA_VERSION: int = MIGRATIONS[-1].version
 
 
-def _replay(migrations: Iterable[Migration]) -> dict[str, Table]:
+def replay(migrations: Iterable[Migration]) -> dict[str, Table]:
+    """The schema as `migrations` leave it, by table name."""
     tables: dict[str, Table] = {}
     for migration in migrations:
         for step in migration.steps:
@@ -372,27 +538,23 @@ def _replay(migrations: Iterable[Migration]) -> dict[str, Table]:
     return tables
 
 
-TABLES: dict[str, Table] = _replay(MIGRATIONS)
+TABLES: dict[str, Table] = replay(MIGRATIONS)
 """The current schema, by table name."""
-
-
-def table(name: str) -> Table:
-    try:
-        return TABLES[name]
-    except KeyError:
-        raise ValueError(f"no table {name!r}; tables are {', '.join(TABLES)}") from None
 
 
 class TxBase:
     """What every adapter's `Tx` shares: validation and the row codec.
 
-    An adapter implements the four raw operations over encoded rows (dicts
+    An adapter implements the raw operations over encoded rows (dicts
     of column to stored value). A transaction is usable only inside its
     `with` block, and a read transaction refuses writes (under SQLite it
-    could not take the write lock in time)."""
+    could not take the write lock in time). `tables` is the schema it works
+    under: the current one, or, for a migration's `fill`, the schema as the
+    migration's step left it."""
 
-    def __init__(self, write: bool) -> None:
+    def __init__(self, write: bool, tables: Mapping[str, Table] = TABLES) -> None:
         self.write = write
+        self.tables = tables
         self.active = True
         self.writes = 0  # rows written: what a turn counts, and whether a failure broke it
 
@@ -401,12 +563,30 @@ class TxBase:
         stored = self._get(t, id)
         return None if stored is None else t.decode(stored)
 
-    def find(self, table_name: str, where: Mapping[str, Any] | None = None, order_by: str | None = None) -> list[Row]:
-        """Rows matching `where`, by `order_by` (None first) then insertion order."""
+    def find(
+        self,
+        table_name: str,
+        where: Mapping[str, Any] | None = None,
+        order_by: str | None = None,
+        *,
+        descending: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Row]:
+        """Rows matching `where`, by `order_by` (None first) then insertion
+        order, all of it reversed when `descending`; `offset` of them
+        skipped, at most `limit` returned."""
         t = self._use(table_name, writing=False)
         conditions = t.conditions(where or {})
-        order = None if order_by is None else t.filterable(order_by)
-        return [t.decode(stored) for stored in self._find(t, conditions, order)]
+        if (limit is not None and limit < 0) or offset < 0:
+            raise ValueError(f"{t.name}: limit and offset cannot be negative, got {limit} and {offset}")
+        ordering = Ordering(None if order_by is None else t.filterable(order_by), descending, limit, offset)
+        return [t.decode(stored) for stored in self._find(t, conditions, ordering)]
+
+    def count(self, table_name: str, where: Mapping[str, Any] | None = None) -> int:
+        """How many rows match `where`."""
+        t = self._use(table_name, writing=False)
+        return self._count(t, t.conditions(where or {}))
 
     def insert(self, table_name: str, row: Row) -> None:
         """Raises `DuplicateKey` when the table already has the row's id."""
@@ -457,12 +637,18 @@ class TxBase:
             raise RuntimeError("transaction used after its `with` block ended")
         if writing and not self.write:
             raise RuntimeError("write in a read transaction: open it with transaction(write=True)")
-        return table(table_name)
+        try:
+            return self.tables[table_name]
+        except KeyError:
+            raise ValueError(f"no table {table_name!r}; tables are {', '.join(self.tables)}") from None
 
     def _get(self, t: Table, id: str) -> dict[str, Any] | None:
         raise NotImplementedError
 
-    def _find(self, t: Table, conditions: list[Condition], order_by: str | None) -> list[dict[str, Any]]:
+    def _find(self, t: Table, conditions: list[Condition], ordering: Ordering) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def _count(self, t: Table, conditions: list[Condition]) -> int:
         raise NotImplementedError
 
     def _insert(self, t: Table, stored: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,7 +28,17 @@ from petriflow import metrics
 from petriflow.engine.errors import Invalid, StorageFailure
 from petriflow.storage.backend import DuplicateKey, Turn
 from petriflow.storage.errors import StorageBroken, StorageFull, StorageUnavailable
-from petriflow.storage.schema import MIGRATIONS, SCHEMA_VERSION, Condition, Table, TxBase, quote
+from petriflow.storage.schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    TABLES,
+    Condition,
+    Ordering,
+    Table,
+    TxBase,
+    quote,
+    replay,
+)
 
 _HEADER = b"SQLite format 3\x00"
 MAX_ROWS_PER_INSERT = 500
@@ -71,20 +81,31 @@ class _SqliteTx(TxBase):
     """Statements are built once per shape (`_sql`) and SQLite prepares each
     once per connection (its statement cache, sized in `_connect`)."""
 
-    def __init__(self, conn: sqlite3.Connection, write: bool) -> None:
-        super().__init__(write)
+    def __init__(self, conn: sqlite3.Connection, write: bool, tables: Mapping[str, Table] = TABLES) -> None:
+        super().__init__(write, tables)
         self.conn = conn
 
     def _get(self, t: Table, id: str) -> dict[str, Any] | None:
         row = self.conn.execute(_sql("get", t, ()), (id,)).fetchone()
         return None if row is None else dict(zip(t.names, row))
 
-    def _find(self, t: Table, conditions: list[Condition], order_by: str | None) -> list[dict[str, Any]]:
+    def _find(self, t: Table, conditions: list[Condition], ordering: Ordering) -> list[dict[str, Any]]:
         where, params = _where(conditions)
-        order = f"{quote(order_by)}, rowid" if order_by else "rowid"
+        direction = " DESC" if ordering.descending else ""
+        keys = ["rowid"] if ordering.column is None else [quote(ordering.column), "rowid"]
+        order = ", ".join(key + direction for key in keys)
         sql = f"{_sql('select', t, ())}{' WHERE ' + where if where else ''} ORDER BY {order}"
+        if ordering.limit is not None or ordering.offset:
+            sql += " LIMIT ? OFFSET ?"  # a limit of -1 is none
+            params += [-1 if ordering.limit is None else ordering.limit, ordering.offset]
         rows = self.conn.execute(sql, params).fetchall()
         return [dict(zip(t.names, row)) for row in rows]
+
+    def _count(self, t: Table, conditions: list[Condition]) -> int:
+        where, params = _where(conditions)
+        sql = f"SELECT count(*) FROM {quote(t.name)}{' WHERE ' + where if where else ''}"
+        (count,) = self.conn.execute(sql, params).fetchone()
+        return count
 
     def _insert(self, t: Table, stored: dict[str, Any]) -> None:
         self._insert_many(t, [stored])
@@ -118,7 +139,11 @@ class _SqliteTx(TxBase):
 
 def _sql(kind: str, t: Table, names: tuple[str, ...]) -> str:
     """The text of a statement of one shape, built once (keyed by the
-    table's name: hashing a whole `Table` costs more than building the text)."""
+    table's name: hashing a whole `Table` costs more than building the text).
+    A table as an earlier migration left it (a `Backfill` reads one) has
+    other columns: its statements are built each time, never cached."""
+    if TABLES.get(t.name) is not t:
+        return _build_sql(kind, t, names)
     key = (kind, t.name, names)
     sql = _statements.get(key)
     if sql is None:
@@ -141,25 +166,35 @@ def _build_sql(kind: str, t: Table, names: tuple[str, ...]) -> str:
 
 
 def _where(conditions: list[Condition]) -> tuple[str, list[Any]]:
-    """`col IN (...)` clauses ANDed; a None among the values also matches NULL;
-    `col <= ?` for a range (`AtMost`)."""
+    """The conditions ANDed: `col IN (...)`, where a None among the values
+    also matches NULL; `col <= ?`, `col >= ?`, `col < ?` for a range;
+    `col LIKE ?` for a substring (ASCII case folded, as `LIKE` does)."""
     clauses, params = [], []
     for condition in conditions:
         column = quote(condition.column)
-        if condition.at_most is not None:
-            clauses.append(f"{column} <= ?")
-            params.append(condition.at_most)
+        if condition.operator == "contains":
+            clauses.append(f"{column} LIKE ? ESCAPE '\\'")
+            params.append(f"%{_like_escaped(condition.operand)}%")
             continue
-        values = [v for v in condition.values if v is not None]
+        if condition.operator != "in":
+            clauses.append(f"{column} {condition.operator} ?")
+            params.append(condition.operand)
+            continue
+        values = [v for v in condition.operand if v is not None]
         if len(values) == 1:
             alternatives = [f"{column} = ?"]
         else:
             alternatives = [f"{column} IN ({', '.join('?' * len(values))})"] if values else []
-        if len(values) < len(condition.values):
+        if len(values) < len(condition.operand):
             alternatives.append(f"{column} IS NULL")
         clauses.append(f"({' OR '.join(alternatives)})" if alternatives else "0")
         params.extend(values)
     return " AND ".join(clauses), params
+
+
+def _like_escaped(text: str) -> str:
+    """`text` matching itself in a `LIKE ... ESCAPE '\\'` pattern: `%`, `_` and `\\` are escaped."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 @contextmanager
@@ -212,11 +247,14 @@ def _migrate(conn: sqlite3.Connection, path: str) -> None:
         version = _schema_version(conn, path)  # another process may have migrated meanwhile
         if version == 0:
             conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, description TEXT, applied_at REAL)")
+        tables = replay(m for m in MIGRATIONS if m.version <= version)
         for migration in MIGRATIONS:
             if migration.version > version:
                 for step in migration.steps:
                     for statement in step.ddl():
                         conn.execute(statement)
+                    step.apply(tables)
+                    step.fill(_SqliteTx(conn, True, tables))
                 conn.execute(
                     "INSERT INTO schema_version VALUES (?, ?, ?)",
                     (migration.version, migration.description, time.time()),

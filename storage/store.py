@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from petriflow.engine.errors import (
     AlreadyCompleted,
     IllegalTransition,
+    Invalid,
     NotFound,
     PetriflowError,
     StaleIncarnation,
@@ -52,7 +53,8 @@ from petriflow.engine.states import (
 )
 from petriflow.engine.workflow import Workflow, WorkflowState
 from petriflow.engine.workorders import admissible
-from petriflow.storage.backend import AtMost, Backend, Row, Tx
+from petriflow.storage.backend import AtMost, Backend, Between, Contains, Row, Tx
+from petriflow.storage.schema import input_text
 
 R = TypeVar("R", CaseRecord, TaskRecord, WorkitemRecord, TokenRecord, RunRecord, WorkOrderRecord)
 Claimed = TypeVar("Claimed", CaseRecord, TaskRecord, WorkitemRecord, WorkOrderRecord)  # entities an actor takes on
@@ -257,8 +259,6 @@ class Storage:
             existing = tx.get("workflows", key)
             if existing is not None:
                 if _definition(existing["document"]) != _definition(document):
-                    from petriflow.engine.errors import Invalid
-
                     raise Invalid(
                         f"workflow {workflow.id!r} version {workflow.version} is already stored "
                         f"with a different definition: store it as a new version"
@@ -761,7 +761,7 @@ class WorkOrderStorage(Storage):
     ) -> WorkOrderRecord:
         """The work order, its first run and that run's case, in one transaction."""
         with self.backend.transaction() as tx:
-            tx.insert("work_orders", _to_row(work_order))
+            tx.insert("work_orders", {**_to_row(work_order), "input_text": input_text(work_order.input)})
             tx.insert("runs", _to_row(run))
             self._insert_case(tx, case, tokens)
         return work_order
@@ -792,6 +792,40 @@ class WorkOrderStorage(Storage):
     ) -> list[WorkOrderRecord]:
         orders = self._find(WorkOrderRecord, {"workflow_id": workflow_id, "node_id": node_id}, states)
         return [o for o in orders if since is None or o.created_at >= since]
+
+    def page_work_orders(
+        self,
+        states: Iterable[WorkOrderState] | None = None,
+        workflow_id: str | None = None,
+        trigger_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        search: str | None = None,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[WorkOrderRecord], int]:
+        """One page of the work-order history, newest first (ties: the last
+        stored first), and how many work orders match in all: created in
+        `[since, until)`, with `search` in their input's JSON text (ASCII
+        case ignored; an empty search filters nothing). One read transaction; each filter
+        alone is served from an index in creation order. A page short of
+        `limit` is the last one, so its total needs no count."""
+        _check_page(since, until, search, limit, offset)
+        where: dict[str, Any] = {
+            k: v for k, v in (("workflow_id", workflow_id), ("trigger_id", trigger_id)) if v is not None
+        }
+        if states is not None:
+            where["state"] = [state.value for state in states]
+        if since is not None or until is not None:
+            where["created_at"] = Between(since, until)
+        if search:
+            where["input_text"] = Contains(search)
+        with self.backend.transaction(write=False) as tx:
+            rows = tx.find("work_orders", where, "created_at", descending=True, limit=limit, offset=offset)
+            last_page = len(rows) < limit and (bool(rows) or offset == 0)
+            total = offset + len(rows) if last_page else tx.count("work_orders", where)
+        return [_from_row(WorkOrderRecord, row) for row in rows], total
 
     def claim_work_order(
         self, work_order_id: str, pid: int | None = None, node_incarnation: int | None = None
@@ -927,6 +961,26 @@ class WorkOrderStorage(Storage):
                 tx.insert("trigger_ticks", {"id": trigger_key, "last_tick": tick})
             else:
                 tx.update("trigger_ticks", trigger_key, {"last_tick": tick})
+
+
+MAX_PAGE = 500
+"""Work orders in one page at most: what a console shows, not an export."""
+MAX_SEARCH = 200
+"""Characters of a history search at most."""
+
+
+def _check_page(since: float | None, until: float | None, search: str | None, limit: int, offset: int) -> None:
+    """Refuse a page no console should ask for, naming what is wrong."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise Invalid(f"limit must be 1..{MAX_PAGE}, got {limit}")
+    if offset < 0:
+        raise Invalid(f"offset must be >= 0, got {offset}")
+    if since is not None and until is not None and since > until:
+        raise Invalid(f"since ({since}) is after until ({until})")
+    if search is not None and len(search) > MAX_SEARCH:
+        raise Invalid(f"search must be at most {MAX_SEARCH} characters, got {len(search)}")
+    if search is not None and "\x00" in search:
+        raise Invalid("search cannot hold a NUL character")
 
 
 def _timer_done(tx: Tx, task: TaskRecord) -> None:

@@ -39,6 +39,7 @@ def _requests() -> list[type]:
         "GetWorkOrder",
         "WaitWorkOrder",
         "ListWorkOrders",
+        "PageWorkOrders",
         "RetryRun",
         "RetryMany",
         "CancelWorkOrder",
@@ -162,7 +163,9 @@ def test_truncated_and_hostile_bytes_are_refused(engine_and_db, data):
 
 
 @pytest.mark.parametrize(
-    "query", [wire.ListCases(["object"]), wire.ListWorkOrders(["sleeping"])], ids=lambda r: type(r).__name__
+    "query",
+    [wire.ListCases(["object"]), wire.ListWorkOrders(["sleeping"]), wire.PageWorkOrders(["sleeping"])],
+    ids=lambda r: type(r).__name__,
 )
 def test_unknown_states_in_filters_are_named(engine_and_db, query):
     client, _, _ = engine_and_db

@@ -45,6 +45,7 @@ from petriflow.engine.wire import (
     ListWorkflows,
     ListWorkOrders,
     Liveness,
+    PageWorkOrders,
     Ping,
     Preexecute,
     PutWorkflow,
@@ -60,6 +61,7 @@ from petriflow.engine.wire import (
     Unsubscribe,
     WaitCase,
     WaitWorkOrder,
+    WorkOrderPage,
     WorkOrderSubmitted,
     WorkOrderView,
 )
@@ -216,6 +218,20 @@ class Client:
         self, states: list[str] | None = None, workflow_id: str | None = None, since: float | None = None
     ) -> list[WorkOrderRecord]:
         return self.request(ListWorkOrders(states, workflow_id, since)).work_orders
+
+    def page_work_orders(
+        self,
+        states: list[str] | None = None,
+        workflow_id: str | None = None,
+        trigger_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        search: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> WorkOrderPage:
+        """One page of the work-order history, newest first, and how many match in all (`PageWorkOrders`)."""
+        return self.request(PageWorkOrders(states, workflow_id, trigger_id, since, until, search, limit, offset))
 
     def retry(self, run_id: str, step_id: str) -> str:
         """Retry a run from a step; returns the new run's id."""
