@@ -16,7 +16,7 @@ from thespian.actors import ActorSystem
 from petriflow.actors.engine import ENGINE_NAME, EngineActor
 from petriflow.engine import codec
 from petriflow.engine.document import workflow_to_document
-from petriflow.engine.errors import error_for
+from petriflow.engine.errors import NotFound, error_for
 from petriflow.engine.messages import BootEngine
 from petriflow.engine.records import TaskRecord, TokenRecord, WorkitemRecord, WorkOrderRecord
 from petriflow.engine.settings import Settings
@@ -170,6 +170,19 @@ class Client:
         workitem = next(w for w in self.get_case(task.case_id).workitems if w.task_id == task_id)
         self.complete_workitem(workitem.id, output)
         return workitem.id
+
+    def complete(self, step_or_task_id: str, output: dict[str, Any] | None = None) -> str:
+        """Complete a waiting workitem, or a manual task in a deferred choice
+        (`complete_task`), by its id; returns the workitem's id."""
+        try:
+            self.complete_workitem(step_or_task_id, output)
+            return step_or_task_id
+        except NotFound:
+            try:
+                self.get_task(step_or_task_id)
+            except NotFound:
+                raise NotFound(f"{step_or_task_id!r} is neither a workitem nor a task") from None
+            return self.complete_task(step_or_task_id, output)
 
     def ping(self) -> EngineInfo:
         return self.request(Ping())

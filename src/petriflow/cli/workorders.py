@@ -10,7 +10,7 @@ import time
 
 from petriflow.cli import arguments, common, render
 from petriflow.client import Client
-from petriflow.engine.errors import NotFound, PetriflowError
+from petriflow.engine.errors import PetriflowError
 from petriflow.engine.states import WorkOrderState
 from petriflow.engine.views import is_settled, work_order_json, work_order_summary
 from petriflow.engine.wire import WorkOrderView
@@ -105,16 +105,7 @@ def kill(args: argparse.Namespace) -> int:
 def complete(args: argparse.Namespace) -> int:
     """A task id is a manual step in a deferred choice: it takes its token first."""
     output = arguments.json_argument(args.output, "--output")
-    client = common.connect(args)
-    try:
-        client.complete_workitem(args.workitem, output)
-        workitem_id = args.workitem
-    except NotFound:
-        try:
-            client.get_task(args.workitem)
-        except NotFound:
-            raise NotFound(f"{args.workitem!r} is neither a workitem nor a task") from None
-        workitem_id = client.complete_task(args.workitem, output)
+    workitem_id = common.connect(args).complete(args.workitem, output)
     common.emit(args, {"workitem_id": workitem_id, "completed": True}, f"workitem {workitem_id} completed")
     return 0
 
