@@ -19,7 +19,7 @@ from petriflow.engine.workflow import Transition
 EXECUTOR = "timer"
 
 
-def _instant(text: str) -> datetime:
+def instant(text: str) -> datetime:
     """An ISO-8601 instant; one without an offset is read as UTC, as the document says."""
     moment = datetime.fromisoformat(text)
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
@@ -40,7 +40,7 @@ def param_problems(params: dict[str, Any]) -> list[str]:
     try:
         if not isinstance(until, str):
             raise ValueError("it must be a string")
-        _instant(until)
+        instant(until)
     except ValueError as exc:
         return [f"timer params.until must be an ISO-8601 instant (UTC unless it says otherwise), got {until!r}: {exc}"]
     return []
@@ -52,5 +52,5 @@ def deadline(transition: Transition, now: float) -> float | None:
     if transition.executor != EXECUTOR:
         return None
     if "until" in transition.params:
-        return _instant(str(transition.params["until"])).timestamp()
+        return instant(str(transition.params["until"])).timestamp()
     return now + float(transition.params.get("seconds", 0))

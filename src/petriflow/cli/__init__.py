@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command("stop", control.stop, "stop the daemon; no process is left behind")
     command("status", control.status, "whether the daemon runs, its pid, port, storage, uptime and work orders")
+    command("console-url", control.console_url, "the web console's address with its token: open it to sign in")
     run_demo = command("demo", demo.demo, "start the daemon, run a demo workflow end to end, print each step")
     run_demo.add_argument("--timeout", type=float, default=60.0, help="give up after this many seconds")
     run_demo.add_argument("--http-port", type=int, help="webhook port (default $PETRIFLOW_HTTP_PORT or 19471)")

@@ -1,4 +1,4 @@
-"""`petriflow start`, `stop` and `status`: the daemon's life, from the command line."""
+"""`petriflow start`, `stop`, `status` and `console-url`: the daemon's life, from the command line."""
 
 from __future__ import annotations
 
@@ -63,3 +63,9 @@ def status(args: argparse.Namespace) -> int:
         ),
     )
     return 0 if info["healthy"] else 1
+
+
+def console_url(args: argparse.Namespace) -> int:
+    url = daemon.console_url(common.daemon_config(args))
+    common.emit(args, {"url": url}, url)
+    return 0

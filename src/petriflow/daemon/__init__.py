@@ -12,6 +12,7 @@ from petriflow.daemon.config import DEFAULT_HTTP_PORT, DEFAULT_PORT, DaemonConfi
 from petriflow.daemon.control import (
     actor_sid,
     connect,
+    console_url,
     end_orphans,
     kill_all,
     processes_of,
@@ -30,6 +31,7 @@ __all__ = [
     "DaemonError",
     "actor_sid",
     "connect",
+    "console_url",
     "end_orphans",
     "kill_all",
     "prepare_home",

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from petriflow.client import Client
+from petriflow.console.access import login_url, read_token
 from petriflow.daemon.config import DaemonConfig, DaemonError
 from petriflow.daemon.home import prepare_home, running_pid
 from petriflow.engine.errors import PetriflowError
@@ -254,3 +255,16 @@ def status(config: DaemonConfig) -> dict[str, Any]:
         result["problems"].append(f"the engine does not answer: {exc}")
         result["healthy"] = False
     return result
+
+
+def console_url(config: DaemonConfig) -> str:
+    """The console's sign-in URL: where the running daemon serves HTTP, with
+    the home's token; raises DaemonError when no daemon runs for the home."""
+    if not running_pid(config):
+        raise DaemonError(f"no petriflow daemon runs for home {config.home}; start it first (petriflow start)")
+    try:
+        http_url = json.loads(config.state_file.read_text())["http_url"]
+        token = read_token(config.home)
+    except (OSError, ValueError, KeyError) as exc:
+        raise DaemonError(f"cannot read the console's address or token in {config.home}: {exc}") from None
+    return login_url(http_url, token)

@@ -3,7 +3,7 @@
 It is a child subreaper, so every actor process descends from it; it
 restarts the Engine if the Engine's process dies or stops answering its
 heartbeats (the new Engine restores everything from storage), and serves
-HTTP: webhooks, work orders, health and metrics. The Engine fires cron
+HTTP: webhooks, work orders, health, metrics and the console. The Engine fires cron
 triggers itself and beats its own nodes."""
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import structlog
 
 from petriflow import logs, metrics
 from petriflow.client import Client, boot_engine
+from petriflow.console.access import Access, ensure_token
 from petriflow.daemon.config import DaemonConfig, DaemonError
 from petriflow.daemon.heart import Heart
 from petriflow.daemon.home import HomeLock, check_storage, running_pid
@@ -114,7 +115,10 @@ class Daemon:
             workers=INGRESS_WORKERS,
             answer_timeout_s=ANSWER_TIMEOUT_S,
         )
-        server = IngressServer(self.gate, host=self.config.http_host, port=self.config.http_port, health=self._health)
+        console = Access(ensure_token(self.config.home), public=not self.config.http_is_loopback)
+        server = IngressServer(
+            self.gate, host=self.config.http_host, port=self.config.http_port, health=self._health, console=console
+        )
         try:
             server.start()
         except OSError as exc:

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import structlog
 
 from petriflow import metrics
-from petriflow.client import EngineTimeout
+from petriflow.client import Client, EngineTimeout
 
 log = structlog.get_logger("petriflow.ingress")
 
@@ -43,6 +43,10 @@ class Link(Protocol):
 
     def trigger_auth(self, trigger_id: str) -> dict[str, Any]:
         """The `auth` of an active webhook trigger, as in its document."""
+
+    @property
+    def client(self) -> Client:
+        """The link's client, for the console's pages and actions: the CLI's requests."""
 
     def close(self) -> None: ...
 

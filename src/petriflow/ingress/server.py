@@ -28,10 +28,13 @@ import structlog
 from aiohttp import web
 
 from petriflow import metrics
+from petriflow.console.access import Access
+from petriflow.console.routes import Console
 from petriflow.engine.document import auth_from_document, json_type
-from petriflow.engine.errors import Invalid, PetriflowError, TriggerChanged
+from petriflow.engine.errors import PetriflowError, TriggerChanged
 from petriflow.engine.webhook_auth import Unauthorized, secret_for, verify
 from petriflow.ingress.gate import EngineGate, Refused
+from petriflow.ingress.statuses import RETRY_LATER, status_for
 
 log = structlog.get_logger("petriflow.ingress")
 
@@ -40,22 +43,7 @@ REQUEST_TIMEOUT_S = 10.0
 """For a body to arrive: a client that stops sending cannot hold a request forever."""
 MAX_ID_CHARS = 200
 _DIGITS = re.compile(r"[0-9]+")
-# An error that says which entity is missing or gone; any other invalid request is 422,
-# any other PetriflowError 400; the engine not taking requests (booting) is 503.
 _BODY_UNREAD = (408, 411, 413)  # refusals that leave the body unread, or read in part
-_STATUS_BY_CODE = {
-    "not_found": 404,
-    "workflow_discarded": 409,
-    "unauthorized": 401,
-    "unavailable": 503,
-    "storage_unavailable": 503,  # an outage the daemon waits out: send it again later
-    "storage_full": 507,
-    "turn_aborted": 503,
-    "storage_failure": 503,
-    "storage_broken": 500,
-    "exception": 500,  # the Engine met a bug of its own
-}
-_RETRY_LATER = {503, 507}
 
 
 class HttpError(Exception):
@@ -78,10 +66,6 @@ def _json(status: int, payload: Any, headers: Mapping[str, str] | None = None) -
 
 def _error(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
     return _json(status, {"error": {"code": code, "message": message}}, headers)
-
-
-def _status_for(exc: PetriflowError) -> int:
-    return _STATUS_BY_CODE.get(exc.code, 422 if isinstance(exc, Invalid) else 400)
 
 
 def _path_id(raw: str) -> str:
@@ -115,7 +99,8 @@ def _json_object(raw: bytes) -> dict[str, Any]:
 
 class IngressServer:
     """Serves `POST /hooks/<trigger_id>`, `GET /workorders/<id>`, `GET /health`
-    and `GET /metrics` until `stop`. `health` gives the keeper's picture of
+    and `GET /metrics` until `stop`, and the console at `/` and `/console/`
+    when given its `console` access. `health` gives the keeper's picture of
     the Engine and its nodes; `environ` holds the webhook secrets."""
 
     def __init__(
@@ -128,8 +113,10 @@ class IngressServer:
         body_timeout_s: float = REQUEST_TIMEOUT_S,
         health: Callable[[], dict[str, Any]] = lambda: {"ok": True},
         environ: Mapping[str, str] = os.environ,
+        console: Access | None = None,
     ) -> None:
         self.gate = gate
+        self.console = None if console is None else Console(self._engine, console, self._ingress)
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s
         self.health = health
@@ -210,7 +197,7 @@ class IngressServer:
 
     # -- requests ------------------------------------------------------------------------
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         request_id = uuid.uuid4().hex[:16]
         try:
             response = await self._route(request)
@@ -221,17 +208,18 @@ class IngressServer:
         except Refused as exc:
             response = _error(503, exc.code, exc.message, {"Retry-After": str(exc.retry_after_s)})
         except PetriflowError as exc:
-            status = _status_for(exc)
-            response = _error(status, exc.code, exc.message, {"Retry-After": "5"} if status in _RETRY_LATER else None)
+            status = status_for(exc)
+            response = _error(status, exc.code, exc.message, {"Retry-After": "5"} if status in RETRY_LATER else None)
         except Exception:
             log.exception("http_request_failed", request_id=request_id, method=request.method, path=request.path)
             response = _error(
                 500, "internal", f"internal error; the daemon's log has the details (request {request_id})"
             )
-        response.headers["X-Request-Id"] = request_id
+        if not response.prepared:  # a stream of events has sent its headers already
+            response.headers["X-Request-Id"] = request_id
         return response
 
-    async def _route(self, request: web.Request) -> web.Response:
+    async def _route(self, request: web.Request) -> web.StreamResponse:
         path = request.raw_path.partition("?")[0]
         match path.split("/")[1:]:
             case ["health"]:
@@ -249,6 +237,8 @@ class IngressServer:
                 self._require(request, "GET")
                 work_order_id = _path_id(raw)
                 return _json(200, await self._engine(lambda link: link.work_order(work_order_id)))
+        if self.console is not None and self.console.serves(path):
+            return await self.console.handle(request, [_path_id(raw) for raw in path.split("/")[1:] if raw])
         raise HttpError(404, "not_found", f"no such path: {path}")
 
     async def _hook(self, request: web.Request, trigger_id: str) -> web.Response:
@@ -283,6 +273,9 @@ class IngressServer:
             if auth.secret_env and not secret:
                 log.error("webhook_secret_missing", trigger_id=trigger_id, secret_env=auth.secret_env)
             raise HttpError(401, exc.code, exc.message, {"WWW-Authenticate": auth.type}) from None
+
+    def _ingress(self) -> dict[str, Any]:
+        return {"depth": self.gate.depth, "size": self.gate.size, "down": self.gate.down}
 
     async def _engine(self, call: Callable[[Any], Any]) -> Any:
         return await asyncio.wrap_future(self.gate.call(call))

@@ -1,0 +1,121 @@
+"""Who may see and act in the console, on the HTTP server alone with a fake
+Engine: the token file, the public-address rule, sign-in redirects and
+refused paths. What the pages show is tested on a real daemon (test_console)."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import stat
+import subprocess
+import sys
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from petriflow.console.access import Access, ensure_token, read_token
+from petriflow.engine.records import WorkOrderRecord
+from petriflow.engine.wire import WorkOrderPage
+from petriflow.ingress.gate import EngineGate
+from petriflow.ingress.server import IngressServer
+from petriflow.system import free_port
+from tests.consoles import Browser
+from tests.daemons import BIN
+
+pytestmark = pytest.mark.timeout(30)
+
+TOKEN = "t0ken-for-tests"
+
+
+class FakeClient:
+    """The two requests the history page makes."""
+
+    def page_work_orders(self, **filters: Any) -> WorkOrderPage:
+        return WorkOrderPage([WorkOrderRecord(id="wo-1", workflow_id="flow", input={"n": 1})], 1)
+
+    def list_workflows(self) -> list[dict[str, Any]]:
+        return []
+
+
+class FakeLink:
+    client = FakeClient()
+
+    def close(self) -> None: ...
+
+
+@contextlib.contextmanager
+def console(public: bool) -> Iterator[Browser]:
+    gate = EngineGate(FakeLink, size=8, workers=1, answer_timeout_s=2.0)
+    gate.start()
+    server = IngressServer(gate, console=Access(TOKEN, public=public))
+    server.start()
+    try:
+        yield Browser(server.url)
+    finally:
+        server.stop()
+        gate.stop()
+
+
+def test_the_token_is_made_once_readable_by_its_owner_only(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError):
+        read_token(tmp_path)
+    token = ensure_token(tmp_path)
+    assert len(token) >= 40 and ensure_token(tmp_path) == token == read_token(tmp_path)
+    assert stat.S_IMODE(os.stat(tmp_path / "console.token").st_mode) == 0o600
+
+
+def test_on_loopback_anyone_reads_but_only_the_token_acts() -> None:
+    with console(public=False) as browser:
+        history = browser.get("/")
+        assert history.status == 200 and 'data-work-order="wo-1"' in history.body
+        assert 'name="csrf"' not in history.body and "read-only" in history.body
+        refused = browser.post("/console/actions/cancel", {"work_order_id": "wo-1"})
+        assert refused.status == 401 and "petriflow console-url" in refused.body
+
+
+def test_on_a_public_address_reading_needs_the_token_too() -> None:
+    with console(public=True) as browser:
+        refused = browser.get("/")
+        assert refused.status == 401 and "public address" in refused.body and "wo-1" not in refused.body
+        assert browser.get("/console/static/console.css").status == 200  # the refusal page keeps its style
+        assert browser.get("/", {"Authorization": f"Bearer {TOKEN}"}).status == 200
+        assert browser.get(f"/console/login?token={TOKEN}").status == 200  # now with the cookie
+        assert 'data-work-order="wo-1"' in browser.get("/").body
+
+
+@pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/", "/\\evil.example"])
+def test_sign_in_only_redirects_to_a_path_of_this_server(target: str) -> None:
+    with console(public=False) as browser:
+        url = urllib.parse.urlsplit(browser.base_url)
+        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+        connection.request("GET", f"/console/login?token={TOKEN}&next={urllib.parse.quote(target)}")
+        answer = connection.getresponse()
+        answer.read()
+        connection.close()
+        assert answer.status == 303 and answer.headers["Location"] == "/"
+
+
+def test_bad_paths_are_refused_with_a_page_that_names_them() -> None:
+    with console(public=False) as browser:
+        assert browser.get("/console/static/../access.py").status == 404
+        assert browser.get("/console/static/nothing.js").status == 404
+        assert browser.get("/console/work-orders/%ff").status == 400  # not UTF-8
+        unknown = browser.get("/console/elsewhere")
+        assert unknown.status == 404 and "/console/elsewhere" in unknown.body
+        assert browser.post("/console/actions/explode", {}).status == 401
+        assert browser.get("/?offset=-3").status == 422
+
+
+def test_console_url_without_a_running_daemon_says_to_start_it(tmp_path) -> None:
+    home = tmp_path / "home"
+    answer = subprocess.run(
+        [sys.executable, str(BIN), "console-url", "--home", str(home), "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert answer.returncode == 2 and f"no petriflow daemon runs for home {home}" in answer.stderr
