@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from petriflow.chaos.console import ConsoleVisitor
 from petriflow.chaos.daemon import Daemon
 from petriflow.chaos.outage import StorageOutage, add_line, remove_line
 from petriflow.chaos.plan import (
@@ -94,6 +95,8 @@ class Chaos:
         self.outage: StorageOutage | None = None  # the storage outage going on, or the daemon recovering from it
         self.refused: Counter[str] = Counter()  # requests refused for storage and sent again, by via and code
         self.refused_choices: Counter[str] = Counter()  # preexecutes of chaos-timer's approve refused, by code
+        self.console = ConsoleVisitor(self.daemon.config)  # approves chaos-manual's steps, opens pages
+        self.looked = 0  # pages opened: the next one is of the next unfinished work order
 
     # -- talking to the daemon through kills ------------------------------------
 
@@ -212,7 +215,8 @@ class Chaos:
 
     def complete_manual_steps(self) -> None:
         """Complete every `approve` step waiting for a person: chaos-manual's
-        always, chaos-timer's when the run approves that work order in time
+        always, through the console's form; chaos-timer's, with the client,
+        when the run approves that work order in time
         (`approves_in_time`). chaos-timer's waits in a deferred choice against
         the `escalate` timer, taking no token by itself: the run takes it
         (`preexecute`) as soon as it sees it, then completes its workitem;
@@ -239,10 +243,19 @@ class Chaos:
                         continue
                     try:
                         workitem = self.call(lambda c: c.get_workitem(step.workitem_id))
-                        if workitem.awaiting:
+                        if workitem.awaiting and sub.workflow_id == "chaos-manual":
+                            self.console.complete(step.workitem_id, '{"approved_by": "chaos"}')
+                        elif workitem.awaiting:
                             self.call(lambda c: c.complete_workitem(step.workitem_id, {"approved_by": "chaos"}))
                     except (Invalid, AlreadyCompleted, NotFound):
                         pass  # not waiting yet, or done meanwhile: seen again at the next pass
+
+    def look_at_the_console(self) -> None:
+        """Open the page of one unfinished work order, the next in turn."""
+        unfinished = sorted(w for w in self.orders.values() if self.states.get(w, "pending") in UNFINISHED)
+        if unfinished:
+            self.console.look(unfinished[self.looked % len(unfinished)])
+            self.looked += 1
 
     def _take(self, task_id: str) -> None:
         """Preexecute a manual task waiting in a deferred choice. Refused when
@@ -514,6 +527,7 @@ class Chaos:
                 if faults and submitted >= faults[0].after_submitted:
                     break
             self.complete_manual_steps()
+            self.look_at_the_console()
             if not queue and not faults and unfinished == 0 and calm:
                 break
             if self.states != seen:
@@ -544,6 +558,8 @@ class Chaos:
 
     def check(self) -> int:
         violations: list[Violation] = list(self.failures)
+        violations += [Violation("console_error", "console", error) for error in self.console.errors]
+        self.notes.append(f"console: {self.console.summary()}")
         lost = duplicated = unexpected = 0
         records = self.call(lambda c: c.list_work_orders())
         by_tag: dict[str, list[Any]] = defaultdict(list)
