@@ -47,5 +47,7 @@ def test_the_demo_runs_the_daemon_with_client_and_webhook_work_orders(tmp_path):
     assert out.count(" success") >= 4, "both work orders succeed, as workorders and show print"
     assert "$ petriflow workorders" in out and "webhook:demo-invoice-hook" in out and "$ petriflow show" in out
     assert '"posted": true' in out and "daemon stopped" in out
+    token = (home / "console.token").read_text().strip()
+    assert "the web console, signed in: http://127.0.0.1:" in out and f"/console/login?token={token}" in out
     assert daemon.running_pid(daemon.resolve_config(home=str(home), env={})) is None
     assert (home / "petriflow.db").exists() and (home / "petriflow.log").exists()

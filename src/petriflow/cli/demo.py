@@ -83,6 +83,7 @@ def demo(args: argparse.Namespace) -> int:
         print(render.orders_table(client.list_work_orders(workflow_id=workflow_id)))
         print(f"\n$ petriflow show {by_client}")
         print(render.describe_order(views[0]))
+        print(f"\nthe web console, signed in: {daemon.console_url(config)}")
         return 0 if all(v.work_order.state is WorkOrderState.SUCCESS for v in views) else 1
     finally:
         if started and not args.keep_running:
