@@ -340,9 +340,6 @@ class EngineActor(EntityActor):
         return adopted
 
     def _info(self, reports: list[NodeReport]) -> EngineInfo:
-        counts: dict[str, int] = {}
-        for order in self.storage.list_work_orders():
-            counts[order.state.value] = counts.get(order.state.value, 0) + 1
         kinds = [kind for report in reports for kind, _, _ in report.actors]
         waiting = {}
         for workflow in self.storage.list_workflows():
@@ -355,7 +352,7 @@ class EngineActor(EntityActor):
             live_cases=kinds.count("case"),
             live_work_orders=kinds.count("work_order"),
             booted_at=self.booted_at,
-            work_orders=counts,
+            work_orders=self.storage.count_work_orders(),
             nodes={report.node_id: report.pid for report in reports},
             waiting_for_slot=waiting,
             timers=self.storage.waiting_timers(),

@@ -102,6 +102,11 @@ def _to_row(record: Any) -> Row:
     return {name: _to_row_value(getattr(record, name)) for name in _FIELDS[type(record)]}
 
 
+def work_order_row(order: WorkOrderRecord) -> Row:
+    """A work order as its table stores it: its record and its input's text, which the history's search reads."""
+    return {**_to_row(order), "input_text": input_text(order.input)}
+
+
 def _definition(document: dict[str, Any]) -> dict[str, Any]:
     """A workflow document without its lifecycle `state`: what must not change under one version."""
     return {k: v for k, v in document.items() if k != "state"}
@@ -761,7 +766,7 @@ class WorkOrderStorage(Storage):
     ) -> WorkOrderRecord:
         """The work order, its first run and that run's case, in one transaction."""
         with self.backend.transaction() as tx:
-            tx.insert("work_orders", {**_to_row(work_order), "input_text": input_text(work_order.input)})
+            tx.insert("work_orders", work_order_row(work_order))
             tx.insert("runs", _to_row(run))
             self._insert_case(tx, case, tokens)
         return work_order
@@ -792,6 +797,13 @@ class WorkOrderStorage(Storage):
     ) -> list[WorkOrderRecord]:
         orders = self._find(WorkOrderRecord, {"workflow_id": workflow_id, "node_id": node_id}, states)
         return [o for o in orders if since is None or o.created_at >= since]
+
+    def count_work_orders(self) -> dict[str, int]:
+        """How many work orders are in each state (none: left out): one
+        indexed count per state, never a read of every row."""
+        with self.backend.transaction(write=False) as tx:
+            counts = {state.value: tx.count("work_orders", {"state": state.value}) for state in WorkOrderState}
+        return {state: n for state, n in counts.items() if n}
 
     def page_work_orders(
         self,

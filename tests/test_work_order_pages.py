@@ -129,6 +129,13 @@ def test_paging_shows_every_match_on_exactly_one_page_with_the_same_total(store,
     assert seen == ids(newest_first(history)) and totals == {40}
 
 
+def test_work_orders_are_counted_by_state_leaving_out_the_empty_states(store, history):
+    expected: dict[str, int] = {}
+    for order in history:
+        expected[order.state.value] = expected.get(order.state.value, 0) + 1
+    assert store.count_work_orders() == expected and len(expected) == 4
+
+
 def test_a_page_past_the_end_is_empty_and_still_counts_the_matches(store, history):
     assert store.page_work_orders(states=[S.FAILED], offset=100) == ([], 10)
     assert store.page_work_orders(workflow_id="nope") == ([], 0)
