@@ -26,6 +26,11 @@ figures are printed as a table and written as JSON (`--out`):
               C at a time, at the daemon's HTTP port: accepted/s, refusals with
               and without Retry-After, errors, answer times, then whether every
               accepted work order succeeded (not run unless named in --scenarios)
+  console     the daemon's web console over a history of N settled work orders
+              (seeded straight into its SQLite file) and a few real ones: median,
+              p95 and max of GETs of the history (plain, each filter, a search
+              hit and miss, a deep page), a work order, its run, a workflow and
+              the status page, beside the issue's 200 ms (not run unless named)
 
 "The daemon" is the real one: `petriflow.daemon.Daemon(...).serve()` (what
 `petriflow start --foreground` runs: keeper, subreaper, webhook endpoint,
@@ -51,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from petriflow.bench import engines
+from petriflow.bench.console import scenario_console
 from petriflow.bench.engines import serve_daemon
 from petriflow.bench.environment import BASES, DEFAULT_SCENARIOS, SCENARIOS, git_commit, log, version_of
 from petriflow.bench.floor import scenario_floor
@@ -76,7 +82,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--scenarios",
         default=",".join(DEFAULT_SCENARIOS),
-        help=f"comma-separated subset of {','.join(SCENARIOS)} (default all but ingress)",
+        help=f"comma-separated subset of {','.join(SCENARIOS)} (default all but ingress and console)",
     )
     parser.add_argument("--bases", default=",".join(BASES), help="embedded,daemon (default both)")
     parser.add_argument(
@@ -126,6 +132,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="cap on waiting for a burst's accepted work orders to end (default 120; quick 60)",
     )
     parser.add_argument(
+        "--console-work-orders", type=int, help="work orders in the console's history (default 100000; quick 5000)"
+    )
+    parser.add_argument("--console-samples", type=int, help="timed GETs of each console page (default 20; quick 5)")
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="only profile: seq3 on the embedded base (one process) and on the daemon "
@@ -150,6 +160,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "ingress_requests": (1000, 100),
         "ingress_concurrency": (100, 20),
         "ingress_wait_s": (120.0, 60.0),
+        "console_work_orders": (100_000, 5_000),
+        "console_samples": (20, 5),
     }
     for name, (full, small) in defaults.items():
         if getattr(opts, name) is None:
@@ -169,6 +181,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
             parser.error(f"unknown base {b!r}: one of {', '.join(BASES)}")
     if opts.ingress_requests < 1 or opts.ingress_concurrency < 1:
         parser.error("--ingress-requests and --ingress-concurrency must be at least 1")
+    if opts.console_work_orders < 1 or opts.console_samples < 1:
+        parser.error("--console-work-orders and --console-samples must be at least 1")
     return opts
 
 
@@ -224,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
                     results["recovery"] = scenario_recovery(opts, tmp)
                 elif scenario == "ingress" and "daemon" in opts.bases:
                     results["ingress"] = scenario_ingress(opts, tmp)
+                elif scenario == "console" and "daemon" in opts.bases:
+                    results["console"] = scenario_console(opts, tmp)
                 results.setdefault("scenario_seconds", {})[scenario] = round(time.perf_counter() - started, 1)
     finally:
         for engine in list(engines.live_daemons):

@@ -161,6 +161,7 @@ def table(results: dict[str, Any]) -> str:
             )
         ratio_lines.append(text)
     ratio_lines += ingress_lines(ing)
+    ratio_lines += console_lines(results.get("console") or {})
     text = "\n".join(lines + [""] + ratio_lines + statements_lines(results.get("statements") or {}) + notes)
     return text.strip("\n")
 
@@ -187,6 +188,30 @@ def ingress_lines(ingress: dict[str, Any]) -> list[str]:
         )
     if out and ingress.get("server"):
         out.append(f"ingress server: {ingress['server']}")
+    return out
+
+
+def console_lines(console: dict[str, Any]) -> list[str]:
+    """The console scenario: how the history was built, then one line per page."""
+    if "pages" not in console:
+        return []
+    build, n = console["build"], console["work_orders"]
+    out = [
+        f"console build: {n} work orders seeded in {build['seconds']:.1f}s ({build['rows_per_s']:.0f} rows/s, "
+        f"{build['file_mb']:.0f} MB); {len(console['real_work_orders'])} real work orders run"
+    ]
+    for name, page in console["pages"].items():
+        if "median_ms" not in page:
+            out.append(f"console {name}: no answer ({n} work orders); errors {page['errors']}")
+            continue
+        line = f"console {name}: median {page['median_ms']:.1f} ms, p95 {page['p95_ms']:.1f} ms ({n} work orders)"
+        if page["errors"]:
+            line += f"; errors {page['errors']} (" + ", ".join(f"{k} {v}" for k, v in page["error_kinds"].items()) + ")"
+        out.append(line)
+    out.append(
+        f"console: {console['pages_under_target']} of {len(console['pages'])} pages with a median under "
+        f"{console['target_ms']:.0f} ms and no error; {console['samples']} samples each; errors {console['errors']}"
+    )
     return out
 
 
