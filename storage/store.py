@@ -979,14 +979,16 @@ MAX_PAGE = 500
 """Work orders in one page at most: what a console shows, not an export."""
 MAX_SEARCH = 200
 """Characters of a history search at most."""
+MAX_OFFSET = 2**53
+"""Beyond any history, and within what msgpack and SQLite carry as an integer."""
 
 
 def _check_page(since: float | None, until: float | None, search: str | None, limit: int, offset: int) -> None:
     """Refuse a page no console should ask for, naming what is wrong."""
     if not 1 <= limit <= MAX_PAGE:
         raise Invalid(f"limit must be 1..{MAX_PAGE}, got {limit}")
-    if offset < 0:
-        raise Invalid(f"offset must be >= 0, got {offset}")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise Invalid(f"offset must be 0..{MAX_OFFSET}, got {offset}")
     if since is not None and until is not None and since > until:
         raise Invalid(f"since ({since}) is after until ({until})")
     if search is not None and len(search) > MAX_SEARCH:

@@ -47,10 +47,10 @@ class FakeLink:
 
 
 @contextlib.contextmanager
-def console(public: bool) -> Iterator[Browser]:
+def console(public: bool, **options: Any) -> Iterator[Browser]:
     gate = EngineGate(FakeLink, size=8, workers=1, answer_timeout_s=2.0)
     gate.start()
-    server = IngressServer(gate, console=Access(TOKEN, public=public))
+    server = IngressServer(gate, console=Access(TOKEN, public=public), **options)
     server.start()
     try:
         yield Browser(server.url)
@@ -107,6 +107,15 @@ def test_bad_paths_are_refused_with_a_page_that_names_them() -> None:
         assert unknown.status == 404 and "/console/elsewhere" in unknown.body
         assert browser.post("/console/actions/explode", {}).status == 401
         assert browser.get("/?offset=-3").status == 422
+        assert browser.get(f"/?offset={10**30}").status == 422
+
+
+def test_a_form_larger_than_the_server_takes_is_refused_413_naming_the_limit() -> None:
+    with console(public=False, max_body_bytes=1000) as browser:
+        answer = browser.post(
+            "/console/actions/complete", {"id": "w", "output": "x" * 5000}, {"Authorization": f"Bearer {TOKEN}"}
+        )
+        assert answer.status == 413 and "1001 bytes" in answer.body
 
 
 def test_console_url_without_a_running_daemon_says_to_start_it(tmp_path) -> None:

@@ -154,7 +154,10 @@ def test_complete_a_manual_step_and_watch_the_marking_move(console, page, tmp_pa
 def test_the_workflow_run_and_status_pages_draw_the_net_and_the_nodes(console, page, tmp_path) -> None:
     running, client, _, _ = console
     base = f"http://127.0.0.1:{running.http_port}"
-    page.goto(f"{base}/console/workflows/{DEMO_WORKFLOW['id']}")
+    page.goto(f"{base}/console/workflows")
+    expect(page.locator("table.workflows tbody tr")).to_have_count(3)
+    shoot(page, tmp_path, "workflows")
+    page.click(f"a:text('{DEMO_WORKFLOW['id']}')")
     expect(page.locator("svg g.transition")).to_have_count(len(DEMO_WORKFLOW["transitions"]))
     expect(page.locator("svg g.place")).to_have_count(len(DEMO_WORKFLOW["places"]))
     expect(page.locator("svg g.arc")).to_have_count(len(DEMO_WORKFLOW["arcs"]))

@@ -242,7 +242,12 @@ class Console:
     async def _act(self, request: web.Request, action: str, presented: str | None) -> web.Response:
         if not self.access.holds_token(presented):
             raise HttpRefusal(401, "unauthorized", f"acting needs the console token: {_SIGN_IN}")
-        form = await request.post()
+        try:
+            form = await request.post()
+        except web.HTTPRequestEntityTooLarge:
+            raise HttpRefusal(
+                413, "too_large", f"the form is larger than the {request.client_max_size} bytes accepted"
+            ) from None
         if not self.access.csrf_ok(_field(form, "csrf", required=False)):
             raise HttpRefusal(403, "csrf", "the form is not from this console: no valid CSRF value")
         origin = request.headers.get("Origin")
@@ -379,8 +384,8 @@ def _json_object(text: str, name: str) -> dict[str, Any]:
 
 
 def _whole(text: str, name: str) -> int:
-    if not text.isdigit():
-        raise Invalid(f"{name} must be a whole number >= 0, got {text!r}")
+    if not (text.isascii() and text.isdigit() and len(text) <= 15):
+        raise Invalid(f"{name} must be a whole number from 0 to 999999999999999, got {text!r}")
     return int(text)
 
 
