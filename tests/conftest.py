@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from thespian.actors import ActorSystem
 
+from petriflow.engine.records import new_id
+from petriflow.storage.memory import MemoryBackend
 from petriflow.system import close_actor_system, free_port, open_actor_system
 
 
@@ -47,3 +49,14 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A test's home, with the side-effect journal of tests.executors in it."""
     monkeypatch.setenv("PETRIFLOW_TEST_JOURNAL", str(tmp_path / "journal.jsonl"))
     return tmp_path
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def url(request, tmp_path: Path) -> Iterator[str]:
+    """A new, empty store's URL on each adapter: a named in-memory one, forgotten after, and a SQLite file."""
+    if request.param == "memory":
+        name = f"test-{new_id()}"
+        yield f"memory://{name}"
+        MemoryBackend.forget(name)
+    else:
+        yield f"sqlite://{tmp_path}/petriflow.db"

@@ -25,16 +25,6 @@ pytestmark = pytest.mark.timeout(30)
 FORK = multiprocessing.get_context("fork")
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def url(request, tmp_path):
-    if request.param == "memory":
-        name = f"backends-{new_id()}"
-        yield f"memory://{name}"
-        MemoryBackend.forget(name)
-    else:
-        yield f"sqlite://{tmp_path}/petriflow.db"
-
-
 @pytest.fixture
 def backend(url):
     opened = open_backend(url)
