@@ -47,9 +47,12 @@ class FakeLink:
 
 
 @contextlib.contextmanager
-def console(public: bool, **options: Any) -> Iterator[Browser]:
+def console(public: bool, down: str | None = None, **options: Any) -> Iterator[Browser]:
+    """`down`: the gate knows the Engine does not answer, and why."""
     gate = EngineGate(FakeLink, size=8, workers=1, answer_timeout_s=2.0)
     gate.start()
+    if down:
+        gate.engine_down(down)
     server = IngressServer(gate, console=Access(TOKEN, public=public), **options)
     server.start()
     try:
@@ -128,3 +131,15 @@ def test_console_url_without_a_running_daemon_says_to_start_it(tmp_path) -> None
         stdin=subprocess.DEVNULL,
     )
     assert answer.returncode == 2 and f"no petriflow daemon runs for home {home}" in answer.stderr
+
+
+def test_while_the_engine_does_not_answer_a_page_says_so_with_retry_after() -> None:
+    with console(public=False, down="it is being restarted") as browser:
+        answer = browser.get("/")
+        assert answer.status == 503 and answer.headers["Retry-After"] == "5"
+        assert "engine_unavailable" in answer.body and "it is being restarted" in answer.body
+        csrf = Access(TOKEN, public=False).csrf()
+        acted = browser.post(
+            "/console/actions/cancel", {"work_order_id": "wo-1", "csrf": csrf}, {"Authorization": f"Bearer {TOKEN}"}
+        )
+        assert acted.status == 503 and acted.headers["Retry-After"] == "5" and "engine_unavailable" in acted.body
