@@ -27,8 +27,8 @@ from tests import test_backends, test_storage_contract
 from tests.test_backends import ids, insert, token
 from tests.test_storage_contract import _case, _fence, _task
 
-# the fixtures of the backend and storage contract suites: each test runs on memory and on SQLite
-url, backend = test_backends.url, test_backends.backend
+# the fixtures of the backend and storage contract suites (and conftest's `url`): each test runs on memory and on SQLite
+backend = test_backends.backend
 storage_url, store = test_storage_contract.storage_url, test_storage_contract.store
 
 pytestmark = pytest.mark.timeout(30)
