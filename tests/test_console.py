@@ -275,6 +275,16 @@ def test_the_workflow_and_status_pages(console: Console) -> None:
         assert f'data-place="{place}"' in page
     for transition in ("fetch", "approve", "post"):
         assert f'data-transition="{transition}"' in page
+    first = {**QUICK, "id": "console-versions", "version": 1}
+    console.client.put_workflow(first)
+    console.client.put_workflow({**first, "version": 3, "transitions": QUICK["transitions"][::-1]})
+    latest, older = (
+        browser.get("/console/workflows/console-versions"),
+        browser.get("/console/workflows/console-versions?version=1"),
+    )
+    assert "version 3, active" in latest.body and "the latest is version" not in latest.body
+    assert "version 1, active" in older.body and "the latest is version 3" in older.body
+    assert browser.get("/console/workflows/console-versions?version=2").status == 404
     status = browser.get("/console/status").body
     info = console.client.ping()
     for node, pid in info.nodes.items():

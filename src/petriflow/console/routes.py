@@ -31,12 +31,12 @@ from petriflow.engine.wire import RunView, WorkOrderView
 from petriflow.engine.workflow import Workflow
 from petriflow.ingress.gate import Refused
 from petriflow.ingress.statuses import RETRY_LATER, status_for
+from petriflow.storage.store import MAX_SEARCH
 
 log = structlog.get_logger("petriflow.console")
 
 _SIGN_IN = "open the URL that `petriflow console-url` prints"
 PAGE_SIZE = 50
-MAX_SEARCH_CHARS = 200
 _STATIC_TYPES = {".css": "text/css", ".js": "text/javascript"}
 _HEADERS = {
     # scripts only from our own file: an injected <script> would not run even if it got through
@@ -131,16 +131,17 @@ class Console:
         offset = _whole(query.get("offset", "0"), "offset")
         if filters["state"] and filters["state"] not in set(WorkOrderState):
             raise Invalid(f"state {filters['state']!r} is not a work-order state; one of {', '.join(WorkOrderState)}")
-        if len(filters["q"]) > MAX_SEARCH_CHARS:
-            raise Invalid(f"the search q has {len(filters['q'])} characters; at most {MAX_SEARCH_CHARS}")
+        if len(filters["q"]) > MAX_SEARCH:
+            raise Invalid(f"the search q has {len(filters['q'])} characters; at most {MAX_SEARCH}")
+        since, until = _moment(filters["since"], "since"), _moment(filters["until"], "until")
 
         def read(client: Client) -> tuple[Any, list[dict[str, Any]]]:
             page = client.page_work_orders(
                 states=[filters["state"]] if filters["state"] else None,
                 workflow_id=filters["workflow"] or None,
                 trigger_id=filters["trigger"] or None,
-                since=_moment(filters["since"], "since"),
-                until=_moment(filters["until"], "until"),
+                since=since,
+                until=until,
                 search=filters["q"] or None,
                 limit=PAGE_SIZE,
                 offset=offset,
@@ -214,7 +215,7 @@ class Console:
             title=f"Workflow {workflow_id}",
             section="workflows",
             workflow=workflow,
-            versions=range(1, int(latest["version"]) + 1),
+            latest=int(latest["version"]),
             picture=Markup(net.svg(workflow)),
         )
 
