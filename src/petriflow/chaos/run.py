@@ -502,6 +502,7 @@ class Chaos:
                 if self.inject(fault):
                     faults.pop(0)
                     self.injected[f"kill_{fault.kind}"] += 1
+                    self.look_at_the_console()  # while the fault lands: a refusal, never a 500
                     next_fault_at = time.monotonic() + fault.pause_s
                     starving_since = None
                     continue

@@ -87,6 +87,8 @@ async def stream(
                 quiet = 0.0
             await asyncio.sleep(POLL_S)
             quiet += POLL_S
+            if request.transport is None or request.transport.is_closing():
+                break  # the page was closed: ask the Engine nothing more for it
             try:
                 current = await engine(read)
             except (Refused, PetriflowError):
