@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import stat
 import subprocess
 import sys
+import time
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
@@ -17,13 +19,15 @@ from typing import Any
 import pytest
 
 from petriflow.console.access import Access, ensure_token, read_token
-from petriflow.engine.records import WorkOrderRecord
-from petriflow.engine.wire import WorkOrderPage
+from petriflow.engine.errors import NotFound
+from petriflow.engine.records import RunRecord, WorkOrderRecord
+from petriflow.engine.wire import RunView, WorkOrderPage, WorkOrderView
 from petriflow.ingress.gate import EngineGate
 from petriflow.ingress.server import IngressServer
 from petriflow.system import free_port
 from tests.consoles import Browser
 from tests.daemons import BIN
+from tests.engines import workflow
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -31,13 +35,28 @@ TOKEN = "t0ken-for-tests"
 
 
 class FakeClient:
-    """The two requests the history page makes."""
+    """The requests of the history page and of a run's marking stream; a run
+    that waits for its slot forever, whose case does not exist yet."""
+
+    order = WorkOrderRecord(id="wo-1", workflow_id="flow", input={"n": 1})
+    run = RunRecord(id="run-1", work_order_id="wo-1", workflow_id="flow", workflow_version=1, case_id="c-1")
+    asked = 0  # reads of the work order: how often the stream looked
 
     def page_work_orders(self, **filters: Any) -> WorkOrderPage:
-        return WorkOrderPage([WorkOrderRecord(id="wo-1", workflow_id="flow", input={"n": 1})], 1)
+        return WorkOrderPage([self.order], 1)
 
     def list_workflows(self) -> list[dict[str, Any]]:
         return []
+
+    def get_work_order(self, work_order_id: str) -> WorkOrderView:
+        FakeClient.asked += 1
+        return WorkOrderView(self.order, [RunView(self.run)])
+
+    def get_workflow(self, workflow_id: str, version: int | None = None) -> dict[str, Any]:
+        return workflow("flow", ["start", "end"], [{"id": "t"}], ["start -> t", "t -> end"])
+
+    def get_case(self, case_id: str) -> Any:
+        raise NotFound(f"no case {case_id}")
 
 
 class FakeLink:
@@ -143,3 +162,22 @@ def test_while_the_engine_does_not_answer_a_page_says_so_with_retry_after() -> N
             "/console/actions/cancel", {"work_order_id": "wo-1", "csrf": csrf}, {"Authorization": f"Bearer {TOKEN}"}
         )
         assert acted.status == 503 and acted.headers["Retry-After"] == "5" and "engine_unavailable" in acted.body
+
+
+def test_a_marking_stream_stops_asking_the_engine_once_its_page_is_closed() -> None:
+    with console(public=False) as browser:
+        url = urllib.parse.urlsplit(browser.base_url)
+        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+        connection.request("GET", "/console/work-orders/wo-1/runs/run-1/marking")
+        stream = connection.getresponse()
+        assert stream.status == 200 and stream.headers["Content-Type"] == "text/event-stream"
+        assert stream.readline() == b"event: marking\n"
+        first = json.loads(stream.readline().removeprefix(b"data: "))
+        assert first == {"tokens": {}, "transitions": {}, "run_state": "available", "final": False, "steps": {}}
+        time.sleep(1.0)
+        assert FakeClient.asked >= 4, "it looks again while the page is open"
+        connection.close()
+        time.sleep(0.6)
+        after_close = FakeClient.asked
+        time.sleep(1.0)
+        assert FakeClient.asked == after_close

@@ -31,9 +31,7 @@ KEEPALIVE_S = 15.0
 
 
 def marking(client: Client, run: RunView, workflow: Workflow) -> Marking:
-    """Where the run's tokens are now; an available run has no case yet."""
-    if run.run.case_id is None:
-        return Marking()
+    """Where the run's tokens are now; a run not started yet has no case."""
     try:
         return marking_from_case(client.get_case(run.run.case_id), workflow)
     except NotFound:
