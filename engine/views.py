@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from petriflow.engine.records import RunRecord, TaskRecord, WorkitemRecord, WorkOrderRecord
-from petriflow.engine.states import FINAL_RUN_STATES, RunState, TaskState, WorkOrderState
+from petriflow.engine.states import FINAL_RUN_STATES, RunState, TaskState, WorkitemState, WorkOrderState
 from petriflow.engine.wire import ChoiceView, QueueView, RunView, StepView, TimerView, WorkOrderView
 from petriflow.engine.workflow import Workflow
 from petriflow.engine.workorders import queue
@@ -32,6 +32,7 @@ def step_view(workitem: WorkitemRecord, kept: bool = False) -> StepView:
         finished_at=workitem.finished_at,
         kept=kept,
         failure=workitem.failure,
+        awaiting=workitem.awaiting and workitem.state is WorkitemState.STARTED,
     )
 
 

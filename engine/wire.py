@@ -144,6 +144,7 @@ class StepView:
     finished_at: float | None
     kept: bool = False
     failure: Failure | None = None
+    awaiting: bool = False  # it waits to be completed from outside (`complete`): a person, an outside system
 
 
 @dataclass(frozen=True)

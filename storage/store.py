@@ -218,11 +218,8 @@ class Storage:
         return changes
 
     def _find(self, cls: type[R], where: dict[str, Any], states: Iterable[StrEnum | str] | None = None) -> list[R]:
-        where = {k: v for k, v in where.items() if v is not None}
-        if states is not None:
-            where["state"] = [s.value if isinstance(s, Enum) else s for s in states]
         with self.backend.transaction(write=False) as tx:
-            rows = tx.find(_TABLE_OF[cls], where, order_by="created_at")
+            rows = tx.find(_TABLE_OF[cls], _filter(where, states), order_by="created_at")
         return [_from_row(cls, row) for row in rows]
 
     def _read(self, cls: type[R], id: str) -> R:
@@ -795,8 +792,9 @@ class WorkOrderStorage(Storage):
         since: float | None = None,
         node_id: str | None = None,
     ) -> list[WorkOrderRecord]:
-        orders = self._find(WorkOrderRecord, {"workflow_id": workflow_id, "node_id": node_id}, states)
-        return [o for o in orders if since is None or o.created_at >= since]
+        created = None if since is None else Between(since)
+        where = {"workflow_id": workflow_id, "node_id": node_id, "created_at": created}
+        return self._find(WorkOrderRecord, where, states)
 
     def count_work_orders(self) -> dict[str, int]:
         """How many work orders are in each state (none: left out): one
@@ -824,15 +822,9 @@ class WorkOrderStorage(Storage):
         alone is served from an index in creation order. A page short of
         `limit` is the last one, so its total needs no count."""
         _check_page(since, until, search, limit, offset)
-        where: dict[str, Any] = {
-            k: v for k, v in (("workflow_id", workflow_id), ("trigger_id", trigger_id)) if v is not None
-        }
-        if states is not None:
-            where["state"] = [state.value for state in states]
-        if since is not None or until is not None:
-            where["created_at"] = Between(since, until)
-        if search:
-            where["input_text"] = Contains(search)
+        created = None if since is None and until is None else Between(since, until)
+        filters = {"workflow_id": workflow_id, "trigger_id": trigger_id, "created_at": created}
+        where = _filter({**filters, "input_text": Contains(search) if search else None}, states)
         with self.backend.transaction(write=False) as tx:
             rows = tx.find("work_orders", where, "created_at", descending=True, limit=limit, offset=offset)
             last_page = len(rows) < limit and (bool(rows) or offset == 0)
@@ -981,6 +973,14 @@ MAX_SEARCH = 200
 """Characters of a history search at most."""
 MAX_OFFSET = 2**53
 """Beyond any history, and within what msgpack and SQLite carry as an integer."""
+
+
+def _filter(where: dict[str, Any], states: Iterable[StrEnum | str] | None) -> dict[str, Any]:
+    """A `where` of the columns given (None: any value), and of `states` when given."""
+    where = {k: v for k, v in where.items() if v is not None}
+    if states is not None:
+        where["state"] = [s.value if isinstance(s, Enum) else s for s in states]
+    return where
 
 
 def _check_page(since: float | None, until: float | None, search: str | None, limit: int, offset: int) -> None:

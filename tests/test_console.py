@@ -231,6 +231,7 @@ def test_completing_a_manual_step_moves_the_live_marking_to_the_end(console: Con
         lambda: (
             (v := console.client.get_work_order(work_order_id)).runs[0].steps[-1:]
             and v.runs[0].steps[-1].transition_id == "approve"
+            and v.runs[0].steps[-1].awaiting
             and v
         ),
         30,
@@ -240,6 +241,7 @@ def test_completing_a_manual_step_moves_the_live_marking_to_the_end(console: Con
     browser = console.signed_in()
     page = browser.get(path)
     assert page.status == 200 and "<svg" in page.body and 'data-place="p1"' in page.body
+    assert page.body.count('action="/console/actions/complete"') == 1  # only the step that waits
 
     connection = http.client.HTTPConnection("127.0.0.1", console.running.http_port, timeout=30)
     connection.request("GET", f"{path}/marking")
@@ -263,7 +265,8 @@ def test_completing_a_manual_step_moves_the_live_marking_to_the_end(console: Con
     assert seen[-1] == ("end", {"run_state": "success"})
     last = seen[-2][1]
     assert last["tokens"] == {"end": 1} and last["transitions"]["post"] == "completed" and last["final"]
-    assert console.client.get_work_order(work_order_id).runs[0].steps[1].output == {"approved": True}
+    approved = console.client.get_work_order(work_order_id).runs[0].steps[1]
+    assert approved.output == {"approved": True} and not approved.awaiting
 
 
 def test_the_workflow_and_status_pages(console: Console) -> None:

@@ -126,6 +126,7 @@ def test_complete_a_manual_step_and_watch_the_marking_move(console, page, tmp_pa
         lambda: (
             (v := client.get_work_order(work_order_id)).runs[0].steps
             and v.runs[0].steps[-1].transition_id == "approve"
+            and v.runs[0].steps[-1].awaiting
             and v
         ),
         30,

@@ -180,7 +180,6 @@ class Console:
             title=f"Work order {order_id}",
             view=view,
             settled=is_settled(view),
-            manual_by_run={run.run.id: await self._manual(run) for run in view.runs},
         )
 
     async def _run(self, request: web.Request, presented: str | None, order_id: str, run_id: str) -> web.Response:
@@ -199,7 +198,6 @@ class Console:
             final=run.run.state in FINAL_RUN_STATES,
             picture=Markup(net.svg(workflow, marking)),
             events_url=f"/console/work-orders/{_quote(order_id)}/runs/{_quote(run_id)}/marking",
-            manual_by_run={run.run.id: await self._manual(run)},
         )
 
     async def _workflow(self, request: web.Request, presented: str | None, workflow_id: str) -> web.Response:
@@ -296,14 +294,6 @@ class Console:
             document = await self._ask(lambda c: c.get_workflow(workflow_id, version))
             self._workflows[key] = workflow_from_document(document)
         return self._workflows[key]
-
-    async def _manual(self, run: RunView) -> frozenset[str]:
-        """The run's manual transitions: their started steps wait for a person."""
-        try:
-            workflow = await self._workflow_of(run.run.workflow_id, run.run.workflow_version)
-        except NotFound:
-            return frozenset()
-        return frozenset(t.id for t in workflow.transitions if t.executor == "manual")
 
     def _page(
         self, request: web.Request, presented: str | None, template: str, answer: int = 200, **context: Any
