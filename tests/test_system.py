@@ -9,7 +9,7 @@ from thespian.system.timing import ExpirationTimer, ExpirationTimerView
 from thespian.system.transport import Thespian__Run_Expired, TransmitOnly
 from thespian.system.transport.wakeupTransportBase import wakeupTransportBase
 
-from petriflow.system import keep_timers_awake, keep_wakeups_while_draining
+from petriflow.system import free_port, keep_timers_awake, keep_wakeups_while_draining
 
 
 def test_a_wakeup_due_in_under_a_microsecond_is_a_timeout_not_none():
@@ -48,3 +48,12 @@ def test_a_wakeup_due_during_a_transmit_only_run_reaches_the_actor_afterwards():
     delivered = []
     transport.run(lambda envelope: delivered.append(envelope.message.payload) or True, timedelta(milliseconds=5))
     assert delivered == ["resume"]
+
+
+def test_free_port_never_hands_out_the_same_port_twice():
+    """A daemon takes an admin port and an HTTP port, both free until it
+    binds the first; the same number twice makes its second bind fail. 500
+    draws from the ~12,800 ports below the ephemeral range would repeat one
+    almost surely if each draw were independent."""
+    ports = [free_port() for _ in range(500)]
+    assert len(set(ports)) == len(ports)

@@ -50,7 +50,11 @@ def free_port() -> int:
     """A loopback TCP port free right now, for tests and tools, chosen below
     the kernel's ephemeral range: actor processes bind ephemeral ports, and a
     port handed out from that range may be taken by one of them before the
-    caller binds it (a restarted daemon's webhook port, say)."""
+    caller binds it (a restarted daemon's webhook port, say).
+
+    A port is handed out once per process: a daemon's admin and HTTP ports
+    are both free until the daemon binds the first, so without this the two
+    could be the same port and the second bind fails."""
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as ports:
             ephemeral_low = int(ports.read().split()[0])
@@ -58,15 +62,21 @@ def free_port() -> int:
         ephemeral_low = 32768
     for _ in range(100):
         port = random.randrange(20000, max(20001, ephemeral_low))
+        if port in _handed_out:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind((LOOPBACK, port))
             except OSError:
                 continue
-            return port
+        _handed_out.add(port)
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
         return sock.getsockname()[1]
+
+
+_handed_out: set[int] = set()
 
 
 def use_loopback() -> None:
