@@ -3,6 +3,7 @@ and form posts on loopback, and the workflows the console tests share."""
 
 from __future__ import annotations
 
+import http.client
 import http.cookiejar
 import re
 import urllib.error
@@ -74,3 +75,11 @@ def csrf_of(html: str) -> str:
     found = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
     assert found, "the page has no form with a CSRF value"
     return found[1]
+
+
+def open_stream(base_url: str, path: str) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    """A live page's event stream, held open until the connection is closed."""
+    url = urllib.parse.urlsplit(base_url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    connection.request("GET", path)
+    return connection, connection.getresponse()

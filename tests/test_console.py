@@ -16,8 +16,10 @@ from dataclasses import dataclass
 
 import pytest
 
+from petriflow.chaos.console import ConsoleVisitor
 from petriflow.client import Client
 from petriflow.engine.views import is_settled
+from petriflow.engine.wire import StepView
 from tests.consoles import APPROVAL, QUICK, Browser, csrf_of
 from tests.daemons import RunningDaemon, daemon_in
 from tests.engines import wait_for
@@ -302,3 +304,21 @@ def test_unknown_ids_and_paths_get_a_page_that_names_them(console: Console) -> N
     assert browser.get("/console/workflows/no-such-flow").status == 404
     assert browser.get("/console/nothing-here").status == 404
     assert browser.post("/console/workflows", {}).status == 405
+
+
+def test_the_chaos_runs_visitor_reads_a_page_its_live_marking_and_approves(console: Console) -> None:
+    """The person at the console in the chaos run: what it counts is what the
+    daemon answered, and a page that is wrong would be in its errors."""
+    visitor = ConsoleVisitor(console.running.config)
+    work_order_id = submit(console, APPROVAL["id"], {"invoice": 31})
+
+    def waiting() -> StepView | None:
+        return next((s for s in console.client.get_work_order(work_order_id).runs[0].steps if s.awaiting), None)
+
+    step = wait_for(waiting, 30)
+    visitor.look(work_order_id)
+    assert visitor.complete(step.workitem_id, '{"approved_by": "visitor"}')
+    console.settled(work_order_id)
+    assert visitor.errors == []
+    assert visitor.summary() == "complete 200: 1, page 200: 1, sign-in 200: 1, stream 200: 1"
+    assert console.client.get_work_order(work_order_id).runs[0].steps[1].output == {"approved_by": "visitor"}

@@ -19,13 +19,14 @@ from typing import Any
 import pytest
 
 from petriflow.console.access import Access, ensure_token, read_token
+from petriflow.console.live import MAX_STREAMS, RETRY_STREAM_S
 from petriflow.engine.errors import NotFound
 from petriflow.engine.records import RunRecord, WorkOrderRecord
 from petriflow.engine.wire import RunView, WorkOrderPage, WorkOrderView
 from petriflow.ingress.gate import EngineGate
 from petriflow.ingress.server import IngressServer
 from petriflow.system import free_port
-from tests.consoles import Browser
+from tests.consoles import Browser, open_stream
 from tests.daemons import BIN
 from tests.engines import workflow
 
@@ -67,8 +68,9 @@ class FakeLink:
 
 @contextlib.contextmanager
 def console(public: bool, down: str | None = None, **options: Any) -> Iterator[Browser]:
-    """`down`: the gate knows the Engine does not answer, and why."""
-    gate = EngineGate(FakeLink, size=8, workers=1, answer_timeout_s=2.0)
+    """`down`: the gate knows the Engine does not answer, and why. The queue
+    holds a poll of every live page the console allows at once."""
+    gate = EngineGate(FakeLink, size=64, workers=1, answer_timeout_s=2.0)
     gate.start()
     if down:
         gate.engine_down(down)
@@ -164,12 +166,12 @@ def test_while_the_engine_does_not_answer_a_page_says_so_with_retry_after() -> N
         assert acted.status == 503 and acted.headers["Retry-After"] == "5" and "engine_unavailable" in acted.body
 
 
+MARKING = "/console/work-orders/wo-1/runs/run-1/marking"
+
+
 def test_a_marking_stream_stops_asking_the_engine_once_its_page_is_closed() -> None:
     with console(public=False) as browser:
-        url = urllib.parse.urlsplit(browser.base_url)
-        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
-        connection.request("GET", "/console/work-orders/wo-1/runs/run-1/marking")
-        stream = connection.getresponse()
+        connection, stream = open_stream(browser.base_url, MARKING)
         assert stream.status == 200 and stream.headers["Content-Type"] == "text/event-stream"
         assert stream.readline() == b"event: marking\n"
         first = json.loads(stream.readline().removeprefix(b"data: "))
@@ -181,3 +183,29 @@ def test_a_marking_stream_stops_asking_the_engine_once_its_page_is_closed() -> N
         after_close = FakeClient.asked
         time.sleep(1.0)
         assert FakeClient.asked == after_close
+
+
+def test_live_pages_past_the_limit_are_refused_503_until_one_closes() -> None:
+    with console(public=False) as browser:
+        opened = [open_stream(browser.base_url, MARKING) for _ in range(MAX_STREAMS)]
+        try:
+            assert all(stream.status == 200 for _, stream in opened)
+            connection, refused = open_stream(browser.base_url, MARKING)
+            body = refused.read().decode()
+            connection.close()
+            assert refused.status == 503 and refused.headers["Retry-After"] == str(RETRY_STREAM_S)
+            assert "console_streams_full" in body and f"{MAX_STREAMS} live pages are open already" in body
+            opened.pop()[0].close()
+            deadline = time.monotonic() + 5
+            while True:  # the closed stream notices at its next look, within a quarter of a second
+                connection, again = open_stream(browser.base_url, MARKING)
+                if again.status == 200 or time.monotonic() > deadline:
+                    break
+                again.read()
+                connection.close()
+                time.sleep(0.1)
+            opened.append((connection, again))
+            assert again.status == 200 and again.readline() == b"event: marking\n"
+        finally:
+            for connection, _ in opened:
+                connection.close()

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from petriflow.cli.demo import DEMO_WORKFLOW
-from tests.consoles import APPROVAL, QUICK
+from petriflow.console.live import MAX_STREAMS
+from tests.consoles import APPROVAL, QUICK, open_stream
 from tests.daemons import daemon_in
 from tests.engines import wait_for
 from tests.test_ingress_daemon import load
@@ -119,9 +120,9 @@ def test_filter_the_history_open_a_work_order_retry_from_a_step_and_see_the_new_
     assert page.dialogs == []
 
 
-def test_complete_a_manual_step_and_watch_the_marking_move(console, page, tmp_path) -> None:
-    running, client, login, browser = console
-    work_order_id = client.submit(APPROVAL["id"], {"invoice": 7}).work_order_id
+def awaiting_approval(client, invoice: int) -> tuple[str, str]:
+    """A work order of APPROVAL whose run waits for a person at `approve`: its id and its run's."""
+    work_order_id = client.submit(APPROVAL["id"], {"invoice": invoice}).work_order_id
     view = wait_for(
         lambda: (
             (v := client.get_work_order(work_order_id)).runs[0].steps
@@ -131,7 +132,13 @@ def test_complete_a_manual_step_and_watch_the_marking_move(console, page, tmp_pa
         ),
         30,
     )
-    run_url = f"http://127.0.0.1:{running.http_port}/console/work-orders/{work_order_id}/runs/{view.runs[0].run.id}"
+    return work_order_id, view.runs[0].run.id
+
+
+def test_complete_a_manual_step_and_watch_the_marking_move(console, page, tmp_path) -> None:
+    running, client, login, browser = console
+    work_order_id, run_id = awaiting_approval(client, 7)
+    run_url = f"http://127.0.0.1:{running.http_port}/console/work-orders/{work_order_id}/runs/{run_id}"
     page.goto(run_url)
     expect(page.locator('g.place[data-place="p1"]')).to_have_class(re.compile(r"\bmarked\b"))
     expect(page.locator('g.transition[data-transition="approve"]')).to_have_class(re.compile(r"\bexecuting\b"))
@@ -185,3 +192,24 @@ def test_the_workflow_run_and_status_pages_draw_the_net_and_the_nodes(console, p
     expect(page.locator("tr[data-node]")).to_have_count(1)
     expect(page.locator("#ingress")).to_contain_text("of 1024")
     shoot(page, tmp_path, "status")
+
+
+def test_a_live_page_refused_while_too_many_are_open_tries_again_and_follows(console, page) -> None:
+    running, client, _, _ = console
+    work_order_id, run_id = awaiting_approval(client, 8)
+    base = f"http://127.0.0.1:{running.http_port}"
+    run_path = f"/console/work-orders/{work_order_id}/runs/{run_id}"
+    streams = [open_stream(base, f"{run_path}/marking") for _ in range(MAX_STREAMS)]
+    try:
+        assert all(stream.status == 200 for _, stream in streams)
+        page.goto(base + run_path)
+        expect(page.locator("#live")).to_have_text("reconnecting…")
+        streams.pop()[0].close()
+        expect(page.locator("#live")).to_have_text("live", timeout=15_000)
+    finally:
+        for connection, _ in streams:
+            connection.close()
+    waiting = client.get_work_order(work_order_id).runs[0].steps[-1]
+    client.complete(waiting.workitem_id, {"approved": True})
+    expect(page.locator('g.place[data-place="end"]')).to_have_class(re.compile(r"\bmarked\b"))
+    expect(page.locator("#live")).to_have_text("finished")

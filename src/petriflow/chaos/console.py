@@ -1,20 +1,24 @@
 """A person at the console during the chaos run: signed in with the home's
 token, approving chaos-manual's steps through the console's form, and
-opening work-order pages while the faults land.
+opening work-order pages, and the live picture of their newest run, while
+the faults land.
 
-A page or a form may be refused while a part is down (503, 507, or no
-connection while the whole daemon restarts): the run tries again at its
-next pass. A 500 is a bug, and is reported as a violation.
+A page, a form or a stream may be refused while a part is down (503, 507,
+or no connection while the whole daemon restarts): the run tries again at
+its next pass. A 500, or a stream that opens without a marking event, is a
+bug, and is reported as a violation.
 """
 
 from __future__ import annotations
 
 import http.cookiejar
+import json
 import re
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -22,6 +26,7 @@ from petriflow import daemon
 
 TIMEOUT_S = 30.0
 _CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
+_RUN_LINK = re.compile(r'href="(/console/work-orders/[^"/]+/runs/[^"/]+)"')
 
 
 class ConsoleVisitor:
@@ -33,8 +38,20 @@ class ConsoleVisitor:
         self._csrf: str | None = None
 
     def look(self, work_order_id: str) -> None:
-        """Open a work order's page, as a person keeping an eye on it."""
-        self._open("page", f"/console/work-orders/{quote(work_order_id, safe='')}")
+        """Open a work order's page and its newest run's live picture, as a
+        person keeping an eye on it."""
+        body: list[str] = []
+        if self._open("page", f"/console/work-orders/{quote(work_order_id, safe='')}", into=body) != 200:
+            return
+        newest = _RUN_LINK.search(body[0])
+        if newest:
+            self._follow(f"{newest[1]}/marking")
+
+    def _follow(self, path: str) -> None:
+        """Open a live stream and read its first event, which must be the marking."""
+        lines: list[str] = []
+        if self._open("stream", path, into=lines, read=_first_event) == 200 and not _is_marking(lines[0]):
+            self.errors.append(f"stream {path}: the first event is not a marking: {lines[0][:200]!r}")
 
     def complete(self, workitem_id: str, output: str) -> bool:
         """Complete a waiting workitem through the console's form; whether it was taken."""
@@ -57,11 +74,19 @@ class ConsoleVisitor:
             self._csrf = found[1] if found else None
         return self._csrf is not None
 
-    def _open(self, what: str, path: str, data: bytes | None = None, into: list[str] | None = None) -> int:
-        """The answer's status (0: no connection); a 500 is kept as an error."""
+    def _open(
+        self,
+        what: str,
+        path: str,
+        data: bytes | None = None,
+        into: list[str] | None = None,
+        read: Callable[[Any], bytes] = lambda response: response.read(),
+    ) -> int:
+        """The answer's status (0: no connection); a 500 is kept as an error.
+        `read`: how much of a 200 to read (a stream's first event, say)."""
         try:
             with self._opener.open(self.config.http_url + path, data=data, timeout=TIMEOUT_S) as response:
-                status, body = response.status, response.read()
+                status, body = response.status, read(response)
         except urllib.error.HTTPError as refused:
             with refused:
                 status, body = refused.code, refused.read()
@@ -81,3 +106,18 @@ class ConsoleVisitor:
 def _message(body: bytes) -> Any:
     found = re.search(rb'<p class="error" role="alert">(.*?)</p>', body, re.S)
     return (found[1] if found else body[:200]).decode("utf-8", "replace")
+
+
+def _first_event(response: Any) -> bytes:
+    return response.readline() + response.readline()
+
+
+def _is_marking(event: str) -> bool:
+    name, _, data = event.partition("\n")
+    if name != "event: marking" or not data.startswith("data: "):
+        return False
+    try:
+        marking = json.loads(data.removeprefix("data: "))
+    except ValueError:
+        return False
+    return isinstance(marking, dict) and {"tokens", "transitions", "run_state", "steps"} <= marking.keys()

@@ -26,6 +26,12 @@ from petriflow.engine.workflow import Workflow
 from petriflow.ingress.gate import Refused
 
 POLL_S = 0.25
+MAX_STREAMS = 32
+"""Live pages open at once. Each asks the Engine four times a second through
+the webhooks' queue, so a few hundred forgotten tabs would crowd out the
+webhooks; one more is refused `503 console_streams_full` with Retry-After,
+and its page tries again."""
+RETRY_STREAM_S = 5
 KEEPALIVE_S = 15.0
 """A comment line this often keeps proxies from closing a quiet stream."""
 

@@ -61,6 +61,7 @@ class Console:
         self.access = access
         self.ingress = ingress
         self._workflows: dict[tuple[str, int], Workflow] = {}  # a stored version never changes
+        self._streams = 0  # live pages open now; all on the server's one event loop
 
     @staticmethod
     def serves(path: str) -> bool:
@@ -114,7 +115,7 @@ class Console:
             case ["console", "work-orders", order_id, "runs", run_id, "marking"]:
                 run = _run_of(await self._ask(lambda c: c.get_work_order(order_id)), run_id)
                 workflow = await self._workflow_of(run.run.workflow_id, run.run.workflow_version)
-                return await live.stream(request, self.engine, order_id, run_id, workflow)
+                return await self._stream(request, order_id, run_id, workflow)
             case ["console", "work-orders", order_id, "runs", run_id, "steps", step_id, ("input" | "output") as what]:
                 view = await self._ask(lambda c: c.get_work_order(order_id))
                 step = next((s for s in _run_of(view, run_id).steps if s.step_id == step_id), None)
@@ -122,6 +123,19 @@ class Console:
                     raise NotFound(f"run {run_id} has no step {step_id}")
                 return _text(pages.full_json(getattr(step, what)))
         raise HttpRefusal(404, "not_found", f"no such page: {path}")
+
+    async def _stream(self, request: web.Request, order_id: str, run_id: str, workflow: Workflow) -> web.StreamResponse:
+        if self._streams >= live.MAX_STREAMS:
+            raise Refused(
+                "console_streams_full",
+                f"{live.MAX_STREAMS} live pages are open already; this one tries again in {live.RETRY_STREAM_S} s",
+                live.RETRY_STREAM_S,
+            )
+        self._streams += 1
+        try:
+            return await live.stream(request, self.engine, order_id, run_id, workflow)
+        finally:
+            self._streams -= 1
 
     # -- pages ---------------------------------------------------------------------------
 

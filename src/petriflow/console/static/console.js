@@ -3,6 +3,7 @@
 "use strict";
 
 const TRANSITION_STATES = ["enabled", "executing", "completed", "failed"];
+const RETRY_MS = 5000;
 
 function applyMarking(figure, event) {
   const data = JSON.parse(event.data);
@@ -49,7 +50,13 @@ function follow(figure) {
     if (live) live.textContent = "finished";
     figure.dataset.live = "no";
   });
-  source.onerror = () => { if (live && figure.dataset.live === "yes") live.textContent = "reconnecting…"; };
+  source.onerror = () => {
+    if (figure.dataset.live !== "yes") return;
+    if (live) live.textContent = "reconnecting…";
+    // A refused stream (503 while too many live pages are open, or the Engine
+    // restarting) closes for good: EventSource retries only a dropped one.
+    if (source.readyState === EventSource.CLOSED) setTimeout(() => follow(figure), RETRY_MS);
+  };
   source.onopen = () => { if (live) live.textContent = "live"; };
 }
 
