@@ -818,9 +818,11 @@ class WorkOrderStorage(Storage):
         """One page of the work-order history, newest first (ties: the last
         stored first), and how many work orders match in all: created in
         `[since, until)`, with `search` in their input's JSON text (ASCII
-        case ignored; an empty search filters nothing). One read transaction; each filter
-        alone is served from an index in creation order. A page short of
-        `limit` is the last one, so its total needs no count."""
+        case ignored; an empty search filters nothing). Each filter alone is
+        served from an index in creation order. A page short of `limit` is
+        the last one, so its total needs no count; otherwise the count is a
+        second SELECT, on SQLite its own snapshot, so a work order stored in
+        between may be counted and not yet shown."""
         _check_page(since, until, search, limit, offset)
         created = None if since is None and until is None else Between(since, until)
         filters = {"workflow_id": workflow_id, "trigger_id": trigger_id, "created_at": created}
