@@ -46,6 +46,9 @@ class SystemSession:
 _sessions: weakref.WeakKeyDictionary[ActorSystem, SystemSession] = weakref.WeakKeyDictionary()
 
 
+_handed_out: set[int] = set()  # every port free_port gave this process
+
+
 def free_port() -> int:
     """A loopback TCP port free right now, for tests and tools, chosen below
     the kernel's ephemeral range: actor processes bind ephemeral ports, and a
@@ -74,9 +77,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
         return sock.getsockname()[1]
-
-
-_handed_out: set[int] = set()
 
 
 def use_loopback() -> None:

@@ -113,9 +113,7 @@ class Console:
             case ["console", "work-orders", order_id, "runs", run_id]:
                 return await self._run(request, presented, order_id, run_id)
             case ["console", "work-orders", order_id, "runs", run_id, "marking"]:
-                run = _run_of(await self._ask(lambda c: c.get_work_order(order_id)), run_id)
-                workflow = await self._workflow_of(run.run.workflow_id, run.run.workflow_version)
-                return await self._stream(request, order_id, run_id, workflow)
+                return await self._stream(request, order_id, run_id)
             case ["console", "work-orders", order_id, "runs", run_id, "steps", step_id, ("input" | "output") as what]:
                 view = await self._ask(lambda c: c.get_work_order(order_id))
                 step = next((s for s in _run_of(view, run_id).steps if s.step_id == step_id), None)
@@ -124,7 +122,8 @@ class Console:
                 return _text(pages.full_json(getattr(step, what)))
         raise HttpRefusal(404, "not_found", f"no such page: {path}")
 
-    async def _stream(self, request: web.Request, order_id: str, run_id: str, workflow: Workflow) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, order_id: str, run_id: str) -> web.StreamResponse:
+        """Refused before it asks the Engine anything while the streams are all taken."""
         if self._streams >= live.MAX_STREAMS:
             raise Refused(
                 "console_streams_full",
@@ -133,6 +132,8 @@ class Console:
             )
         self._streams += 1
         try:
+            run = _run_of(await self._ask(lambda c: c.get_work_order(order_id)), run_id)
+            workflow = await self._workflow_of(run.run.workflow_id, run.run.workflow_version)
             return await live.stream(request, self.engine, order_id, run_id, workflow)
         finally:
             self._streams -= 1
