@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import venv
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,20 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = ("engine", "storage", "supervision", "actors", "workorders")
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+
+@dataclass(frozen=True)
+class Installed:
+    python: Path
+    editable: bool
+    root: Path  # the install's own directory, beside its venv
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["regular", "editable"])
+def installed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """One install per mode, shared by the tests that look at it."""
+    tmp_path = tmp_path_factory.mktemp("editable" if request.param else "regular")
+    return Installed(_install(tmp_path, request.param), request.param, tmp_path)
 
 
 def _install(tmp_path: Path, editable: bool) -> Path:
@@ -41,9 +56,8 @@ def _python(python: Path, code: str, cwd: Path) -> subprocess.CompletedProcess[s
     return subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=60, cwd=cwd)
 
 
-@pytest.mark.parametrize("editable", [False, True], ids=["regular", "editable"])
-def test_one_top_level_import_name_from_anywhere(tmp_path: Path, editable: bool) -> None:
-    python = _install(tmp_path, editable)
+def test_one_top_level_import_name_from_anywhere(installed: Installed, tmp_path: Path) -> None:
+    python = installed.python
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
 
@@ -64,10 +78,10 @@ def test_one_top_level_import_name_from_anywhere(tmp_path: Path, editable: bool)
         )
         assert public.returncode == 0, public.stderr
         engine_file = Path(public.stdout.strip())
-        if editable:
+        if installed.editable:
             assert engine_file == ROOT / "engine" / "__init__.py"
         else:
-            assert tmp_path / "venv" in engine_file.parents
+            assert installed.root / "venv" in engine_file.parents
 
         for layer in LAYERS:
             bare = _python(python, f"import {layer}", cwd)
@@ -75,12 +89,10 @@ def test_one_top_level_import_name_from_anywhere(tmp_path: Path, editable: bool)
             assert "ImportError" in bare.stderr or "ModuleNotFoundError" in bare.stderr
 
 
-@pytest.mark.parametrize("editable", [False, True], ids=["regular", "editable"])
-def test_console_entry_points_are_installed(tmp_path: Path, editable: bool) -> None:
-    python = _install(tmp_path, editable)
+def test_console_entry_points_are_installed(installed: Installed, tmp_path: Path) -> None:
     for command in ("petriflow", "petriflow-bench", "petriflow-chaos"):
         done = subprocess.run(
-            [str(python.parent / command), "--help"], capture_output=True, text=True, timeout=60, cwd=tmp_path
+            [str(installed.python.parent / command), "--help"], capture_output=True, text=True, timeout=60, cwd=tmp_path
         )
         assert done.returncode == 0, (command, done.stderr)
         assert "usage:" in done.stdout
