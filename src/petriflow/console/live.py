@@ -21,7 +21,7 @@ from petriflow.client import Client
 from petriflow.console.net import Marking, marking_from_case, marking_json
 from petriflow.engine.errors import NotFound, PetriflowError
 from petriflow.engine.states import FINAL_RUN_STATES
-from petriflow.engine.wire import RunView
+from petriflow.engine.wire import RunView, WorkOrderView
 from petriflow.engine.workflow import Workflow
 from petriflow.ingress.gate import Refused
 
@@ -44,12 +44,20 @@ def marking(client: Client, run: RunView, workflow: Workflow) -> Marking:
         return Marking()
 
 
+def run_of(view: WorkOrderView, run_id: str) -> RunView:
+    for run in view.runs:
+        if run.run.id == run_id:
+            return run
+    raise NotFound(f"work order {view.work_order.id} has no run {run_id}")
+
+
 def snapshot(client: Client, work_order_id: str, run_id: str, workflow: Workflow) -> dict[str, Any]:
     """What one event says: the marking, the run's state and its steps' states."""
-    view = client.get_work_order(work_order_id)
-    run = next((r for r in view.runs if r.run.id == run_id), None)
-    if run is None:
-        raise NotFound(f"work order {work_order_id} has no run {run_id}")
+    return snapshot_of(client, run_of(client.get_work_order(work_order_id), run_id), workflow)
+
+
+def snapshot_of(client: Client, run: RunView, workflow: Workflow) -> dict[str, Any]:
+    """The event for a run just read; only its marking is asked for."""
     return {
         **marking_json(marking(client, run, workflow)),
         "run_state": run.run.state.value,
@@ -64,13 +72,15 @@ async def stream(
     work_order_id: str,
     run_id: str,
     workflow: Workflow,
+    first: dict[str, Any],
 ) -> web.StreamResponse:
-    """`workflow`: the run's version, which draws the picture being updated."""
+    """`workflow`: the run's version, which draws the picture being updated;
+    `first`: its snapshot, read before the stream starts, so an unknown run
+    is a 404 page."""
 
     def read(link: Any) -> dict[str, Any]:
         return snapshot(link.client, work_order_id, run_id, workflow)
 
-    first = await engine(read)  # before the stream starts: an unknown run is a 404 page
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     )

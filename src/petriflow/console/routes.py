@@ -27,7 +27,6 @@ from petriflow.engine.errors import Invalid, NotFound, PetriflowError
 from petriflow.engine.states import FINAL_RUN_STATES, WorkOrderState
 from petriflow.engine.timers import instant
 from petriflow.engine.views import is_settled
-from petriflow.engine.wire import RunView, WorkOrderView
 from petriflow.engine.workflow import Workflow
 from petriflow.ingress.gate import Refused
 from petriflow.ingress.statuses import RETRY_LATER, status_for
@@ -116,7 +115,7 @@ class Console:
                 return await self._stream(request, order_id, run_id)
             case ["console", "work-orders", order_id, "runs", run_id, "steps", step_id, ("input" | "output") as what]:
                 view = await self._ask(lambda c: c.get_work_order(order_id))
-                step = next((s for s in _run_of(view, run_id).steps if s.step_id == step_id), None)
+                step = next((s for s in live.run_of(view, run_id).steps if s.step_id == step_id), None)
                 if step is None:
                     raise NotFound(f"run {run_id} has no step {step_id}")
                 return _text(pages.full_json(getattr(step, what)))
@@ -132,9 +131,10 @@ class Console:
             )
         self._streams += 1
         try:
-            run = _run_of(await self._ask(lambda c: c.get_work_order(order_id)), run_id)
+            run = live.run_of(await self._ask(lambda c: c.get_work_order(order_id)), run_id)
             workflow = await self._workflow_of(run.run.workflow_id, run.run.workflow_version)
-            return await live.stream(request, self.engine, order_id, run_id, workflow)
+            first = await self._ask(lambda c: live.snapshot_of(c, run, workflow))
+            return await live.stream(request, self.engine, order_id, run_id, workflow, first)
         finally:
             self._streams -= 1
 
@@ -199,7 +199,7 @@ class Console:
 
     async def _run(self, request: web.Request, presented: str | None, order_id: str, run_id: str) -> web.Response:
         view = await self._ask(lambda c: c.get_work_order(order_id))
-        run = _run_of(view, run_id)
+        run = live.run_of(view, run_id)
         workflow = await self._workflow_of(run.run.workflow_id, run.run.workflow_version)
         marking = await self._ask(lambda c: live.marking(c, run, workflow))
         return self._page(
@@ -361,13 +361,6 @@ def _presented_token(request: web.Request) -> str | None:
     if authorization.startswith("Bearer "):
         return authorization[len("Bearer ") :].strip()
     return request.cookies.get(COOKIE)
-
-
-def _run_of(view: WorkOrderView, run_id: str) -> RunView:
-    for run in view.runs:
-        if run.run.id == run_id:
-            return run
-    raise NotFound(f"work order {view.work_order.id} has no run {run_id}")
 
 
 def _field(form: Any, name: str, *, required: bool = True) -> str:
